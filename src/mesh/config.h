@@ -1,0 +1,240 @@
+/*
+ * The compiled runtime view of the mesh for one proxy: immutable once built, shared by all
+ * workers through a reference count, swapped atomically on reload (DESIGN.md §3).
+ *
+ * gy_config_compile() takes validated objects (mesh.h) and the proxy name, and builds the
+ * listeners of that proxy with their virtual hosts (domains), routes sorted for matching
+ * (exact and prefix routes longest path first, then regex routes in file order), rules in
+ * precedence order (route rules, then shared_rules rules, then the shared_rules default as a
+ * final catch-all rule), and the clusters those routes reach, with instances resolved to
+ * socket addresses. All strings are owned by the config. Fields marked (proxy) are filled in
+ * by the proxy layer after compiling and are NULL/0 until then.
+ */
+#ifndef GY_MESH_CONFIG_H
+#define GY_MESH_CONFIG_H
+
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "mesh/mesh.h"
+
+struct pcre2_real_code_8;
+
+enum gy_listener_protocol { GY_PROTO_HTTP_AUTO, GY_PROTO_HTTP, GY_PROTO_HTTP2, GY_PROTO_TCP };
+enum gy_lb_policy { GY_LB_ROUND_ROBIN, GY_LB_LEAST_REQUEST, GY_LB_RANDOM, GY_LB_RING_HASH };
+enum gy_path_match { GY_PATH_PREFIX, GY_PATH_EXACT, GY_PATH_REGEX };
+enum gy_host_match { GY_HOST_ANY, GY_HOST_EXACT, GY_HOST_SUFFIX /* "*.example.com" */, GY_HOST_PREFIX /* "api.*" */ };
+enum gy_match_kind { GY_MATCHKIND_HEADER, GY_MATCHKIND_COOKIE, GY_MATCHKIND_QUERY };
+enum gy_match_behavior { GY_BEHAVIOR_EXACT, GY_BEHAVIOR_PREFIX, GY_BEHAVIOR_SUFFIX, GY_BEHAVIOR_REGEX, GY_BEHAVIOR_RANGE };
+enum gy_hash_source { GY_HASH_NONE, GY_HASH_HEADER, GY_HASH_COOKIE, GY_HASH_SOURCE_IP };
+
+struct gy_kv {
+    char *key;
+    char *value;
+};
+
+/* A header to add to a request or response. */
+struct gy_header_op {
+    char *name;  /* lower-case */
+    char *value;
+    bool append; /* false: replace an existing header of that name */
+};
+
+/* A host of a cluster. */
+struct gy_instance {
+    char *host;
+    uint16_t port;
+    uint32_t weight;                /* >= 1, default 1 */
+    struct gy_kv *metadata;
+    size_t nmetadata;
+    struct sockaddr_storage addr;   /* resolved at compile time (numeric or getaddrinfo) */
+    socklen_t addrlen;
+};
+
+struct gy_cluster {
+    char *key;
+    char *name;
+    unsigned index;                 /* position in config->clusters */
+    struct gy_instance *instances;
+    size_t ninstances;
+    enum gy_lb_policy lb_policy;
+    uint32_t choice_count;          /* least_request: hosts sampled (default 2) */
+    uint32_t ring_size;             /* ring_hash: entries on the ring (minimum_ring_size, default 1024) */
+    uint64_t *ring_hashes;          /* ring_hash: sorted points ... */
+    uint32_t *ring_hosts;           /* ... and the instance index of each point */
+    uint32_t connect_timeout_ms;    /* default 5000 */
+    uint32_t idle_timeout_ms;       /* upstream keep-alive idle timeout, default 60000 */
+    uint32_t max_idle_per_host;     /* idle upstream connections kept per host per worker, default 64 */
+    void *stats;                    /* (proxy) */
+};
+
+/* `light` constraint: where a request goes. */
+struct gy_constraint {
+    struct gy_cluster *cluster;
+    uint32_t weight;
+    struct gy_kv *metadata;         /* instances must carry all of these (subset); may be empty */
+    size_t nmetadata;
+};
+
+struct gy_match {
+    enum gy_match_kind kind;
+    enum gy_match_behavior behavior;
+    char *key;
+    char *value;                    /* for exact/prefix/suffix; the pattern for regex */
+    struct pcre2_real_code_8 *re;   /* behavior == REGEX */
+    int64_t range_start, range_end; /* behavior == RANGE: start <= value < end */
+};
+
+struct gy_rule {
+    uint32_t methods;               /* bit set of GY_METHOD_*; 0 = any */
+    char **extra_methods;           /* methods without a bit (rare extension methods) */
+    size_t nextra_methods;
+    struct gy_match *matches;       /* all must match */
+    size_t nmatches;
+    struct gy_constraint *light;
+    size_t nlight;
+    uint32_t light_total_weight;
+};
+
+#define GY_METHOD_GET (1u << 0)
+#define GY_METHOD_HEAD (1u << 1)
+#define GY_METHOD_POST (1u << 2)
+#define GY_METHOD_PUT (1u << 3)
+#define GY_METHOD_DELETE (1u << 4)
+#define GY_METHOD_CONNECT (1u << 5)
+#define GY_METHOD_OPTIONS (1u << 6)
+#define GY_METHOD_TRACE (1u << 7)
+#define GY_METHOD_PATCH (1u << 8)
+
+struct gy_redirect {
+    char *name;
+    struct pcre2_real_code_8 *from; /* matched against the request URL path (and query) */
+    char *to;                       /* replacement; $1..$9 refer to groups of `from` */
+    int status;                     /* permanent → 301, temporary → 302 (or an explicit 3xx) */
+};
+
+struct gy_direct_response {
+    int status;
+    char *body;
+    size_t body_len;
+};
+
+struct gy_hash_policy {
+    enum gy_hash_source source;
+    char *name;                     /* header or cookie name */
+};
+
+struct gy_route {
+    char *key;
+    enum gy_path_match match_type;
+    char *path;                     /* prefix or exact path, or the regex source */
+    size_t path_len;
+    struct pcre2_real_code_8 *re;   /* match_type == REGEX, anchored to the whole path */
+    char *prefix_rewrite;           /* NULL if none: replaces the matched prefix */
+    struct gy_rule *rules;          /* precedence order; the last is the shared_rules default */
+    size_t nrules;
+    struct gy_header_op *request_headers_to_add;
+    size_t nrequest_headers_to_add;
+    char **request_headers_to_remove;
+    size_t nrequest_headers_to_remove;
+    struct gy_header_op *response_headers_to_add;
+    size_t nresponse_headers_to_add;
+    char **response_headers_to_remove;
+    size_t nresponse_headers_to_remove;
+    struct gy_redirect *redirects;
+    size_t nredirects;
+    struct gy_direct_response *direct_response; /* NULL if none */
+    struct gy_hash_policy hash_policy;
+    uint32_t timeout_ms;            /* whole request; 0 = none; default 15000 (Envoy) */
+    uint32_t idle_timeout_ms;       /* stream idle; 0 = listener's */
+    void *stats;                    /* (proxy) */
+};
+
+struct gy_vhost {
+    char *key;
+    char *name;
+    enum gy_host_match match;
+    char *pattern;                  /* lower-case; for SUFFIX the part after "*" (".example.com"),
+                                       for PREFIX the part before "*" ("api.") */
+    size_t pattern_len;
+    char **aliases;                 /* more names, same syntax, compiled into alias_match/alias_pattern */
+    enum gy_host_match *alias_match;
+    char **alias_pattern;
+    size_t naliases;
+    uint16_t port;
+    bool force_https;
+    struct gy_redirect *redirects;
+    size_t nredirects;
+    struct gy_header_op *custom_headers; /* added to responses */
+    size_t ncustom_headers;
+    struct gy_route *routes;        /* sorted for matching, see above */
+    size_t nroutes;
+};
+
+struct gy_access_log {
+    char *path;                     /* file path, or "/dev/stdout" */
+    char *format;                   /* NULL: JSON lines; else a format string with %FIELD% tokens */
+};
+
+struct gy_listener {
+    char *key;
+    char *name;
+    char *ip;
+    uint16_t port;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    enum gy_listener_protocol protocol;
+    struct gy_vhost **vhosts;       /* domains on this listener, most specific match first */
+    size_t nvhosts;
+    struct gy_access_log *access_logs;
+    size_t naccess_logs;
+    uint32_t stream_idle_timeout_ms;    /* default 300000 */
+    uint32_t request_timeout_ms;        /* whole request from the client, 0 = none */
+    uint32_t request_headers_timeout_ms;/* slow header delivery (slowloris), default 10000 */
+    uint32_t idle_timeout_ms;           /* downstream keep-alive idle, default 60000 */
+    uint32_t drain_timeout_ms;          /* default 5000 */
+    uint32_t max_request_headers_kb;    /* default 32 */
+    uint32_t max_headers;               /* default 100 */
+    bool use_remote_address;            /* default true: x-forwarded-for appends the peer */
+    void *stats;                        /* (proxy) */
+};
+
+struct gy_config {
+    atomic_uint refs;
+    uint64_t generation;            /* set by the caller; increases with every applied config */
+    char *proxy_name;
+    char *zone_key;
+    json_t *objects;                /* the validated objects (all of them), for /config_dump */
+    struct gy_listener *listeners;
+    size_t nlisteners;
+    struct gy_vhost *vhosts;
+    size_t nvhosts;
+    struct gy_cluster *clusters;    /* only those reachable from this proxy's routes */
+    size_t nclusters;
+};
+
+/*
+ * Builds the runtime view of proxy `proxy_name` (matching proxy.name, or proxy_key when no
+ * proxy has that name) from validated objects. Takes a reference to `objects`.
+ * Errors (no such proxy, an instance host that does not resolve, a regex that does not
+ * compile) name the object and field in *err and return GY_ECONFIG. refs starts at 1.
+ */
+int gy_config_compile(json_t *objects, const char *proxy_name, struct gy_config **out, struct gy_mesh_error *err);
+
+static inline struct gy_config *gy_config_ref(struct gy_config *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+/* Drops a reference; frees the config at zero. */
+void gy_config_unref(struct gy_config *c);
+
+/* Finds a cluster by name in a config (used to carry per-worker state across reloads). */
+struct gy_cluster *gy_config_cluster_by_name(const struct gy_config *c, const char *name);
+
+#endif
