@@ -11,6 +11,8 @@ const struct gy_header *gy_header_find(const struct gy_header *h, size_t n, stru
 /* Walks "a=1; b=2" pairs separated by `sep`, returning the value of `name`. */
 static bool find_pair(struct gy_slice s, char sep, struct gy_slice name, struct gy_slice *value)
 {
+    if (s.len == 0)
+        return false;
     const char *p = s.ptr, *end = s.ptr + s.len;
 
     while (p < end) {

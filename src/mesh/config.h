@@ -178,6 +178,7 @@ struct gy_vhost {
 struct gy_access_log {
     char *path;                     /* file path, or "/dev/stdout" */
     char *format;                   /* NULL: JSON lines; else a format string with %FIELD% tokens */
+    void *sink;                     /* (proxy) */
 };
 
 struct gy_listener {

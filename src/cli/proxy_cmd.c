@@ -1,0 +1,70 @@
+/* gyrus proxy: the sidecar / edge proxy. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/flags.h"
+#include "core/log.h"
+#include "proxy/proxy.h"
+
+static const char usage[] =
+    "usage: gyrus proxy --config MESH_FILE --name PROXY [options]\n"
+    "\n"
+    "Serves the listeners of proxy PROXY (its `name`, or `proxy_key`) from a mesh file (YAML or JSON),\n"
+    "reloading it on SIGHUP and when the file changes.\n"
+    "\n"
+    "options:\n"
+    "  -c, --config FILE          mesh file (required)\n"
+    "  -n, --name NAME            proxy to serve (required)\n"
+    "      --zone ZONE            zone the proxy announces (informational until the control plane)\n"
+    "      --admin ADDR           admin listener, default 127.0.0.1:8001; \"off\" to disable\n"
+    "      --workers N            worker threads, default: number of CPUs\n"
+    "      --drain-time DURATION  how long SIGTERM waits for in-flight requests, default 10s\n"
+    "      --watch-interval DUR   how often to check the mesh file for changes, default 1s; 0 = never\n"
+    "      --access-log PATH      also log every request of every listener to PATH (\"-\" = stdout)\n"
+    "      --access-log-format F  format string with %FIELD% tokens instead of JSON lines\n"
+    "      --log-level LEVEL      debug, info, warn, error (default info)\n"
+    "      --log-format FORMAT    text or json (default text)\n";
+
+int gy_cmd_proxy(int argc, char **argv)
+{
+    struct gy_proxy_options o = {
+        .admin_addr = "127.0.0.1:8001",
+        .drain_time_ms = 10000,
+        .watch_interval_ms = 1000,
+    };
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    struct gy_flags f;
+
+    o.workers = cpus > 0 ? (unsigned)cpus : 1;
+    gy_flags_init(&f, argc, argv, usage);
+    while (gy_flags_next(&f)) {
+        if (gy_flag_is(&f, "-c", "--config"))
+            o.config_path = gy_flag_value(&f);
+        else if (gy_flag_is(&f, "-n", "--name"))
+            o.name = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--zone"))
+            o.zone = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--admin"))
+            o.admin_addr = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--workers"))
+            o.workers = (unsigned)gy_flag_uint(&f, 1, 256);
+        else if (gy_flag_is(&f, NULL, "--drain-time"))
+            o.drain_time_ms = gy_flag_duration_ms(&f);
+        else if (gy_flag_is(&f, NULL, "--watch-interval"))
+            o.watch_interval_ms = gy_flag_duration_ms(&f);
+        else if (gy_flag_is(&f, NULL, "--access-log"))
+            o.access_log = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--access-log-format"))
+            o.access_log_format = gy_flag_value(&f);
+        else if (!gy_flags_common(&f))
+            gy_flags_unknown(&f);
+    }
+    if (o.config_path == NULL)
+        gy_fatal("proxy: --config is required (until the control plane exists, the mesh comes from a file)");
+    if (o.name == NULL)
+        gy_fatal("proxy: --name is required (the proxy object to serve)");
+    return gy_proxy_run(&o);
+}

@@ -1,0 +1,98 @@
+/*
+ * Metrics: counters, gauges and latency histograms per listener, route and cluster. Every
+ * scope has one shard per worker; a worker writes only its own shard with plain relaxed
+ * stores (no locked instruction on the request path) and the admin thread sums the shards on
+ * scrape. Scopes live for the process: a reload that keeps a name keeps its counters.
+ */
+#ifndef GY_PROXY_STATS_H
+#define GY_PROXY_STATS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum gy_stats_kind { GY_STATS_LISTENER, GY_STATS_ROUTE, GY_STATS_CLUSTER, GY_STATS_NKINDS };
+
+enum gy_counter {
+    GY_C_RQ_TOTAL,
+    GY_C_RQ_1XX,
+    GY_C_RQ_2XX,
+    GY_C_RQ_3XX,
+    GY_C_RQ_4XX,
+    GY_C_RQ_5XX,
+    GY_C_RQ_ACTIVE,         /* gauge */
+    GY_C_RQ_TIMEOUT,
+    GY_C_RQ_RESET,          /* ended without a complete response */
+    GY_C_CX_TOTAL,
+    GY_C_CX_ACTIVE,         /* gauge */
+    GY_C_CX_CONNECT_FAIL,
+    GY_C_CX_CONNECT_TIMEOUT,
+    GY_C_CX_PROTOCOL_ERROR, /* malformed messages */
+    GY_C_CX_IDLE,           /* gauge: upstream idle pooled connections */
+    GY_C_CX_REUSED,         /* requests sent on a reused upstream connection */
+    GY_C_NO_ROUTE,
+    GY_C_NO_HEALTHY,
+    GY_C_BYTES_RX,
+    GY_C_BYTES_TX,
+    GY_NCOUNTERS
+};
+
+enum gy_hist { GY_H_RQ_TIME, GY_H_UPSTREAM_TIME, GY_NHISTS };
+
+#define GY_HIST_NBUCKETS 16 /* plus +Inf */
+
+struct gy_hist_shard {
+    _Atomic uint64_t buckets[GY_HIST_NBUCKETS + 1];
+    _Atomic uint64_t count;
+    _Atomic uint64_t sum_us;
+};
+
+struct gy_stats_shard {
+    _Atomic uint64_t c[GY_NCOUNTERS];
+    struct gy_hist_shard h[GY_NHISTS];
+} __attribute__((aligned(64)));
+
+struct gy_stats_scope {
+    enum gy_stats_kind kind;
+    char *name;
+    struct gy_stats_scope *next;
+    struct gy_stats_shard *shards; /* nworkers of them */
+};
+
+/* Sets up the registry for n workers (once, at startup). */
+int gy_stats_init(unsigned nworkers);
+void gy_stats_shutdown(void);
+/* Finds or creates the scope (thread-safe; used by the main thread when adopting a config). */
+struct gy_stats_scope *gy_stats_scope(enum gy_stats_kind kind, const char *name);
+
+static inline void gy_stat_add(struct gy_stats_scope *s, unsigned w, enum gy_counter c, uint64_t n)
+{
+    _Atomic uint64_t *p = &s->shards[w].c[c];
+    atomic_store_explicit(p, atomic_load_explicit(p, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+static inline void gy_stat_inc(struct gy_stats_scope *s, unsigned w, enum gy_counter c)
+{
+    gy_stat_add(s, w, c, 1);
+}
+
+/* Gauges are kept as per-shard deltas; a worker's shard may go negative (stored as wrap). */
+static inline void gy_stat_dec(struct gy_stats_scope *s, unsigned w, enum gy_counter c)
+{
+    gy_stat_add(s, w, c, (uint64_t)-1);
+}
+
+void gy_stat_observe(struct gy_stats_scope *s, unsigned w, enum gy_hist h, uint64_t us);
+
+/* Counts a finished request by status class (status 0 = reset). */
+void gy_stat_status(struct gy_stats_scope *s, unsigned w, int status);
+
+/* Writes the Prometheus text exposition of every scope (plus `extra`, already formatted) into
+ * a malloc'ed string; returns NULL on failure. */
+char *gy_stats_prometheus(const char *extra);
+/* Writes every scope as a JSON object string (malloc'ed). */
+char *gy_stats_json(void);
+/* Sum of one counter of a scope across shards. */
+int64_t gy_stats_sum(const struct gy_stats_scope *s, enum gy_counter c);
+
+#endif

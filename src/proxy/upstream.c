@@ -1,0 +1,261 @@
+/* Upstream connections and the per-worker pools of idle keep-alive connections. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "proxy/proxy.h"
+
+#define POOL_BUCKETS 256
+
+static size_t key_hash(const char *k)
+{
+    size_t h = 1469598103934665603ull;
+
+    for (; *k; k++)
+        h = (h ^ (unsigned char)*k) * 1099511628211ull;
+    return h;
+}
+
+struct gy_upool *gy_upool_get(struct gy_worker *w, const struct gy_cluster *c, const struct gy_instance *in,
+                              struct gy_stats_scope *stats)
+{
+    char addr[GY_ADDRSTRLEN], key[512];
+    struct gy_upool *p;
+
+    if (w->pool_table == NULL) {
+        w->pool_table = calloc(POOL_BUCKETS, sizeof(*w->pool_table));
+        if (w->pool_table == NULL)
+            return NULL;
+        w->pool_buckets = POOL_BUCKETS;
+    }
+    gy_addr_format((const struct sockaddr *)&in->addr, addr, sizeof(addr));
+    snprintf(key, sizeof(key), "%s|%s", c->name, addr);
+    size_t b = key_hash(key) % w->pool_buckets;
+    for (p = w->pool_table[b]; p != NULL; p = p->next) {
+        if (strcmp(p->key, key) == 0) {
+            p->wrefs++;
+            p->max_idle = c->max_idle_per_host;
+            p->stats = stats;
+            return p;
+        }
+    }
+    p = calloc(1, sizeof(*p));
+    if (p == NULL || (p->key = strdup(key)) == NULL) {
+        free(p);
+        return NULL;
+    }
+    gy_list_init(&p->idle);
+    p->wrefs = 1;
+    p->max_idle = c->max_idle_per_host;
+    p->stats = stats;
+    memcpy(&p->addr, &in->addr, sizeof(p->addr));
+    p->addrlen = in->addrlen;
+    p->next = w->pool_table[b];
+    w->pool_table[b] = p;
+    return p;
+}
+
+static void upool_maybe_free(struct gy_worker *w, struct gy_upool *p)
+{
+    if (p->wrefs > 0 || p->crefs > 0)
+        return;
+    size_t b = key_hash(p->key) % w->pool_buckets;
+    for (struct gy_upool **pp = &w->pool_table[b]; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    free(p->key);
+    free(p);
+}
+
+static void upool_close_idle(struct gy_upool *p)
+{
+    while (!gy_list_empty(&p->idle))
+        gy_uconn_close(GY_CONTAINER_OF(p->idle.next, struct gy_uconn, link));
+}
+
+void gy_upool_put(struct gy_worker *w, struct gy_upool *p)
+{
+    if (--p->wrefs == 0) {
+        p->crefs++; /* keep p alive while its idle connections close */
+        upool_close_idle(p);
+        p->crefs--;
+    }
+    upool_maybe_free(w, p);
+}
+
+void gy_upools_close_idle(struct gy_worker *w)
+{
+    for (size_t b = 0; b < w->pool_buckets; b++) {
+        struct gy_upool *p = w->pool_table[b];
+        while (p != NULL) {
+            struct gy_upool *next = p->next;
+            p->crefs++;
+            upool_close_idle(p);
+            p->crefs--;
+            upool_maybe_free(w, p);
+            p = next;
+        }
+    }
+}
+
+static void uconn_timer(struct gy_timer *t)
+{
+    struct gy_uconn *uc = GY_CONTAINER_OF(t, struct gy_uconn, timer);
+
+    if (uc->state == GY_UC_IDLE) {
+        gy_uconn_close(uc);
+        return;
+    }
+    if (uc->state == GY_UC_CONNECTING && uc->stream != NULL) {
+        gy_stat_inc(uc->pool->stats, uc->w->id, GY_C_CX_CONNECT_TIMEOUT);
+        uc->eof = uc->connect_failed = uc->connect_timed_out = true;
+        uc->can_read = uc->can_write = false;
+        uc->state = GY_UC_ACTIVE;
+        struct gy_stream *s = uc->stream;
+        gy_stream_upstream_event(s);
+    }
+}
+
+/* An idle pooled connection became readable: the upstream closed it or sent garbage. */
+static void uconn_idle_event(struct gy_uconn *uc)
+{
+    char scratch[512];
+    ssize_t n = recv(uc->io.fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    gy_uconn_close(uc);
+}
+
+static void uconn_on_io(struct gy_io *io, unsigned events)
+{
+    struct gy_uconn *uc = GY_CONTAINER_OF(io, struct gy_uconn, io);
+
+    if (events & GY_IO_READ)
+        uc->can_read = true;
+    if (events & GY_IO_WRITE)
+        uc->can_write = true;
+    if (uc->state == GY_UC_IDLE) {
+        if (events & (GY_IO_READ | GY_IO_HUP))
+            uconn_idle_event(uc);
+        return;
+    }
+    if (uc->state == GY_UC_CONNECTING) {
+        if (!(events & (GY_IO_WRITE | GY_IO_HUP)))
+            return;
+        int err = gy_connect_result(io->fd);
+        gy_timer_stop(&uc->w->loop, &uc->timer);
+        uc->state = GY_UC_ACTIVE;
+        if (err != 0) {
+            gy_stat_inc(uc->pool->stats, uc->w->id, GY_C_CX_CONNECT_FAIL);
+            uc->eof = uc->connect_failed = true;
+            uc->can_read = uc->can_write = false;
+        }
+    }
+    if (uc->stream != NULL)
+        gy_stream_upstream_event(uc->stream);
+}
+
+struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, uint32_t connect_timeout_ms)
+{
+    struct gy_uconn *uc;
+    int fd = gy_connect((const struct sockaddr *)&p->addr, p->addrlen);
+
+    if (fd < 0) {
+        gy_stat_inc(p->stats, w->id, GY_C_CX_CONNECT_FAIL);
+        return NULL;
+    }
+    uc = calloc(1, sizeof(*uc));
+    if (uc == NULL) {
+        close(fd);
+        return NULL;
+    }
+    uc->w = w;
+    uc->pool = p;
+    uc->state = GY_UC_CONNECTING;
+    gy_list_init(&uc->link);
+    gy_timer_init(&uc->timer, uconn_timer);
+    if (gy_io_start(&w->loop, &uc->io, fd, GY_IO_READ | GY_IO_WRITE, uconn_on_io) != 0) {
+        close(fd);
+        free(uc);
+        return NULL;
+    }
+    p->crefs++;
+    gy_stat_inc(p->stats, w->id, GY_C_CX_TOTAL);
+    gy_stat_inc(p->stats, w->id, GY_C_CX_ACTIVE);
+    if (connect_timeout_ms > 0)
+        gy_timer_start(&w->loop, &uc->timer, connect_timeout_ms);
+    return uc;
+}
+
+struct gy_uconn *gy_upool_take(struct gy_upool *p)
+{
+    struct gy_uconn *uc;
+
+    if (gy_list_empty(&p->idle))
+        return NULL;
+    uc = GY_CONTAINER_OF(p->idle.next, struct gy_uconn, link);
+    gy_list_remove(&uc->link);
+    p->nidle--;
+    gy_stat_dec(p->stats, uc->w->id, GY_C_CX_IDLE);
+    gy_timer_stop(&uc->w->loop, &uc->timer);
+    uc->state = GY_UC_ACTIVE;
+    uc->reused = true;
+    return uc;
+}
+
+void gy_uconn_release(struct gy_uconn *uc, bool reusable, uint32_t idle_timeout_ms)
+{
+    struct gy_upool *p = uc->pool;
+    struct gy_worker *w = uc->w;
+
+    uc->stream = NULL;
+    if (!reusable || uc->eof || w->stopping || w->draining || p->wrefs == 0 || p->nidle >= p->max_idle ||
+        gy_buf_len(&uc->rbuf) != 0 || gy_buf_len(&uc->wbuf) != 0) {
+        gy_uconn_close(uc);
+        return;
+    }
+    gy_buf_release(&w->bufs, &uc->rbuf);
+    gy_buf_release(&w->bufs, &uc->wbuf);
+    uc->state = GY_UC_IDLE;
+    gy_list_insert_head(&p->idle, &uc->link);
+    p->nidle++;
+    gy_stat_inc(p->stats, w->id, GY_C_CX_IDLE);
+    if (idle_timeout_ms > 0)
+        gy_timer_start(&w->loop, &uc->timer, idle_timeout_ms);
+    /* Something may have arrived already (a close): look once. */
+    if (uc->can_read)
+        uconn_idle_event(uc);
+}
+
+void gy_uconn_close(struct gy_uconn *uc)
+{
+    struct gy_worker *w = uc->w;
+    struct gy_upool *p = uc->pool;
+
+    if (uc->state == GY_UC_IDLE) {
+        gy_list_remove(&uc->link);
+        p->nidle--;
+        gy_stat_dec(p->stats, w->id, GY_C_CX_IDLE);
+    }
+    gy_timer_stop(&w->loop, &uc->timer);
+    gy_io_stop(&uc->io);
+    close(uc->io.fd);
+    uc->io.fd = -1;
+    gy_buf_release(&w->bufs, &uc->rbuf);
+    gy_buf_release(&w->bufs, &uc->wbuf);
+    gy_stat_dec(p->stats, w->id, GY_C_CX_ACTIVE);
+    uc->stream = NULL;
+    uc->pool = NULL;
+    p->crefs--;
+    upool_maybe_free(w, p);
+    /* Events for it may still be queued in this batch: free after it. */
+    gy_list_insert_tail(&w->dead, &uc->link);
+    gy_task_schedule(&w->loop, &w->reap);
+}
