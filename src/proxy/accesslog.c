@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/time.h"
 #include "proxy/proxy.h"
 
 #define ALOG_FLUSH_AT (16u * 1024u)

@@ -15,7 +15,7 @@
 #define LINGER_MS 2000
 #define RUN_BUDGET 32
 
-ssize_t gy_conn_read(int fd, struct gy_buf *b, bool *can_read, bool *eof)
+ssize_t gy_conn_read(int fd, struct gy_buf *b, bool *can_read, bool *eof, bool hup)
 {
     size_t room = gy_buf_room(b);
 
@@ -25,7 +25,7 @@ ssize_t gy_conn_read(int fd, struct gy_buf *b, bool *can_read, bool *eof)
         ssize_t n = recv(fd, b->data + b->tail, room, 0);
         if (n > 0) {
             b->tail += (uint32_t)n;
-            if ((size_t)n < room)
+            if ((size_t)n < room && !hup)
                 *can_read = false; /* drained: edge-triggered epoll tells us about new data */
             return n;
         }
@@ -247,7 +247,7 @@ static bool read_more(struct gy_dconn *dc)
 
     if (!dc->can_read || dc->eof || gy_buf_reserve(&w->bufs, &dc->rbuf) != 0)
         return false;
-    ssize_t n = gy_conn_read(dc->io.fd, &dc->rbuf, &dc->can_read, &dc->eof);
+    ssize_t n = gy_conn_read(dc->io.fd, &dc->rbuf, &dc->can_read, &dc->eof, dc->hup);
     if (n > 0)
         gy_stat_add(dc->lcfg->stats, w->id, GY_C_BYTES_RX, (uint64_t)n);
     return n > 0;
@@ -326,6 +326,8 @@ static void on_io(struct gy_io *io, unsigned events)
 
     if (events & GY_IO_READ)
         dc->can_read = true;
+    if (events & GY_IO_HUP)
+        dc->hup = true;
     if (events & GY_IO_WRITE)
         dc->can_write = true;
     gy_dconn_run(dc);

@@ -101,6 +101,7 @@ struct gy_uconn {
     struct gy_timer timer;           /* connect timeout, or idle timeout in the pool */
     enum gy_uconn_state state;
     bool can_read, can_write, eof, reused;
+    bool hup;                        /* epoll saw the peer close: read until EOF */
     bool connect_failed;             /* refused, unreachable or timed out */
     bool connect_timed_out;
     uint32_t nrequests;
@@ -119,6 +120,7 @@ struct gy_dconn {
     struct sockaddr_storage peer;
     char peer_ip[48];
     bool can_read, can_write, eof;
+    bool hup;                        /* epoll saw the peer close: read until EOF */
     bool closing;                    /* close once wbuf is flushed */
     bool lingering;                  /* write side shut, discarding input until the timer */
     enum { GY_DT_NONE, GY_DT_IDLE, GY_DT_HEADER, GY_DT_LINGER } timer_mode;
@@ -272,8 +274,10 @@ void gy_dconn_accept(struct gy_wlistener *wl, int fd, const struct sockaddr_stor
 void gy_dconn_run(struct gy_dconn *dc);
 void gy_dconn_close(struct gy_dconn *dc);
 void gy_dconn_drain(struct gy_dconn *dc);
-/* Reads what the socket has into rbuf (up to its room); returns bytes read, 0 at EOF or nothing. */
-ssize_t gy_conn_read(int fd, struct gy_buf *b, bool *can_read, bool *eof);
+/* Reads what the socket has into rbuf (up to its room); returns bytes read, 0 at EOF or nothing.
+ * A short read means the socket is drained, unless the peer already closed (`hup`): then the
+ * next read returns the EOF, which edge-triggered epoll will not announce again. */
+ssize_t gy_conn_read(int fd, struct gy_buf *b, bool *can_read, bool *eof, bool hup);
 /* Writes as much of b as the socket takes; returns bytes written or -1 on a hard error. */
 ssize_t gy_conn_write(int fd, struct gy_buf *b, bool *can_write);
 

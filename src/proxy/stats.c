@@ -319,7 +319,7 @@ char *gy_stats_json(void)
         bool first = true;
         out_printf(&o, "%s\"%ss\":{", k ? "," : "", kind_names[k]);
         for (struct gy_stats_scope *s = scopes; s; s = s->next) {
-            if (s->kind != k)
+            if ((int)s->kind != k)
                 continue;
             out_printf(&o, "%s", first ? "" : ",");
             first = false;

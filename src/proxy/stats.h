@@ -8,6 +8,7 @@
 #define GY_PROXY_STATS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 

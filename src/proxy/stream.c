@@ -456,7 +456,7 @@ static bool read_downstream(struct gy_stream *s)
 
     if (!dc->can_read || dc->eof || gy_buf_reserve(&w->bufs, &dc->rbuf) != 0)
         return false;
-    ssize_t n = gy_conn_read(dc->io.fd, &dc->rbuf, &dc->can_read, &dc->eof);
+    ssize_t n = gy_conn_read(dc->io.fd, &dc->rbuf, &dc->can_read, &dc->eof, dc->hup);
     if (n > 0)
         gy_stat_add(s->lcfg->stats, w->id, GY_C_BYTES_RX, (uint64_t)n);
     return n > 0;
@@ -687,7 +687,7 @@ static bool pump_response(struct gy_stream *s)
         }
         if (!uc->can_read || gy_buf_reserve(&dc->w->bufs, &uc->rbuf) != 0)
             return progress;
-        ssize_t n = gy_conn_read(uc->io.fd, &uc->rbuf, &uc->can_read, &uc->eof);
+        ssize_t n = gy_conn_read(uc->io.fd, &uc->rbuf, &uc->can_read, &uc->eof, uc->hup);
         if (n > 0) {
             s->any_response_byte = true;
             gy_stat_add(s->cluster->stats, dc->w->id, GY_C_BYTES_RX, (uint64_t)n);

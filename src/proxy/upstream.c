@@ -141,6 +141,8 @@ static void uconn_on_io(struct gy_io *io, unsigned events)
         uc->can_read = true;
     if (events & GY_IO_WRITE)
         uc->can_write = true;
+    if (events & GY_IO_HUP)
+        uc->hup = true;
     if (uc->state == GY_UC_IDLE) {
         if (events & (GY_IO_READ | GY_IO_HUP))
             uconn_idle_event(uc);
@@ -216,7 +218,7 @@ void gy_uconn_release(struct gy_uconn *uc, bool reusable, uint32_t idle_timeout_
     struct gy_worker *w = uc->w;
 
     uc->stream = NULL;
-    if (!reusable || uc->eof || w->stopping || w->draining || p->wrefs == 0 || p->nidle >= p->max_idle ||
+    if (!reusable || uc->eof || uc->hup || w->stopping || w->draining || p->wrefs == 0 || p->nidle >= p->max_idle ||
         gy_buf_len(&uc->rbuf) != 0 || gy_buf_len(&uc->wbuf) != 0) {
         gy_uconn_close(uc);
         return;
