@@ -187,8 +187,8 @@ def simple_mesh(proxy_port, backends, name="test", route_extra=None, cluster_ext
 
 
 class DemoService(Process):
-    def __init__(self, name="demo"):
-        self.port = free_port()
+    def __init__(self, name="demo", port=None):
+        self.port = port or free_port()
         super().__init__([GYRUS, "demo-service", "--listen", f"127.0.0.1:{self.port}", "--name", name], f"demo-{name}")
         wait_for(lambda: http_get(f"http://127.0.0.1:{self.port}/healthz")[0] == 200, what="demo service")
 
