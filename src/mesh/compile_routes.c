@@ -37,21 +37,22 @@ static void route_path(const json_t *ro, enum gy_path_match *mt, const char **pa
         *mt = GY_PATH_PREFIX;
 }
 
-/* Exact and prefix routes by path length, longest first (exact before prefix at equal
- * length), then regex routes; file order otherwise. */
+/* nginx's order, which is what users of path routing expect: exact routes first, then regex
+ * routes in file order, then prefix routes longest first; file order otherwise. */
+static int route_rank(enum gy_path_match mt)
+{
+    return mt == GY_PATH_EXACT ? 0 : mt == GY_PATH_REGEX ? 1 : 2;
+}
+
 static int route_ref_cmp(const void *pa, const void *pb)
 {
     const struct route_ref *a = pa, *b = pb;
-    bool ra = a->match_type == GY_PATH_REGEX, rb = b->match_type == GY_PATH_REGEX;
+    int ra = route_rank(a->match_type), rb = route_rank(b->match_type);
 
     if (ra != rb)
-        return ra ? 1 : -1;
-    if (!ra) {
-        if (a->len != b->len)
-            return a->len > b->len ? -1 : 1;
-        if (a->match_type != b->match_type)
-            return a->match_type == GY_PATH_EXACT ? -1 : 1;
-    }
+        return ra < rb ? -1 : 1;
+    if (a->match_type == GY_PATH_PREFIX && a->len != b->len)
+        return a->len > b->len ? -1 : 1;
     return a->pos < b->pos ? -1 : a->pos > b->pos;
 }
 

@@ -4,7 +4,7 @@
  *
  * gy_config_compile() takes validated objects (mesh.h) and the proxy name, and builds the
  * listeners of that proxy with their virtual hosts (domains), routes sorted for matching
- * (exact and prefix routes longest path first, then regex routes in file order), rules in
+ * (exact routes, then regex routes in file order, then prefix routes longest first), rules in
  * precedence order (route rules, then shared_rules rules, then the shared_rules default as a
  * final catch-all rule), and the clusters those routes reach, with instances resolved to
  * socket addresses. All strings are owned by the config. Fields marked (proxy) are filled in

@@ -273,10 +273,11 @@ static void test_route_order(void **state)
         enum gy_path_match type;
         const char *path;
     } want[] = {
-        { "r-v1", GY_PATH_PREFIX, "/api/v1/" }, { "r-api-exact", GY_PATH_EXACT, "/api/" },
+        /* exact, then regex in file order, then prefix longest first (nginx's order) */
+        { "r-api-exact", GY_PATH_EXACT, "/api/" }, { "r-re1", GY_PATH_REGEX, "/r/[0-9]+" },
+        { "r-re2", GY_PATH_REGEX, "/x.*" },        { "r-v1", GY_PATH_PREFIX, "/api/v1/" },
         { "r-api-prefix", GY_PATH_PREFIX, "/api/" }, { "r-flat", GY_PATH_PREFIX, "/a" },
-        { "r-root", GY_PATH_PREFIX, "/" },         { "r-re1", GY_PATH_REGEX, "/r/[0-9]+" },
-        { "r-re2", GY_PATH_REGEX, "/x.*" },
+        { "r-root", GY_PATH_PREFIX, "/" },
     };
     json_t *objects = J(MESH);
     struct gy_config *cfg = compile_ok(objects, "svc");

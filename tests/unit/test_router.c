@@ -285,7 +285,7 @@ static void test_paths(void **state)
         { NULL, "h", "/api/x?y=1", NULL, GY_ROUTE_CLUSTER, "c-api", NULL, 0 },
         { NULL, "h", "/api", NULL, GY_ROUTE_CLUSTER, "c-default", NULL, 0 },
         { NULL, "h", "/API/", NULL, GY_ROUTE_CLUSTER, "c-default", NULL, 0 }, /* paths are case-sensitive */
-        /* regex routes come after every exact and prefix route: "/" shadows them on d-any */
+        /* d-any has no regex route; staging.x (d-pre) has one */
         { NULL, "h", "/items/42", NULL, GY_ROUTE_CLUSTER, "c-default", NULL, 0 },
         { NULL, "staging.x", "/items/42", NULL, GY_ROUTE_CLUSTER, "c-items", NULL, 0 },
         { NULL, "staging.x", "/items/42/more", NULL, GY_ROUTE_NOT_FOUND, NULL, NULL, 0 }, /* anchored */
