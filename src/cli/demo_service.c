@@ -28,12 +28,14 @@
 struct demo {
     struct gy_loop loop;
     struct gy_io lio, sio;
+    struct gy_list conns;
     const char *name;
     unsigned long requests;
 };
 
 struct dconn {
     struct gy_io io;
+    struct gy_list link;
     struct demo *d;
     struct gy_timer delay;
     char *in;
@@ -45,6 +47,7 @@ struct dconn {
 
 static void dconn_free(struct dconn *c)
 {
+    gy_list_remove(&c->link);
     gy_io_stop(&c->io);
     close(c->io.fd);
     gy_timer_stop(&c->d->loop, &c->delay);
@@ -341,11 +344,14 @@ static void accept_io(struct gy_io *io, unsigned events)
             continue;
         }
         c->d = d;
+        gy_list_init(&c->link);
         gy_timer_init(&c->delay, delay_done);
         if (gy_io_start(&d->loop, &c->io, fd, GY_IO_READ | GY_IO_WRITE, conn_io) != 0) {
             close(fd);
             free(c);
+            continue;
         }
+        gy_list_insert_tail(&d->conns, &c->link);
     }
 }
 
@@ -375,6 +381,7 @@ int gy_cmd_demo_service(int argc, char **argv)
     sigset_t set;
 
     d.name = "demo";
+    gy_list_init(&d.conns);
     gy_flags_init(&f, argc, argv, usage);
     while (gy_flags_next(&f)) {
         if (gy_flag_is(&f, "-l", "--listen"))
@@ -401,6 +408,13 @@ int gy_cmd_demo_service(int argc, char **argv)
         gy_fatal("cannot set up signals");
     gy_info("demo service \"%s\" listening on %s", d.name, listen_addr);
     gy_loop_run(&d.loop);
+    while (!gy_list_empty(&d.conns))
+        dconn_free(GY_CONTAINER_OF(d.conns.next, struct dconn, link));
+    gy_io_stop(&d.lio);
+    gy_io_stop(&d.sio);
+    close(fd);
+    close(sfd);
+    gy_loop_dispose(&d.loop);
     gy_info("stopped after %lu requests", d.requests);
     return 0;
 }

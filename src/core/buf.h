@@ -82,6 +82,8 @@ static inline size_t gy_buf_append(struct gy_buf *b, const void *src, size_t n)
     size_t room = gy_buf_room(b);
     if (n > room)
         n = room;
+    if (n == 0)
+        return 0;
     memcpy(b->data + b->tail, src, n);
     b->tail += (uint32_t)n;
     return n;

@@ -69,12 +69,14 @@ def status_of(response):
 class Process:
     def __init__(self, args, name, env=None):
         self.name = name
+        self.sanitizer_report = ""
         self.log_path = tempfile.mktemp(prefix=f"gyrus-{name}-", suffix=".log")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
     def output(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
@@ -92,8 +94,27 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
+        if not self.log.closed:
+            self.sanitizer_report = sanitizer_findings(self.output())
+            self.log.close()
         return self.proc.returncode
+
+    def check_clean_exit(self):
+        """Fails the test if the process did not exit cleanly or a sanitizer reported anything."""
+        rc = self.stop()
+        assert not self.sanitizer_report, f"{self.name}: sanitizer report:\n{self.sanitizer_report}"
+        assert rc in (0, -9), f"{self.name} exited with {rc}:\n{self.output()[-3000:]}"
+
+
+SANITIZER_MARKERS = ("runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "SUMMARY: UndefinedBehavior")
+
+
+def sanitizer_findings(text):
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if any(m in line for m in SANITIZER_MARKERS):
+            return "\n".join(lines[max(0, i - 2):i + 40])
+    return ""
 
 
 class Gyrus(Process):
@@ -233,7 +254,7 @@ http {{
 def demo():
     d = DemoService()
     yield d
-    d.stop()
+    d.check_clean_exit()
 
 
 @pytest.fixture
@@ -245,6 +266,7 @@ def nginx():
 
 @pytest.fixture
 def gyrus_factory():
+    """Starts `gyrus proxy`; at teardown each must exit 0 on SIGTERM with no sanitizer report."""
     started = []
 
     def make(*args, **kwargs):
@@ -253,7 +275,7 @@ def gyrus_factory():
         return g
     yield make
     for g in started:
-        g.stop()
+        g.check_clean_exit()
 
 
 @pytest.fixture
