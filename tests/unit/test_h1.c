@@ -284,6 +284,8 @@ static const struct bad_case bad_requests[] = {
     { "target DEL", RAW("GET /\x7f HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "target obs-text", RAW("GET /\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "target NUL", RAW("GET /\0 HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
+    { "target fragment", RAW("GET /a#b HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
+    { "absolute fragment", RAW("GET http://h/#b HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "target relative", RAW("GET a/b HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "asterisk GET", RAW("GET * HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "authority GET", RAW("GET h:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
@@ -333,6 +335,59 @@ static void test_bad_requests(void **state)
         if (rc != GY_EPARSE || err.status != tc->status)
             fail_msg("case %zu (%s): rc %d status %d, want %d", ci, tc->name, rc, err.status, tc->status);
         CHECK(err.reason != NULL && err.reason[0] != '\0');
+    }
+}
+
+/* Every byte value at every position of a value, a target, a name and a method (this crosses
+ * the 8-byte fast paths at all alignments). */
+static void test_char_classes(void **state)
+{
+    (void)state;
+    char buf[256];
+    struct gy_h1_request req;
+    struct gy_header h[8];
+    struct gy_h1_error err;
+
+    for (int c = 0; c < 256; c++) {
+        bool tchar = (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+                     (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+        bool vchar = c == '\t' || (c >= 0x20 && c != 0x7f);
+        bool tgt = c > 0x20 && c < 0x7f && c != '#';
+        for (int k = 0; k < 20; k++) {
+            int n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\nX: %.*s", k, "aaaaaaaaaaaaaaaaaaaa");
+            buf[n++] = (char)c;
+            n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%.*s\r\n\r\n", 19 - k, "aaaaaaaaaaaaaaaaaaaa");
+            int rc = gy_h1_parse_request(buf, (size_t)n, &req, h, &gy_h1_default_limits, &err);
+            if (c == '\n' && k == 19) /* the LF ends the value: a shorter, valid head */
+                vchar = rc > 0 && rc < n;
+            if ((rc > 0) != vchar || (rc < 0 && err.status != 400))
+                fail_msg("value byte 0x%02x at %d: rc %d", c, k, rc);
+            bool trimmed = (c == ' ' || c == '\t' || c == '\n') && (k == 0 || k == 19); /* OWS */
+            if (rc > 0 && !trimmed && (h[1].value.len != 20 || h[1].value.ptr[k] != (char)c))
+                fail_msg("value byte 0x%02x at %d: bad value", c, k);
+
+            n = snprintf(buf, sizeof(buf), "GET /%.*s", k, "aaaaaaaaaaaaaaaaaaaa");
+            buf[n++] = (char)c;
+            n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%.*s HTTP/1.1\r\nHost: h\r\n\r\n", 19 - k,
+                          "aaaaaaaaaaaaaaaaaaaa");
+            rc = gy_h1_parse_request(buf, (size_t)n, &req, h, &gy_h1_default_limits, &err);
+            if ((rc > 0) != tgt || (rc < 0 && err.status != 400))
+                fail_msg("target byte 0x%02x at %d: rc %d", c, k, rc);
+        }
+        if (c == ':')
+            continue;
+        int n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\nX");
+        buf[n++] = (char)c;
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "Y: v\r\n\r\n");
+        int rc = gy_h1_parse_request(buf, (size_t)n, &req, h, &gy_h1_default_limits, &err);
+        if ((rc > 0) != tchar || (rc < 0 && err.status != 400))
+            fail_msg("name byte 0x%02x: rc %d", c, rc);
+        n = snprintf(buf, sizeof(buf), "G");
+        buf[n++] = (char)c;
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "T / HTTP/1.1\r\nHost: h\r\n\r\n");
+        rc = gy_h1_parse_request(buf, (size_t)n, &req, h, &gy_h1_default_limits, &err);
+        if ((rc > 0) != tchar || (rc < 0 && err.status != 400))
+            fail_msg("method byte 0x%02x: rc %d", c, rc);
     }
 }
 
@@ -740,6 +795,8 @@ static const struct chunk_case chunk_cases[] = {
     CHUNK_BAD("data too long", "5\r\nhelloX\r\n0\r\n\r\n"),
     CHUNK_BAD("data CR junk", "5\r\nhello\rX"),
     CHUNK_BAD("data no CRLF", "5\r\nhello0\r\n\r\n"),
+    CHUNK_BAD("junk instead of CRLF", "2\r\nhiX2\r\nyo\r\n0\r\n\r\n"),
+    CHUNK_BAD("CR junk instead of CRLF", "2\r\nhi\r2\r\nyo\r\n0\r\n\r\n"),
     CHUNK_BAD("trailer obs-fold", "0\r\nX: a\r\n b\r\n\r\n"),
     CHUNK_BAD("trailer leading space", "0\r\n X: a\r\n\r\n"),
     CHUNK_BAD("trailer no colon", "0\r\nX\r\n\r\n"),
@@ -1100,6 +1157,7 @@ int main(void)
         cmocka_unit_test(test_valid_requests),
         cmocka_unit_test(test_header_values),
         cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_char_classes),
         cmocka_unit_test(test_limit_request_line),
         cmocka_unit_test(test_limit_headers),
         cmocka_unit_test(test_limit_head_bytes),
