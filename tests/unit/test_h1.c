@@ -268,6 +268,7 @@ static const struct bad_case bad_requests[] = {
     { "empty name", RAW(H11 ": a\r\n\r\n"), 400 },
     { "no colon", RAW(H11 "X-A\r\n\r\n"), 400 },
     { "space in name", RAW(H11 "X A: a\r\n\r\n"), 400 },
+    { "name starts with non-token", RAW(H11 "@X: a\r\n\r\n"), 400 },
     { "non-token name", RAW(H11 "X(A): a\r\n\r\n"), 400 },
     { "obs-text name", RAW(H11 "X\xc3\xa9: a\r\n\r\n"), 400 },
     { "NUL in name", RAW(H11 "X\0A: a\r\n\r\n"), 400 },
@@ -293,6 +294,7 @@ static const struct bad_case bad_requests[] = {
     { "CONNECT absolute", RAW("CONNECT http://h:443/ HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "CONNECT no port", RAW("CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "CONNECT empty port", RAW("CONNECT h: HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
+    { "CONNECT bad port", RAW("CONNECT h:44a HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "CONNECT no host", RAW("CONNECT :443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "CONNECT userinfo", RAW("CONNECT u@h:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "absolute empty authority", RAW("GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
@@ -304,6 +306,8 @@ static const struct bad_case bad_requests[] = {
     { "version 0.9", RAW("GET / HTTP/0.9\r\n\r\n"), 505 },
     { "version 10.0", RAW("GET / HTTP/10.0\r\n\r\n"), 505 },
     { "version 1.10", RAW("GET / HTTP/1.10\r\n\r\n"), 505 },
+    { "version letters", RAW("GET / HTTP/a.b\r\nHost: h\r\n\r\n"), 400 },
+    { "version no dot", RAW("GET / HTTP/11\r\nHost: h\r\n\r\n"), 400 },
     { "version 2", RAW("GET / HTTP/2\r\nHost: h\r\n\r\n"), 400 },
     { "version lower", RAW("GET / http/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "version garbage", RAW("GET / FOO\r\nHost: h\r\n\r\n"), 400 },
@@ -740,6 +744,28 @@ static void test_response_limits(void **state)
     assert_int_equal(err.status, 502);
 }
 
+/* A 1xx has no body: the final response follows it in the same buffer. */
+static void test_response_interim(void **state)
+{
+    (void)state;
+    static const char raw[] = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\nLink: </s>\n\n"
+                              "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    const char *p = raw, *end = raw + sizeof(raw) - 1;
+    static const int want[] = { 100, 103, 200 };
+    struct gy_h1_response res;
+    struct gy_header h[4];
+    struct gy_h1_error err;
+
+    for (int i = 0; i < 3; i++) {
+        int rc = gy_h1_parse_response(p, (size_t)(end - p), &res, h, &gy_h1_default_limits, false, false, &err);
+        assert_true(rc > 0);
+        assert_int_equal(res.status, want[i]);
+        assert_int_equal(res.body, i < 2 ? GY_H1_BODY_NONE : GY_H1_BODY_LENGTH);
+        p += rc;
+    }
+    assert_int_equal(end - p, 2);
+}
+
 /* ---- chunked decoding ---- */
 
 struct chunk_case {
@@ -765,6 +791,7 @@ static const struct chunk_case chunk_cases[] = {
     CHUNK_OK("empty body", "0\r\n\r\n", ""),
     CHUNK_OK("extension", "5;name=value\r\nhello\r\n0;last\r\n\r\n", "hello"),
     CHUNK_OK("extensions", "5 ; a = b ;c;d=\"q \\\" \\\\ s\"\t;e\r\nhello\r\n0\r\n\r\n", "hello"),
+    CHUNK_OK("LF after extensions", "5;a\nhello\n3;b=c\nabc\n0;d=\"e\"\n\n", "helloabc"),
     CHUNK_OK("trailers", "5\r\nhello\r\n0\r\nX-Sum: abc\r\nY:\r\nZ: \t1 2\xff\r\n\r\n", "hello"),
     CHUNK_OK("trailers LF", "5\nhello\n0\nX-Sum: abc\n\n", "hello"),
     CHUNK_OK("binary data", "4\r\n\r\n\0\xff\r\n0\r\n\r\n", "\r\n\0\xff"),
@@ -1167,6 +1194,7 @@ int main(void)
         cmocka_unit_test(test_valid_responses),
         cmocka_unit_test(test_bad_responses),
         cmocka_unit_test(test_response_limits),
+        cmocka_unit_test(test_response_interim),
         cmocka_unit_test(test_chunked_vectors),
         cmocka_unit_test(test_chunked_splits),
         cmocka_unit_test(test_chunked_large),
