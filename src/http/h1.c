@@ -33,7 +33,7 @@ const struct gy_h1_limits gy_h1_default_limits = {
 enum {
     C_TCHAR = 0x01,  /* token character */
     C_FVAL = 0x02,   /* field value: HTAB, SP, VCHAR, obs-text */
-    C_TARGET = 0x04, /* request-target: VCHAR (no CTL, SP or obs-text) */
+    C_TARGET = 0x04, /* request-target: VCHAR except '#' (no CTL, SP, fragment or obs-text) */
     C_HOST = 0x08,   /* uri-host and port: unreserved, sub-delims, ':', '[', ']', '%' */
     C_HEX = 0x10,    /* HEXDIG */
     C_QDTEXT = 0x20, /* quoted-string text: HTAB, SP, VCHAR except '"' and '\\', obs-text */
@@ -43,7 +43,7 @@ enum {
 static const uint8_t cclass[256] = {
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x22, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* 00 */
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* 10 */
-    0x22, 0x2f, 0x06, 0x27, 0x2f, 0x2f, 0x2f, 0x2f, 0x2e, 0x2e, 0x2f, 0x6f, 0x2e, 0x6f, 0x6f, 0x26, /* 20 */
+    0x22, 0x2f, 0x06, 0x23, 0x2f, 0x2f, 0x2f, 0x2f, 0x2e, 0x2e, 0x2f, 0x6f, 0x2e, 0x6f, 0x6f, 0x26, /* 20 */
     0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x2e, 0x2e, 0x26, 0x2e, 0x26, 0x26, /* 30 */
     0x26, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, /* 40 */
     0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x6f, 0x2e, 0x06, 0x2e, 0x27, 0x2f, /* 50 */
@@ -61,6 +61,48 @@ static const uint8_t cclass[256] = {
 
 #define IS(c, cls) ((cclass[(uint8_t)(c)] & (cls)) != 0)
 #define IS_WS(c) ((c) == ' ' || (c) == '\t')
+
+/* Eight bytes at a time (bit-twiddling "hasless"/"hasmore", exact for "any byte"). */
+#define ONES ((uint64_t)0x0101010101010101u)
+#define HIGHS (ONES * 0x80)
+#define HAS_LESS(x, n) ((((x) - ONES * (n)) & ~(x) & HIGHS) != 0)     /* n <= 128 */
+#define HAS_MORE(x, n) (((((x) + ONES * (127 - (n))) | (x)) & HIGHS) != 0) /* n <= 127 */
+#define HAS_BYTE(x, b) HAS_LESS((x) ^ (ONES * (b)), 1)
+
+static inline uint64_t load8(const char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, sizeof(x));
+    return x;
+}
+
+/* Skips field-value characters (HTAB excepted, which the byte loop takes) in [p, end). */
+static inline const char *skip_value(const char *p, const char *end)
+{
+    while (end - p >= 8) {
+        uint64_t x = load8(p);
+        if (HAS_LESS(x, 0x20) || HAS_BYTE(x, 0x7f))
+            break;
+        p += 8;
+    }
+    while (p < end && IS(*p, C_FVAL))
+        p++;
+    return p;
+}
+
+/* Skips request-target characters (VCHAR but '#') in [p, end). */
+static inline const char *skip_target(const char *p, const char *end)
+{
+    while (end - p >= 8) {
+        uint64_t x = load8(p);
+        if (HAS_LESS(x, 0x21) || HAS_MORE(x, 0x7e) || HAS_BYTE(x, '#'))
+            break;
+        p += 8;
+    }
+    while (p < end && IS(*p, C_TARGET))
+        p++;
+    return p;
+}
 
 static int fail(struct gy_h1_error *err, int rc, int status, const char *reason)
 {
@@ -282,8 +324,7 @@ static int parse_request_line(const char *p, const char *e, bool complete, struc
     req->method = gy_slice(s, (size_t)(p - s));
 
     s = ++p;
-    while (p < e && IS(*p, C_TARGET))
-        p++;
+    p = skip_target(p, e);
     if (p == e)
         return complete ? fail(err, GY_EPARSE, 400, "incomplete request line") : GY_EAGAIN;
     if (*p != ' ')
@@ -491,8 +532,7 @@ static int parse_fields(const char *p, const char *end, struct gy_header *header
         while (IS_WS(*p))
             p++;
         const char *v = p;
-        while (IS(*p, C_FVAL))
-            p++;
+        p = skip_value(p, end);
         const char *ve = p;
         if (*p == '\r' && p[1] == '\n')
             p += 2;

@@ -268,6 +268,7 @@ static const struct bad_case bad_requests[] = {
     { "empty name", RAW(H11 ": a\r\n\r\n"), 400 },
     { "no colon", RAW(H11 "X-A\r\n\r\n"), 400 },
     { "space in name", RAW(H11 "X A: a\r\n\r\n"), 400 },
+    { "name starts with non-token", RAW(H11 "@X: a\r\n\r\n"), 400 },
     { "non-token name", RAW(H11 "X(A): a\r\n\r\n"), 400 },
     { "obs-text name", RAW(H11 "X\xc3\xa9: a\r\n\r\n"), 400 },
     { "NUL in name", RAW(H11 "X\0A: a\r\n\r\n"), 400 },
@@ -284,6 +285,8 @@ static const struct bad_case bad_requests[] = {
     { "target DEL", RAW("GET /\x7f HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "target obs-text", RAW("GET /\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "target NUL", RAW("GET /\0 HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
+    { "target fragment", RAW("GET /a#b HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
+    { "absolute fragment", RAW("GET http://h/#b HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "target relative", RAW("GET a/b HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "asterisk GET", RAW("GET * HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "authority GET", RAW("GET h:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
@@ -291,6 +294,7 @@ static const struct bad_case bad_requests[] = {
     { "CONNECT absolute", RAW("CONNECT http://h:443/ HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "CONNECT no port", RAW("CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "CONNECT empty port", RAW("CONNECT h: HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
+    { "CONNECT bad port", RAW("CONNECT h:44a HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "CONNECT no host", RAW("CONNECT :443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "CONNECT userinfo", RAW("CONNECT u@h:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "absolute empty authority", RAW("GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n"), 400 },
@@ -302,6 +306,8 @@ static const struct bad_case bad_requests[] = {
     { "version 0.9", RAW("GET / HTTP/0.9\r\n\r\n"), 505 },
     { "version 10.0", RAW("GET / HTTP/10.0\r\n\r\n"), 505 },
     { "version 1.10", RAW("GET / HTTP/1.10\r\n\r\n"), 505 },
+    { "version letters", RAW("GET / HTTP/a.b\r\nHost: h\r\n\r\n"), 400 },
+    { "version no dot", RAW("GET / HTTP/11\r\nHost: h\r\n\r\n"), 400 },
     { "version 2", RAW("GET / HTTP/2\r\nHost: h\r\n\r\n"), 400 },
     { "version lower", RAW("GET / http/1.1\r\nHost: h\r\n\r\n"), 400 },
     { "version garbage", RAW("GET / FOO\r\nHost: h\r\n\r\n"), 400 },
@@ -333,6 +339,59 @@ static void test_bad_requests(void **state)
         if (rc != GY_EPARSE || err.status != tc->status)
             fail_msg("case %zu (%s): rc %d status %d, want %d", ci, tc->name, rc, err.status, tc->status);
         CHECK(err.reason != NULL && err.reason[0] != '\0');
+    }
+}
+
+/* Every byte value at every position of a value, a target, a name and a method (this crosses
+ * the 8-byte fast paths at all alignments). */
+static void test_char_classes(void **state)
+{
+    (void)state;
+    char buf[256];
+    struct gy_h1_request req;
+    struct gy_header h[8];
+    struct gy_h1_error err;
+
+    for (int c = 0; c < 256; c++) {
+        bool tchar = (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+                     (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+        bool vchar = c == '\t' || (c >= 0x20 && c != 0x7f);
+        bool tgt = c > 0x20 && c < 0x7f && c != '#';
+        for (int k = 0; k < 20; k++) {
+            int n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\nX: %.*s", k, "aaaaaaaaaaaaaaaaaaaa");
+            buf[n++] = (char)c;
+            n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%.*s\r\n\r\n", 19 - k, "aaaaaaaaaaaaaaaaaaaa");
+            int rc = gy_h1_parse_request(buf, (size_t)n, &req, h, &gy_h1_default_limits, &err);
+            if (c == '\n' && k == 19) /* the LF ends the value: a shorter, valid head */
+                vchar = rc > 0 && rc < n;
+            if ((rc > 0) != vchar || (rc < 0 && err.status != 400))
+                fail_msg("value byte 0x%02x at %d: rc %d", c, k, rc);
+            bool trimmed = (c == ' ' || c == '\t' || c == '\n') && (k == 0 || k == 19); /* OWS */
+            if (rc > 0 && !trimmed && (h[1].value.len != 20 || h[1].value.ptr[k] != (char)c))
+                fail_msg("value byte 0x%02x at %d: bad value", c, k);
+
+            n = snprintf(buf, sizeof(buf), "GET /%.*s", k, "aaaaaaaaaaaaaaaaaaaa");
+            buf[n++] = (char)c;
+            n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%.*s HTTP/1.1\r\nHost: h\r\n\r\n", 19 - k,
+                          "aaaaaaaaaaaaaaaaaaaa");
+            rc = gy_h1_parse_request(buf, (size_t)n, &req, h, &gy_h1_default_limits, &err);
+            if ((rc > 0) != tgt || (rc < 0 && err.status != 400))
+                fail_msg("target byte 0x%02x at %d: rc %d", c, k, rc);
+        }
+        if (c == ':')
+            continue;
+        int n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\nX");
+        buf[n++] = (char)c;
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "Y: v\r\n\r\n");
+        int rc = gy_h1_parse_request(buf, (size_t)n, &req, h, &gy_h1_default_limits, &err);
+        if ((rc > 0) != tchar || (rc < 0 && err.status != 400))
+            fail_msg("name byte 0x%02x: rc %d", c, rc);
+        n = snprintf(buf, sizeof(buf), "G");
+        buf[n++] = (char)c;
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "T / HTTP/1.1\r\nHost: h\r\n\r\n");
+        rc = gy_h1_parse_request(buf, (size_t)n, &req, h, &gy_h1_default_limits, &err);
+        if ((rc > 0) != tchar || (rc < 0 && err.status != 400))
+            fail_msg("method byte 0x%02x: rc %d", c, rc);
     }
 }
 
@@ -685,6 +744,28 @@ static void test_response_limits(void **state)
     assert_int_equal(err.status, 502);
 }
 
+/* A 1xx has no body: the final response follows it in the same buffer. */
+static void test_response_interim(void **state)
+{
+    (void)state;
+    static const char raw[] = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\nLink: </s>\n\n"
+                              "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    const char *p = raw, *end = raw + sizeof(raw) - 1;
+    static const int want[] = { 100, 103, 200 };
+    struct gy_h1_response res;
+    struct gy_header h[4];
+    struct gy_h1_error err;
+
+    for (int i = 0; i < 3; i++) {
+        int rc = gy_h1_parse_response(p, (size_t)(end - p), &res, h, &gy_h1_default_limits, false, false, &err);
+        assert_true(rc > 0);
+        assert_int_equal(res.status, want[i]);
+        assert_int_equal(res.body, i < 2 ? GY_H1_BODY_NONE : GY_H1_BODY_LENGTH);
+        p += rc;
+    }
+    assert_int_equal(end - p, 2);
+}
+
 /* ---- chunked decoding ---- */
 
 struct chunk_case {
@@ -710,6 +791,7 @@ static const struct chunk_case chunk_cases[] = {
     CHUNK_OK("empty body", "0\r\n\r\n", ""),
     CHUNK_OK("extension", "5;name=value\r\nhello\r\n0;last\r\n\r\n", "hello"),
     CHUNK_OK("extensions", "5 ; a = b ;c;d=\"q \\\" \\\\ s\"\t;e\r\nhello\r\n0\r\n\r\n", "hello"),
+    CHUNK_OK("LF after extensions", "5;a\nhello\n3;b=c\nabc\n0;d=\"e\"\n\n", "helloabc"),
     CHUNK_OK("trailers", "5\r\nhello\r\n0\r\nX-Sum: abc\r\nY:\r\nZ: \t1 2\xff\r\n\r\n", "hello"),
     CHUNK_OK("trailers LF", "5\nhello\n0\nX-Sum: abc\n\n", "hello"),
     CHUNK_OK("binary data", "4\r\n\r\n\0\xff\r\n0\r\n\r\n", "\r\n\0\xff"),
@@ -740,6 +822,8 @@ static const struct chunk_case chunk_cases[] = {
     CHUNK_BAD("data too long", "5\r\nhelloX\r\n0\r\n\r\n"),
     CHUNK_BAD("data CR junk", "5\r\nhello\rX"),
     CHUNK_BAD("data no CRLF", "5\r\nhello0\r\n\r\n"),
+    CHUNK_BAD("junk instead of CRLF", "2\r\nhiX2\r\nyo\r\n0\r\n\r\n"),
+    CHUNK_BAD("CR junk instead of CRLF", "2\r\nhi\r2\r\nyo\r\n0\r\n\r\n"),
     CHUNK_BAD("trailer obs-fold", "0\r\nX: a\r\n b\r\n\r\n"),
     CHUNK_BAD("trailer leading space", "0\r\n X: a\r\n\r\n"),
     CHUNK_BAD("trailer no colon", "0\r\nX\r\n\r\n"),
@@ -1100,6 +1184,7 @@ int main(void)
         cmocka_unit_test(test_valid_requests),
         cmocka_unit_test(test_header_values),
         cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_char_classes),
         cmocka_unit_test(test_limit_request_line),
         cmocka_unit_test(test_limit_headers),
         cmocka_unit_test(test_limit_head_bytes),
@@ -1109,6 +1194,7 @@ int main(void)
         cmocka_unit_test(test_valid_responses),
         cmocka_unit_test(test_bad_responses),
         cmocka_unit_test(test_response_limits),
+        cmocka_unit_test(test_response_interim),
         cmocka_unit_test(test_chunked_vectors),
         cmocka_unit_test(test_chunked_splits),
         cmocka_unit_test(test_chunked_large),
