@@ -417,7 +417,7 @@ void gy_stream_start(struct gy_stream *s, const struct gy_h1_request *req)
     struct gy_route_request rr = {
         .method = req->method,
         .host = req->host,
-        .path = req->path,
+        .path = req->path.len ? req->path : GY_SLICE_LIT("/"), /* "http://host" has no path */
         .query = req->query,
         .headers = req->headers,
         .nheaders = req->nheaders,
