@@ -1,0 +1,240 @@
+/*
+ * The kinds of the mesh object model and the structures several kinds share: metadata,
+ * headers, redirects, CORS, TLS (ssl_config, secret) and HTTP protocol options.
+ * Field names follow Grey Matter's api.cue; see schema.h for the table format.
+ */
+#include <string.h>
+
+#include "mesh/schema.h"
+
+const char *const gy_mesh_kinds[] = { "zone", "proxy", "listener", "domain", "route", "shared_rules", "cluster" };
+const size_t gy_mesh_nkinds = sizeof(gy_mesh_kinds) / sizeof(gy_mesh_kinds[0]);
+
+const struct gy_kind gy_mesh_kind_table[] = {
+    { "zone", "zone_key", &gy_s_zone },
+    { "proxy", "proxy_key", &gy_s_proxy },
+    { "listener", "listener_key", &gy_s_listener },
+    { "domain", "domain_key", &gy_s_domain },
+    { "route", "route_key", &gy_s_route },
+    { "shared_rules", "shared_rules_key", &gy_s_shared_rules },
+    { "cluster", "cluster_key", &gy_s_cluster },
+    { NULL, NULL, NULL },
+};
+
+const struct gy_kind *gy_mesh_kind(const char *name)
+{
+    for (const struct gy_kind *k = gy_mesh_kind_table; name != NULL && k->name != NULL; k++)
+        if (strcmp(k->name, name) == 0)
+            return k;
+    return NULL;
+}
+
+const char *gy_mesh_key_field(const char *kind)
+{
+    const struct gy_kind *k = gy_mesh_kind(kind);
+    return k != NULL ? k->key : NULL;
+}
+
+/* ---- list elements ---- */
+
+const struct gy_field gy_e_string = GY_STR(NULL, .doc = NULL);
+const struct gy_field gy_e_token = GY_STR(NULL, .check = gy_check_token, .type_doc = "token", .doc = NULL);
+const struct gy_field gy_e_metadatum = GY_OBJ(NULL, gy_s_metadatum, .doc = NULL);
+const struct gy_field gy_e_any = GY_ANY(NULL, .doc = NULL);
+const struct gy_field gy_e_regex = GY_STR(NULL, .check = gy_check_regex, .type_doc = "regex", .doc = NULL);
+const struct gy_field gy_e_header_kv = GY_OBJ(NULL, gy_s_header_kv, .doc = NULL);
+
+/* ---- metadata and headers ---- */
+
+static const struct gy_field f_metadatum[] = {
+    GY_STR("key", .flags = GY_F_REQUIRED | GY_F_USED, .doc = "Name."),
+    GY_STR("value", .flags = GY_F_USED, .def = "\"\"", .doc = "Value."),
+    GY_END,
+};
+const struct gy_struct gy_s_metadatum = { "metadatum", "A key/value pair (Grey Matter `#Metadatum`).", f_metadatum, NULL };
+
+static const struct gy_field f_header_kv[] = {
+    GY_STR("key", .flags = GY_F_REQUIRED | GY_F_USED, .check = gy_check_token, .type_doc = "token",
+           .doc = "Header name (an HTTP token; matched case-insensitively)."),
+    GY_STR("value", .flags = GY_F_USED, .def = "\"\"", .doc = "Header value."),
+    GY_END,
+};
+const struct gy_struct gy_s_header_kv = { "header", "A header name and value.", f_header_kv, NULL };
+
+static const struct gy_field f_header_op[] = {
+    GY_STR("key", .flags = GY_F_USED, .check = gy_check_token, .type_doc = "token",
+           .doc = "Header name, Grey Matter form (`{key, value}`). Give either `key` or `header`."),
+    GY_STR("value", .flags = GY_F_USED, .def = "\"\"", .doc = "Header value, Grey Matter form."),
+    GY_OBJ("header", gy_s_header_kv, .flags = GY_F_USED,
+           .doc = "Envoy form (`{header: {key, value}, append}`). Give either `key` or `header`."),
+    GY_BOOL("append", .flags = GY_F_USED, .def = "true",
+            .doc = "Add the header beside existing ones (`true`, Envoy's default) or replace them (`false`)."),
+    GY_END,
+};
+const struct gy_struct gy_s_header_op = {
+    "header_op", "A header to add: Grey Matter's `{key, value}` or Envoy's `{header: {key, value}, append}`.",
+    f_header_op, gy_check_header_op
+};
+
+/* ---- redirects ---- */
+
+static const char *const redirect_types[] = { "permanent", "temporary", NULL };
+
+static const struct gy_field f_header_constraint[] = {
+    GY_STR("name", .flags = GY_F_REQUIRED | GY_F_USED, .check = gy_check_token, .type_doc = "token",
+           .doc = "Request header to test."),
+    GY_STR("value", .flags = GY_F_USED, .check = gy_check_regex, .type_doc = "regex", .def = "\"\"",
+           .doc = "Regular expression the header value must match."),
+    GY_BOOL("case_sensitive", .flags = GY_F_USED, .def = "false", .doc = "Match the value case-sensitively."),
+    GY_BOOL("invert", .flags = GY_F_USED, .def = "false", .doc = "Redirect when the header does *not* match."),
+    GY_END,
+};
+static const struct gy_struct s_header_constraint = {
+    "header_constraint", "A condition on a request header for a redirect.", f_header_constraint, NULL
+};
+static const struct gy_field e_header_constraint = GY_OBJ(NULL, s_header_constraint, .doc = NULL);
+
+static const struct gy_field f_redirect[] = {
+    GY_STR("name", .flags = GY_F_REQUIRED | GY_F_USED, .check = gy_check_token, .type_doc = "token",
+           .doc = "Name of the redirect (letters, digits, `-`, `_`, ...)."),
+    GY_STR("from", .flags = GY_F_REQUIRED | GY_F_USED, .check = gy_check_regex, .type_doc = "regex",
+           .doc = "Regular expression matched against the request path (and query)."),
+    GY_STR("to", .flags = GY_F_REQUIRED | GY_F_NONEMPTY | GY_F_USED,
+           .doc = "Replacement URL or path; `$1`..`$9` insert groups captured by `from`."),
+    GY_ENUM("redirect_type", redirect_types, .flags = GY_F_USED, .def = "`permanent`",
+            .doc = "`permanent` answers 301, `temporary` answers 302."),
+    GY_LIST("header_constraints", e_header_constraint, .flags = GY_F_USED,
+            .doc = "All must hold for the redirect to apply."),
+    GY_END,
+};
+const struct gy_struct gy_s_redirect = { "redirect", "A regex redirect (domain or route).", f_redirect, NULL };
+
+/* ---- CORS ---- */
+
+static const char *const origin_match_types[] = { "exact", "prefix", "suffix", "regex", NULL };
+
+static const struct gy_field f_cors_origin[] = {
+    GY_ENUM("match_type", origin_match_types, .def = "`exact`", .doc = "How `value` is compared with the Origin header."),
+    GY_STR("value", .flags = GY_F_REQUIRED, .doc = "Origin, prefix, suffix or regular expression."),
+    GY_END,
+};
+static const struct gy_struct s_cors_origin = { "cors_origin", "An allowed origin.", f_cors_origin, gy_check_cors_origin };
+static const struct gy_field e_cors_origin = GY_OBJ(NULL, s_cors_origin, .doc = NULL);
+
+static const struct gy_field f_cors_config[] = {
+    GY_LIST("allowed_origins", e_cors_origin, .doc = "Origins allowed to make cross-origin requests."),
+    GY_BOOL("allow_credentials", .def = "false", .doc = "Sends `Access-Control-Allow-Credentials: true`."),
+    GY_LIST("exposed_headers", gy_e_token, .doc = "`Access-Control-Expose-Headers`."),
+    GY_INT("max_age", 0, GY_I64, .doc = "`Access-Control-Max-Age`, seconds."),
+    GY_LIST("allowed_methods", gy_e_token, .doc = "`Access-Control-Allow-Methods`."),
+    GY_LIST("allowed_headers", gy_e_token, .doc = "`Access-Control-Allow-Headers`."),
+    GY_END,
+};
+const struct gy_struct gy_s_cors_config = { "cors_config", "Cross-origin resource sharing for a domain.", f_cors_config, NULL };
+
+/* ---- TLS ---- */
+
+static const char *const tls_protocols[] = { "TLS_AUTO", "TLSv1_0", "TLSv1_1", "TLSv1_2", "TLSv1_3", NULL };
+static const struct gy_field e_tls_protocol = GY_ENUM(NULL, tls_protocols, .doc = NULL);
+
+static const struct gy_field f_cert_key_pair[] = {
+    GY_STR("certificate_path", .doc = "PEM certificate (chain) file."),
+    GY_STR("key_path", .doc = "PEM private key file."),
+    GY_END,
+};
+static const struct gy_struct s_cert_key_pair = { "cert_key_pair", "A certificate and its key, as file paths.", f_cert_key_pair, NULL };
+static const struct gy_field e_cert_key_pair = GY_OBJ(NULL, s_cert_key_pair, .doc = NULL);
+
+static const struct gy_field f_data_source[] = {
+    GY_STR("filename", .doc = "Read from this file."),
+    GY_STR("inline_string", .doc = "The data itself."),
+    GY_END,
+};
+static const struct gy_struct s_data_source = { "data_source", "A file or inline data (a CRL).", f_data_source, NULL };
+
+static const struct gy_field f_listener_ssl[] = {
+    GY_LIST("cert_key_pairs", e_cert_key_pair, .doc = "Server certificates."),
+    GY_STR("cipher_filter", .doc = "OpenSSL cipher list, e.g. `ECDHE-ECDSA-AES128-GCM-SHA256:...`."),
+    GY_OBJ("crl", s_data_source, .doc = "Certificate revocation list for client certificates."),
+    GY_LIST("protocols", e_tls_protocol, .doc = "Allowed TLS versions."),
+    GY_BOOL("require_client_certs", .def = "false", .doc = "Require and verify a client certificate (mTLS)."),
+    GY_LIST("sni", gy_e_string, .flags = GY_F_ONE_OR_LIST, .doc = "Server names this certificate serves."),
+    GY_STR("trust_file", .doc = "CA bundle that verifies client certificates."),
+    GY_END,
+};
+const struct gy_struct gy_s_listener_ssl = { "listener_ssl_config", "TLS for incoming connections (domain, listener).", f_listener_ssl, NULL };
+
+static const struct gy_field f_cluster_ssl[] = {
+    GY_LIST("cert_key_pairs", e_cert_key_pair, .doc = "Client certificate presented to the upstream."),
+    GY_STR("cipher_filter", .doc = "OpenSSL cipher list."),
+    GY_OBJ("crl", s_data_source, .doc = "Certificate revocation list for upstream certificates."),
+    GY_LIST("protocols", e_tls_protocol, .doc = "Allowed TLS versions."),
+    GY_STR("sni", .doc = "Server name sent to the upstream."),
+    GY_STR("trust_file", .doc = "CA bundle that verifies the upstream certificate."),
+    GY_BOOL("require_client_certs", .def = "false", .doc = "Accepted for symmetry with the listener form; no effect upstream."),
+    GY_END,
+};
+const struct gy_struct gy_s_cluster_ssl = { "cluster_ssl_config", "TLS towards a cluster's instances.", f_cluster_ssl, NULL };
+
+static const char *const fcc_values[] = { "SANITIZE", "FORWARD_ONLY", "APPEND_FORWARD", "SANITIZE_SET", "ALWAYS_FORWARD_ONLY", NULL };
+
+static const struct gy_field f_client_cert_details[] = {
+    GY_BOOL("uri", .def = "false", .doc = "Include the peer certificate's URI SAN (SPIFFE ID)."),
+    GY_BOOL("URI", .def = "false", .doc = "Same as `uri` (the spelling of api.cue)."),
+    GY_BOOL("subject", .def = "false", .doc = "Include the subject."),
+    GY_BOOL("cert", .def = "false", .doc = "Include the PEM certificate."),
+    GY_BOOL("chain", .def = "false", .doc = "Include the PEM chain."),
+    GY_BOOL("dns", .def = "false", .doc = "Include DNS SANs."),
+    GY_END,
+};
+static const struct gy_struct s_client_cert_details = {
+    "client_cert_details", "What goes into `x-forwarded-client-cert`.", f_client_cert_details, NULL
+};
+
+static const struct gy_field f_secret[] = {
+    GY_STR("secret_key", .doc = "Identifier of this secret."),
+    GY_STR("secret_name", .doc = "SPIFFE ID of this side, e.g. `spiffe://example.org/echo`."),
+    GY_STR("secret_validation_name", .doc = "Trust bundle name, e.g. `spiffe://example.org`."),
+    GY_LIST("subject_names", gy_e_string, .doc = "SPIFFE IDs the peer may present."),
+    GY_LIST("ecdh_curves", gy_e_string, .doc = "ECDH curves, e.g. `X25519:P-256`."),
+    GY_ENUM("forward_client_cert_details", fcc_values, .doc = "Handling of `x-forwarded-client-cert`."),
+    GY_OBJ("set_current_client_cert_details", s_client_cert_details, .doc = "Fields of the client certificate to forward."),
+    GY_STR("checksum", .doc = "Opaque, kept for Grey Matter compatibility."),
+    GY_END,
+};
+const struct gy_struct gy_s_secret = { "secret", "SPIFFE/SDS identity for mTLS (Grey Matter `#Secret`).", f_secret, NULL };
+
+/* ---- HTTP protocol options ---- */
+
+static const struct gy_field f_header_key_format[] = {
+    GY_BOOL("proper_case_words", .def = "false", .doc = "Write HTTP/1 header names as `Content-Type` instead of lower case."),
+    GY_END,
+};
+static const struct gy_struct s_header_key_format = { "header_key_format", "HTTP/1 header name case.", f_header_key_format, NULL };
+
+static const struct gy_field f_http_options[] = {
+    GY_BOOL("allow_absolute_url", .def = "true", .doc = "Accept absolute-form request targets (`GET http://host/path`)."),
+    GY_BOOL("accept_http_10", .def = "false", .doc = "Accept HTTP/1.0 requests."),
+    GY_STR("default_host_for_http_10", .doc = "Host assumed for HTTP/1.0 requests without one."),
+    GY_OBJ("header_key_format", s_header_key_format, .doc = "Header name case on HTTP/1."),
+    GY_BOOL("enable_trailers", .def = "false", .doc = "Pass HTTP/1 chunked trailers."),
+    GY_END,
+};
+const struct gy_struct gy_s_http_options = { "http_protocol_options", "HTTP/1.1 settings.", f_http_options, NULL };
+
+static const struct gy_field f_http2_options[] = {
+    GY_INT("hpack_table_size", 0, GY_U32, .def = "4096", .doc = "HPACK dynamic table size."),
+    GY_INT("max_concurrent_streams", 1, 2147483647, .def = "2147483647", .doc = "SETTINGS_MAX_CONCURRENT_STREAMS."),
+    GY_INT("initial_stream_window_size", 65535, 2147483647, .def = "268435456", .doc = "Per-stream flow-control window."),
+    GY_INT("initial_connection_window_size", 65535, 2147483647, .def = "268435456", .doc = "Connection flow-control window."),
+    GY_BOOL("allow_connect", .def = "false", .doc = "Allow extended CONNECT (RFC 8441)."),
+    GY_INT("max_outbound_frames", 1, GY_U32, .def = "10000", .doc = "Outbound frame queue limit (flood protection)."),
+    GY_INT("max_outbound_control_frames", 1, GY_U32, .def = "1000", .doc = "Outbound control frame queue limit."),
+    GY_INT("max_consecutive_inbound_frames_with_empty_payload", 0, GY_U32, .def = "1", .doc = "Flood protection."),
+    GY_INT("max_inbound_priority_frames_per_stream", 0, GY_U32, .def = "100", .doc = "Flood protection."),
+    GY_INT("max_inbound_window_update_frames_per_data_frame_sent", 1, GY_U32, .def = "10", .doc = "Flood protection."),
+    GY_BOOL("stream_error_on_invalid_http_messaging", .def = "false",
+            .doc = "Reset only the stream (not the connection) on an invalid message."),
+    GY_END,
+};
+const struct gy_struct gy_s_http2_options = { "http2_protocol_options", "HTTP/2 settings (Envoy's names).", f_http2_options, NULL };
