@@ -403,7 +403,7 @@ static int compile_proxy(struct cc *cc, json_t *objects, const char *proxy_name)
     if (cfg->proxy_name == NULL || (rc = build_indexes(cc, objects)) != 0)
         return cfg->proxy_name == NULL ? GY_ENOMEM : rc;
     const char *zone = cc_str(proxy, "zone_key", NULL);
-    if (zone != NULL && (cfg->zone_key = cc_strdup(cc, zone)) == NULL)
+    if (zone != NULL && zone[0] != '\0' && (cfg->zone_key = cc_strdup(cc, zone)) == NULL)
         return GY_ENOMEM;
     cfg->vhosts = cc_array(cc, cc->vhosts_cap, sizeof(*cfg->vhosts));
     cfg->clusters = cc_array(cc, cc->clusters_cap, sizeof(*cfg->clusters));

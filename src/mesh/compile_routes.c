@@ -218,6 +218,8 @@ static int build_rule_list(struct cc *cc, struct gy_route *r, const json_t *arr,
 static int route_rules(struct cc *cc, struct gy_route *r, const json_t *ro, const char *what)
 {
     const char *srk = cc_str(ro, "shared_rules_key", NULL);
+    if (srk != NULL && srk[0] == '\0')
+        srk = NULL; /* Go exports write "" for "none" */
     const json_t *sr = srk != NULL ? json_object_get(cc->index[CC_SHARED_RULES], srk) : NULL;
     const json_t *rules = json_object_get(ro, "rules"), *srules = json_object_get(sr, "rules");
     const json_t *dflt = json_object_get(sr, "default");

@@ -154,56 +154,6 @@ bool cc_bool(const json_t *o, const char *field, bool def)
     return json_is_boolean(v) ? json_is_true(v) : def;
 }
 
-/* "250ms", "5s", "1.5s", "2m", "1h", or a whole number of seconds (number or digit string).
- * Same semantics as gy_mesh_duration_ms (mesh.h); private until the merge. */
-static int duration_ms(const json_t *v, uint32_t *ms)
-{
-    const uint64_t max = (uint64_t)1 << 31;
-
-    if (json_is_integer(v)) {
-        json_int_t s = json_integer_value(v);
-        if (s < 0 || (uint64_t)s * 1000 > max)
-            return GY_EINVAL;
-        *ms = (uint32_t)(s * 1000);
-        return 0;
-    }
-    const char *p = json_string_value(v);
-    if (p == NULL || !isdigit((unsigned char)*p))
-        return GY_EINVAL;
-    uint64_t whole = 0, frac = 0, frac_div = 1;
-    for (; isdigit((unsigned char)*p); p++) {
-        whole = whole * 10 + (uint64_t)(*p - '0');
-        if (whole > max)
-            return GY_EINVAL;
-    }
-    if (*p == '.') {
-        if (!isdigit((unsigned char)*++p))
-            return GY_EINVAL;
-        for (; isdigit((unsigned char)*p); p++) {
-            if (frac_div < 1000000000) {
-                frac = frac * 10 + (uint64_t)(*p - '0');
-                frac_div *= 10;
-            }
-        }
-    }
-    uint64_t unit;
-    if (strcmp(p, "ms") == 0)
-        unit = 1;
-    else if (strcmp(p, "s") == 0 || *p == '\0')
-        unit = 1000;
-    else if (strcmp(p, "m") == 0)
-        unit = 60000;
-    else if (strcmp(p, "h") == 0)
-        unit = 3600000;
-    else
-        return GY_EINVAL;
-    uint64_t total = whole * unit + frac * unit / frac_div;
-    if (total > max)
-        return GY_EINVAL;
-    *ms = (uint32_t)total;
-    return 0;
-}
-
 int cc_duration(struct cc *cc, const json_t *o, const char *field, uint32_t def, uint32_t *ms, const char *what)
 {
     const json_t *v = json_object_get(o, field);
@@ -212,7 +162,7 @@ int cc_duration(struct cc *cc, const json_t *o, const char *field, uint32_t def,
         *ms = def;
         return 0;
     }
-    if (duration_ms(v, ms) != 0)
+    if (gy_mesh_duration_ms(v, ms) != 0)
         return cc_fail(cc, "%s: %s: not a duration (\"250ms\", \"5s\", \"1.5s\", \"2m\", \"1h\" or seconds)", what,
                        field);
     return 0;
