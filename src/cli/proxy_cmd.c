@@ -63,8 +63,8 @@ int gy_cmd_proxy(int argc, char **argv)
             gy_flags_unknown(&f);
     }
     if (o.config_path == NULL)
-        gy_fatal("proxy: --config is required (until the control plane exists, the mesh comes from a file)");
+        gy_fatal("--config is required (until the control plane exists, the mesh comes from a file)");
     if (o.name == NULL)
-        gy_fatal("proxy: --name is required (the proxy object to serve)");
+        gy_fatal("--name is required (the proxy object to serve)");
     return gy_proxy_run(&o);
 }

@@ -22,12 +22,12 @@ int gy_cmd_validate(int argc, char **argv)
             printf("usage: gyrus validate MESH_FILE [--name PROXY]\n");
             return 0;
         } else if (argv[i][0] == '-' || path != NULL)
-            gy_fatal("validate: unexpected argument \"%s\" (usage: gyrus validate MESH_FILE [--name PROXY])", argv[i]);
+            gy_fatal("unexpected argument \"%s\" (usage: gyrus validate MESH_FILE [--name PROXY])", argv[i]);
         else
             path = argv[i];
     }
     if (path == NULL)
-        gy_fatal("validate: missing MESH_FILE (usage: gyrus validate MESH_FILE [--name PROXY])");
+        gy_fatal("missing MESH_FILE (usage: gyrus validate MESH_FILE [--name PROXY])");
     if (gy_mesh_load_file(path, &objects, &err) != 0 || gy_mesh_validate(objects, &err) != 0)
         gy_fatal("%s", err.msg);
     if (name != NULL) {

@@ -1,0 +1,159 @@
+"""The binary's commands as a user meets them: errors are one clear line, `gyrus dev` runs a mesh."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import GYRUS, ROOT, Process, free_port, sanitizer_findings, simple_mesh, to_yaml, wait_for
+
+
+def run(*args, timeout=10):
+    return subprocess.run([GYRUS, *args], capture_output=True, timeout=timeout, text=True)
+
+
+def test_version_and_help():
+    out = run("version")
+    assert out.returncode == 0 and out.stdout.startswith("gyrus ")
+    assert run("--help").returncode == 0
+    out = run("proxy", "--help")
+    assert out.returncode == 0 and "--config" in out.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (("frobnicate",), 'gyrus: error: unknown command "frobnicate" (try \'gyrus --help\')'),
+    (("proxy",), "proxy: error: --config is required (until the control plane exists, the mesh comes from a file)"),
+    (("proxy", "--config", "x.yaml"), "proxy: error: --name is required (the proxy object to serve)"),
+    (("proxy", "--bogus"), "proxy: error: unknown option --bogus (see --help)"),
+    (("proxy", "--workers", "0"), 'proxy: error: --workers: want a number from 1 to 256, got "0"'),
+    (("proxy", "--drain-time", "soon"), 'proxy: error: --drain-time: want a duration like 250ms, 10s or 2m, got "soon"'),
+    (("proxy", "--config", "/nonexistent.yaml", "--name", "x"), "proxy: error: /nonexistent.yaml: No such file or directory"),
+])
+def test_bad_flags_one_line(args, message):
+    out = run(*args)
+    assert out.returncode != 0
+    assert out.stderr.strip() == message
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda m: m[3]["instances"][0].update(port=0),
+     'cluster "backend": instances[0].port: must be between 1 and 65535, got 0'),
+    (lambda m: m[4]["rules"][0]["constraints"]["light"][0].update(cluster_key="pay"),
+     'route "root": rules[0].constraints.light[0].cluster_key: no cluster "pay"'),
+    (lambda m: m[0].update(protocol="udp"),
+     'listener "ingress": protocol: must be one of http_auto, http, http2, tcp, got "udp"'),
+    (lambda m: m[1].update(nmae="x"), 'domain "ingress": unknown field "nmae"'),
+    (lambda m: m.append(dict(m[3])), 'cluster "backend": duplicate cluster_key (also object 3)'),
+])
+def test_invalid_mesh_refuses_to_start(tmp_path, mutate, message):
+    mesh = simple_mesh(free_port(), [1])
+    mutate(mesh)
+    path = tmp_path / "mesh.yaml"
+    path.write_text(to_yaml(mesh))
+    out = run("proxy", "--config", str(path), "--name", "test", "--admin", "off")
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"proxy: error: {message}", out.stderr
+    out = run("validate", str(path))
+    assert out.returncode == 1 and message in out.stderr
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    path = tmp_path / "mesh.yaml"
+    path.write_text("- kind: zone\n  zone_key: z\n - broken: [\n")
+    out = run("validate", str(path))
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"validate: error: {path}:3:")
+
+
+def test_unknown_proxy_and_busy_port(tmp_path):
+    port = free_port()
+    path = tmp_path / "mesh.yaml"
+    path.write_text(to_yaml(simple_mesh(port, [1])))
+    out = run("proxy", "--config", str(path), "--name", "nobody", "--admin", "off")
+    assert out.returncode == 1 and 'proxy "nobody"' in out.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        out = run("proxy", "--config", str(path), "--name", "test", "--admin", "off")
+    assert out.returncode == 1
+    assert f'listener "ingress": cannot listen on 127.0.0.1:{port}: Address already in use' in out.stderr
+
+
+def test_examples_validate():
+    for name in ("mesh.yaml", "mesh.json"):
+        for proxy in ("echo", "edge"):
+            out = run("validate", os.path.join(ROOT, "examples", name), "--name", proxy)
+            assert out.returncode == 0, out.stderr
+
+
+def test_readme_tour_example(tmp_path):
+    """The tour: a demo service, the example mesh's sidecar in front of it, curl, metrics."""
+    demo = Process([GYRUS, "demo-service", "--listen", "127.0.0.1:8080"], "tour-demo")
+    admin = free_port()
+    proxy = Process([GYRUS, "proxy", "--config", os.path.join(ROOT, "examples", "mesh.yaml"), "--name", "echo",
+                     "--admin", f"127.0.0.1:{admin}"], "tour-proxy")
+    try:
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{admin}/ready", timeout=1).status_code == 200, 10,
+                 what="tour proxy")
+        r = requests.get("http://127.0.0.1:10808/echo", timeout=5)
+        assert r.status_code == 200 and r.json()["path"] == "/echo"
+        metrics = requests.get(f"http://127.0.0.1:{admin}/stats/prometheus", timeout=5).text
+        assert 'gyrus_listener_downstream_rq_total{listener="echo-ingress",status_class="2xx"} 1' in metrics
+    finally:
+        proxy.check_clean_exit()
+        demo.check_clean_exit()
+
+
+def test_gyrus_dev_runs_and_stops_cleanly():
+    base = 20000 + (os.getpid() % 2000) * 15
+    p = subprocess.Popen([GYRUS, "dev", "--port-base", str(base)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, start_new_session=True)
+    try:
+        banner = ""
+        deadline = time.monotonic() + 30
+        while "Ctrl-C" not in banner and time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            banner += line
+        assert f"http://127.0.0.1:{base}/" in banner, banner
+        r = requests.get(f"http://127.0.0.1:{base}/services/echo/echo", timeout=5)
+        assert r.status_code == 200 and r.json()["service"] == "echo" and r.json()["path"] == "/echo"
+        r = requests.get(f"http://127.0.0.1:{base}/services/fibonacci/fib/30", timeout=5)
+        assert r.json()["fib"] == 832040
+        assert requests.get(f"http://127.0.0.1:{base + 10}/ready", timeout=5).status_code == 200
+        children = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 5
+        os.killpg(p.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+        rest, _ = p.communicate(timeout=30)
+        assert p.returncode == 0, rest
+        assert "gyrus dev: stopped" in rest
+        assert not sanitizer_findings(rest), rest
+        for pid in children:
+            assert not os.path.exists(f"/proc/{pid}"), f"child {pid} left behind"
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def test_keepalive_idle_timeouts(gyrus_factory, backend_factory):
+    be = backend_factory()
+    port = free_port()
+    g = gyrus_factory(simple_mesh(port, [be.port], listener_extra={"idle_timeout": "500ms"},
+                                  cluster_extra={"idle_timeout": "500ms"}), "test")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while not data.endswith(b"ok backend\n"):
+            data += s.recv(4096)
+        t0 = time.monotonic()
+        assert s.recv(10) == b""  # the idle keep-alive connection is closed by the proxy
+        assert 0.3 < time.monotonic() - t0 < 3
+    wait_for(lambda: g.metric("gyrus_cluster_upstream_cx_active", cluster="backend") == 0, 5,
+             what="idle upstream connection closed")
+    assert g.metric("gyrus_cluster_upstream_cx_idle", cluster="backend") == 0
