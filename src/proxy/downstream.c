@@ -241,7 +241,7 @@ static int try_request(struct gy_dconn *dc)
     return 1;
 }
 
-static bool read_more(struct gy_dconn *dc)
+bool gy_dconn_read(struct gy_dconn *dc)
 {
     struct gy_worker *w = dc->w;
 
@@ -272,7 +272,7 @@ static bool run_between(struct gy_dconn *dc)
     }
     if (try_request(dc))
         return true;
-    if (read_more(dc))
+    if (gy_dconn_read(dc))
         return true;
     if (dc->eof) {
         close_now(dc);

@@ -11,6 +11,23 @@ struct writer {
     bool overflow;
 };
 
+/* A writer over the free space at the end of a buffer; commit with writer_commit. */
+static void writer_on_buf(struct writer *w, struct gy_buf *out)
+{
+    w->cap = gy_buf_room(out);
+    w->p = out->data + out->tail;
+    w->len = 0;
+    w->overflow = false;
+}
+
+static int writer_commit(struct writer *w, struct gy_buf *out)
+{
+    if (w->overflow)
+        return GY_EAGAIN;
+    out->tail += (uint32_t)w->len;
+    return 0;
+}
+
 static void put(struct writer *w, const char *s, size_t n)
 {
     if (w->overflow || w->cap - w->len < n) {
@@ -161,10 +178,7 @@ int gy_fwd_response_head(struct gy_stream *s, const struct gy_h1_response *res, 
 
     if (gy_buf_room(out) < need)
         return GY_EAGAIN;
-    w.p = out->data + out->tail;
-    w.cap = gy_buf_room(out);
-    w.len = 0;
-    w.overflow = false;
+    writer_on_buf(&w, out);
     int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", res->status);
     put(&w, line, (size_t)n);
     put_slice(&w, res->reason);
@@ -191,10 +205,7 @@ int gy_fwd_response_head(struct gy_stream *s, const struct gy_h1_response *res, 
     else if (s->minor_version == 0)
         put_cstr(&w, "connection: keep-alive\r\n");
     put(&w, "\r\n", 2);
-    if (w.overflow)
-        return GY_EAGAIN;
-    out->tail += (uint32_t)w.len;
-    return 0;
+    return writer_commit(&w, out);
 }
 
 /* Forwards an informational (1xx) response to an HTTP/1.1 client as it came, minus hop-by-hop headers. */
@@ -205,10 +216,7 @@ int gy_fwd_informational(const struct gy_h1_response *res, struct gy_buf *out)
 
     if (gy_buf_room(out) < res->head_len + 64)
         return GY_EAGAIN;
-    w.p = out->data + out->tail;
-    w.cap = gy_buf_room(out);
-    w.len = 0;
-    w.overflow = false;
+    writer_on_buf(&w, out);
     int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", res->status);
     put(&w, line, (size_t)n);
     put_slice(&w, res->reason);
@@ -217,10 +225,7 @@ int gy_fwd_informational(const struct gy_h1_response *res, struct gy_buf *out)
         if (!skip_common(&res->headers[i], res->headers, res->nheaders))
             put_header(&w, res->headers[i].name, res->headers[i].value);
     put(&w, "\r\n", 2);
-    if (w.overflow)
-        return GY_EAGAIN;
-    out->tail += (uint32_t)w.len;
-    return 0;
+    return writer_commit(&w, out);
 }
 
 /*

@@ -274,6 +274,8 @@ void gy_dconn_accept(struct gy_wlistener *wl, int fd, const struct sockaddr_stor
 void gy_dconn_run(struct gy_dconn *dc);
 void gy_dconn_close(struct gy_dconn *dc);
 void gy_dconn_drain(struct gy_dconn *dc);
+/* Reads more of the client's bytes if the socket may have some and rbuf has room; true if any came. */
+bool gy_dconn_read(struct gy_dconn *dc);
 /* Reads what the socket has into rbuf (up to its room); returns bytes read, 0 at EOF or nothing.
  * A short read means the socket is drained, unless the peer already closed (`hup`): then the
  * next read returns the EOF, which edge-triggered epoll will not announce again. */

@@ -449,19 +449,6 @@ void gy_stream_start(struct gy_stream *s, const struct gy_h1_request *req)
 
 /* ---- pumping ---- */
 
-static bool read_downstream(struct gy_stream *s)
-{
-    struct gy_dconn *dc = s->dc;
-    struct gy_worker *w = dc->w;
-
-    if (!dc->can_read || dc->eof || gy_buf_reserve(&w->bufs, &dc->rbuf) != 0)
-        return false;
-    ssize_t n = gy_conn_read(dc->io.fd, &dc->rbuf, &dc->can_read, &dc->eof, dc->hup);
-    if (n > 0)
-        gy_stat_add(s->lcfg->stats, w->id, GY_C_BYTES_RX, (uint64_t)n);
-    return n > 0;
-}
-
 static bool pump_request(struct gy_stream *s)
 {
     struct gy_dconn *dc = s->dc;
@@ -488,7 +475,7 @@ static bool pump_request(struct gy_stream *s)
         }
         if (gy_buf_room(&uc->wbuf) < 32)
             return progress; /* upstream is slower: stop reading the client */
-        if (read_downstream(s)) {
+        if (gy_dconn_read(dc)) {
             progress = true;
             continue;
         }
