@@ -153,3 +153,27 @@ def test_curl_large_upload_and_download(gyrus_factory, backend_factory, tmp_path
     out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download}",
                           f"http://127.0.0.1:{port}/source?n=20000000"], capture_output=True, timeout=60)
     assert out.stdout == b"20000000"
+
+
+def test_informational_responses_forwarded(gyrus_factory):
+    """A 103 Early Hints from the upstream reaches an HTTP/1.1 client before the final response."""
+    import threading
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+
+    def serve():
+        c, _ = srv.accept()
+        c.recv(65536)
+        c.sendall(b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
+                  b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone")
+        c.close()
+    t = threading.Thread(target=serve)
+    t.start()
+    port = free_port()
+    gyrus_factory(simple_mesh(port, [srv.getsockname()[1]]), "test")
+    out = raw_request(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    t.join()
+    srv.close()
+    assert out.startswith(b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK")
+    assert out.endswith(b"\r\n\r\ndone")

@@ -133,6 +133,8 @@ def test_graceful_drain_finishes_in_flight(gyrus_factory, backend_factory):
     wait_for(lambda: g.admin("/ready")[0] == 503, 5, what="not ready while draining")
     idle.settimeout(5)
     assert idle.recv(10) == b"", "idle connections are closed at once"
+    with socket.socket() as late:  # no longer accepting
+        assert late.connect_ex(("127.0.0.1", port)) != 0
     for t in threads:
         t.join(10)
     assert results == [200] * 8
