@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -89,7 +90,12 @@ static pid_t spawn(char *const argv[])
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGINT, SIG_IGN); /* the parent decides when children stop */
+        /* Out of the terminal's process group: Ctrl-C reaches `gyrus dev` alone, which stops
+         * the children in order; and if `gyrus dev` dies, so do they. */
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() == 1)
+            _exit(1);
         execv("/proc/self/exe", argv);
         _exit(127);
     }
@@ -191,8 +197,11 @@ int gy_cmd_dev(int argc, char **argv)
         { "gyrus", "proxy", "--config", mesh, "--name", "edge", "--admin", admin[0], "--access-log", "-", NULL },
     };
 
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    /* No SA_RESTART: the signal must interrupt waitpid below. */
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     for (int i = 0; i < NCHILD; i++)
         if ((ch[i].pid = spawn(argvs[i])) < 0)
             gy_fatal("cannot start the %s: %s", ch[i].what, strerror(errno));

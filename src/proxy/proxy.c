@@ -257,7 +257,7 @@ static void drain_over(struct gy_timer *t)
 void gy_proxy_begin_drain(struct gy_proxy *p, const char *why)
 {
     if (p->draining) {
-        gy_warn("%s again: stopping now", why);
+        gy_warn("%s while draining: stopping now", why);
         drain_over(&p->drain_timer);
         return;
     }
