@@ -11,14 +11,18 @@
 
 static const char usage[] =
     "usage: gyrus proxy --config MESH_FILE --name PROXY [options]\n"
+    "       gyrus proxy --control URL --name PROXY [--zone ZONE] [options]\n"
     "\n"
-    "Serves the listeners of proxy PROXY (its `name`, or `proxy_key`) from a mesh file (YAML or JSON),\n"
-    "reloading it on SIGHUP and when the file changes.\n"
+    "Serves the listeners of proxy PROXY (its `name`, or `proxy_key`), from a mesh file (YAML or JSON)\n"
+    "reloaded on SIGHUP and when it changes, or from the control plane, which pushes every change.\n"
     "\n"
     "options:\n"
-    "  -c, --config FILE          mesh file (required)\n"
+    "  -c, --config FILE          mesh file (static mode)\n"
+    "      --control URL          control plane, e.g. http://127.0.0.1:5555 (dynamic mode; also $GYRUS_CONTROL)\n"
     "  -n, --name NAME            proxy to serve (required)\n"
-    "      --zone ZONE            zone the proxy announces (informational until the control plane)\n"
+    "      --zone ZONE            zone the proxy announces to the control plane\n"
+    "      --node ID              this instance's id for the control plane, default HOSTNAME:PID\n"
+    "      --data-dir DIR         where the last view from the control plane is cached, default /var/lib/gyrus\n"
     "      --admin ADDR           admin listener, default 127.0.0.1:8001; \"off\" to disable\n"
     "      --workers N            worker threads, default: number of CPUs\n"
     "      --drain-time DURATION  how long SIGTERM waits for in-flight requests, default 10s\n"
@@ -47,6 +51,12 @@ int gy_cmd_proxy(int argc, char **argv)
             o.name = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--zone"))
             o.zone = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--control"))
+            o.control_url = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--node"))
+            o.node = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--data-dir"))
+            o.data_dir = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--admin"))
             o.admin_addr = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--workers"))
@@ -62,8 +72,12 @@ int gy_cmd_proxy(int argc, char **argv)
         else if (!gy_flags_common(&f))
             gy_flags_unknown(&f);
     }
-    if (o.config_path == NULL)
-        gy_fatal("--config is required (until the control plane exists, the mesh comes from a file)");
+    if (o.config_path == NULL && o.control_url == NULL)
+        o.control_url = getenv("GYRUS_CONTROL");
+    if (o.config_path == NULL && o.control_url == NULL)
+        gy_fatal("--config FILE or --control URL is required");
+    if (o.config_path != NULL && o.control_url != NULL)
+        gy_fatal("--config and --control exclude each other");
     if (o.name == NULL)
         gy_fatal("--name is required (the proxy object to serve)");
     return gy_proxy_run(&o);

@@ -124,7 +124,8 @@ static char *server_metrics(struct gy_proxy *p)
 
 static char *clusters_text(struct gy_proxy *p, bool json)
 {
-    const struct gy_config *cfg = p->config;
+    static const struct gy_config none;
+    const struct gy_config *cfg = p->config ? p->config : &none;
     char *out = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&out, &len);
@@ -177,8 +178,10 @@ static char *clusters_text(struct gy_proxy *p, bool json)
 
 static char *config_dump(struct gy_proxy *p)
 {
-    json_t *o = json_pack("{s:s,s:I,s:O}", "proxy", p->config->proxy_name, "generation",
-                          (json_int_t)p->generation, "objects", p->config->objects);
+    if (p->config == NULL)
+        return strdup("{\"generation\": 0, \"objects\": []}\n");
+    json_t *o = json_pack("{s:s,s:I,s:s,s:O}", "proxy", p->config->proxy_name, "generation",
+                          (json_int_t)p->generation, "version", p->version, "objects", p->config->objects);
     char *s = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
 
     json_decref(o);

@@ -16,7 +16,9 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "mesh/mesh.h"
+#include "core/fsutil.h"
 #include "proxy/proxy.h"
+#include "proxy/xds.h"
 
 #define LISTEN_BACKLOG 4096
 
@@ -50,19 +52,14 @@ nomem:
     return GY_ENOMEM;
 }
 
-static int load_config(struct gy_proxy *p, struct gy_config **out, char *err, size_t errlen)
+/* Validates and compiles mesh objects into a runtime config with stats and log sinks attached. */
+static int build_config(struct gy_proxy *p, json_t *objects, struct gy_config **out, char *err, size_t errlen)
 {
     struct gy_mesh_error me;
-    json_t *objects = NULL;
     struct gy_config *cfg = NULL;
     int rc = GY_ECONFIG;
 
-    if (stat(p->opt.config_path, &p->config_stat) != 0) {
-        snprintf(err, errlen, "%s: %s", p->opt.config_path, strerror(errno));
-        return GY_ECONFIG;
-    }
-    if (gy_mesh_load_file(p->opt.config_path, &objects, &me) != 0 || gy_mesh_validate(objects, &me) != 0 ||
-        gy_config_compile(objects, p->opt.name, &cfg, &me) != 0) {
+    if (gy_mesh_validate(objects, &me) != 0 || gy_config_compile(objects, p->opt.name, &cfg, &me) != 0) {
         snprintf(err, errlen, "%s", me.msg);
         goto out;
     }
@@ -79,6 +76,23 @@ static int load_config(struct gy_proxy *p, struct gy_config **out, char *err, si
 out:
     if (cfg != NULL)
         gy_config_unref(cfg);
+    return rc;
+}
+
+static int load_config(struct gy_proxy *p, struct gy_config **out, char *err, size_t errlen)
+{
+    struct gy_mesh_error me;
+    json_t *objects = NULL;
+
+    if (stat(p->opt.config_path, &p->config_stat) != 0) {
+        snprintf(err, errlen, "%s: %s", p->opt.config_path, strerror(errno));
+        return GY_ECONFIG;
+    }
+    if (gy_mesh_load_file(p->opt.config_path, &objects, &me) != 0) {
+        snprintf(err, errlen, "%s", me.msg);
+        return GY_ECONFIG;
+    }
+    int rc = build_config(p, objects, out, err, errlen);
     json_decref(objects);
     return rc;
 }
@@ -219,21 +233,22 @@ static void publish(struct gy_proxy *p, struct gy_config *cfg, int **fds)
     p->generation = cfg->generation;
 }
 
-int gy_proxy_reload(struct gy_proxy *p, const char *why)
+static void refuse(struct gy_proxy *p, const char *why, const char *err)
 {
-    struct gy_config *cfg = NULL;
-    int **fds = NULL;
-    char err[512];
+    p->reload_failures++;
+    snprintf(p->last_reload_error, sizeof(p->last_reload_error), "%s", err);
+    gy_warn("config (%s) refused, still serving generation %llu: %s", why, (unsigned long long)p->generation, err);
+}
 
-    if (p->draining)
-        return 0;
-    if (load_config(p, &cfg, err, sizeof(err)) != 0 || sync_sockets(p, cfg, &fds, err, sizeof(err)) != 0) {
-        if (cfg != NULL)
-            gy_config_unref(cfg);
-        p->reload_failures++;
-        snprintf(p->last_reload_error, sizeof(p->last_reload_error), "%s", err);
-        gy_warn("config reload (%s) refused, still serving generation %llu: %s", why,
-                (unsigned long long)p->generation, err);
+/* Binds the new config's listeners and hands it to the workers; refuses it (keeping the running
+ * one) if a listener cannot bind. Takes the reference to cfg. */
+static int apply_config(struct gy_proxy *p, struct gy_config *cfg, const char *why, char *err, size_t errlen)
+{
+    int **fds = NULL;
+
+    if (sync_sockets(p, cfg, &fds, err, errlen) != 0) {
+        gy_config_unref(cfg);
+        refuse(p, why, err);
         return GY_ECONFIG;
     }
     publish(p, cfg, fds);
@@ -242,6 +257,20 @@ int gy_proxy_reload(struct gy_proxy *p, const char *why)
     gy_info("config generation %llu applied (%s): %zu listeners, %zu clusters", (unsigned long long)p->generation,
             why, cfg->nlisteners, cfg->nclusters);
     return 0;
+}
+
+int gy_proxy_reload(struct gy_proxy *p, const char *why)
+{
+    struct gy_config *cfg = NULL;
+    char err[512];
+
+    if (p->draining || p->opt.config_path == NULL)
+        return 0;
+    if (load_config(p, &cfg, err, sizeof(err)) != 0) {
+        refuse(p, why, err);
+        return GY_ECONFIG;
+    }
+    return apply_config(p, cfg, why, err, sizeof(err));
 }
 
 /* ---- signals, file watch, drain ---- */
@@ -263,6 +292,11 @@ void gy_proxy_begin_drain(struct gy_proxy *p, const char *why)
     }
     p->draining = true;
     p->live = false;
+    if (!p->serving) {
+        gy_info("%s: stopping (nothing was being served yet)", why);
+        gy_loop_stop(&p->loop);
+        return;
+    }
     gy_info("%s: draining (stop accepting, finish in-flight requests, at most %u ms)", why, p->opt.drain_time_ms);
     gy_timer_stop(&p->loop, &p->watch_timer);
     for (unsigned w = 0; w < p->nworkers; w++)
@@ -347,12 +381,16 @@ static void describe(const struct gy_proxy *p)
 
 static void shutdown_all(struct gy_proxy *p)
 {
-    for (unsigned w = 0; w < p->nworkers; w++)
+    gy_xds_stop(p->xds);
+    p->xds = NULL;
+    for (unsigned w = 0; p->serving && w < p->nworkers; w++)
         pthread_join(p->workers[w].thread, NULL);
-    for (unsigned w = 0; w < p->nworkers; w++)
+    for (unsigned w = 0; p->workers != NULL && w < p->nworkers; w++)
         gy_loop_dispose(&p->workers[w].loop);
     free(p->workers);
     gy_admin_stop(p);
+    /* Views posted by the poller just before it stopped still hold references. */
+    gy_loop_run_once(&p->loop, 0);
     while (p->socks != NULL) {
         struct gy_lsock *s = p->socks;
         p->socks = s->next;
@@ -374,12 +412,127 @@ static void shutdown_all(struct gy_proxy *p)
     gy_stats_shutdown();
 }
 
+/* Opens the listeners of the first config and starts the workers with it. */
+static int start_serving(struct gy_proxy *p, struct gy_config *cfg, char *err, size_t errlen)
+{
+    int **fds = NULL;
+
+    if (sync_sockets(p, cfg, &fds, err, errlen) != 0) {
+        gy_config_unref(cfg);
+        return GY_ECONFIG;
+    }
+    p->workers = calloc(p->nworkers, sizeof(*p->workers));
+    if (p->workers == NULL)
+        gy_fatal("out of memory");
+    for (unsigned w = 0; w < p->nworkers; w++) {
+        p->workers[w].id = w;
+        p->workers[w].proxy = p;
+        /* The first config is queued before the threads start, so they begin with it. */
+        if (gy_loop_init(&p->workers[w].loop) != 0)
+            gy_fatal("cannot create an event loop: %s", strerror(errno));
+    }
+    publish(p, cfg, fds);
+    for (unsigned w = 0; w < p->nworkers; w++) {
+        if (gy_worker_start(&p->workers[w]) != 0)
+            gy_fatal("cannot start worker %u: %s", w, strerror(errno));
+        p->workers_running++;
+    }
+    p->serving = true;
+    p->live = true;
+    describe(p);
+    gy_info("proxy \"%s\" serving config generation %llu with %u workers", p->opt.name,
+            (unsigned long long)p->generation, p->nworkers);
+    return 0;
+}
+
+/* ---- dynamic mode: views from the control plane, cached on disk ---- */
+
+static void write_cache(struct gy_proxy *p, json_t *objects, const char *version)
+{
+    if (p->cache_path[0] == '\0')
+        return;
+    json_t *doc = json_pack("{s:s,s:s,s:O}", "version", version, "proxy", p->opt.name, "objects", objects);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    if (text == NULL || gy_write_file_atomic(p->cache_path, text, strlen(text)) != 0)
+        gy_warn("cannot write the config cache %s: %s", p->cache_path, strerror(errno));
+    free(text);
+    json_decref(doc);
+}
+
+void gy_proxy_xds_view(struct gy_proxy *p, struct gy_xds *x, json_t *objects, const char *version)
+{
+    struct gy_config *cfg = NULL;
+    char err[512] = "";
+    char why[300];
+    int rc;
+
+    if (p->draining) {
+        json_decref(objects);
+        gy_xds_done(x, version, false, "draining");
+        return;
+    }
+    snprintf(why, sizeof(why), "control plane version %s", version);
+    rc = build_config(p, objects, &cfg, err, sizeof(err));
+    if (rc != 0)
+        refuse(p, why, err);
+    else if (!p->serving)
+        rc = start_serving(p, cfg, err, sizeof(err));
+    else
+        rc = apply_config(p, cfg, why, err, sizeof(err));
+    if (rc == 0) {
+        snprintf(p->version, sizeof(p->version), "%s", version);
+        write_cache(p, objects, version);
+    } else if (!p->serving) {
+        gy_warn("first config from the control plane refused: %s; waiting for a valid one", err);
+    }
+    json_decref(objects);
+    gy_xds_done(x, version, rc == 0, err);
+}
+
+/* Starts from the cached view when there is one; returns the cached version or NULL. */
+static const char *start_from_cache(struct gy_proxy *p)
+{
+    json_error_t je;
+    struct gy_config *cfg = NULL;
+    char err[512];
+    json_t *doc = json_load_file(p->cache_path, 0, &je);
+    const char *version = json_string_value(json_object_get(doc, "version"));
+    json_t *objects = json_object_get(doc, "objects");
+
+    if (doc == NULL) {
+        if (access(p->cache_path, F_OK) == 0)
+            gy_warn("config cache %s unreadable (%s); waiting for the control plane", p->cache_path, je.text);
+        return NULL;
+    }
+    if (version == NULL || !json_is_array(objects) || build_config(p, objects, &cfg, err, sizeof(err)) != 0 ||
+        start_serving(p, cfg, err, sizeof(err)) != 0) {
+        gy_warn("config cache %s not usable: %s; waiting for the control plane", p->cache_path,
+                version == NULL ? "no version" : err);
+        json_decref(doc);
+        return NULL;
+    }
+    snprintf(p->version, sizeof(p->version), "%s", version);
+    gy_info("serving the cached config version %s until the control plane answers", version);
+    json_decref(doc);
+    return p->version;
+}
+
+static void setup_cache(struct gy_proxy *p)
+{
+    const char *dir = p->opt.data_dir ? p->opt.data_dir : "/var/lib/gyrus";
+
+    if (gy_mkdir_p(dir) != 0) {
+        gy_warn("no config cache: cannot create %s: %s", dir, strerror(errno));
+        return;
+    }
+    snprintf(p->cache_path, sizeof(p->cache_path), "%s/proxy-%s.json", dir, p->opt.name);
+}
+
 int gy_proxy_run(const struct gy_proxy_options *opt)
 {
     struct gy_proxy *p = calloc(1, sizeof(*p));
     struct gy_config *cfg = NULL;
-    int **fds = NULL;
-    char err[512];
+    char err[512], node[300];
 
     if (p == NULL)
         gy_fatal("out of memory");
@@ -397,37 +550,29 @@ int gy_proxy_run(const struct gy_proxy_options *opt)
     if (opt->access_log != NULL &&
         (p->global_sink = gy_alog_sink_open(p, opt->access_log, opt->access_log_format, err, sizeof(err))) == NULL)
         gy_fatal("--access-log: %s", err);
-    if (load_config(p, &cfg, err, sizeof(err)) != 0)
-        gy_fatal("%s", err);
-    if (sync_sockets(p, cfg, &fds, err, sizeof(err)) != 0)
-        gy_fatal("%s", err);
     if (setup_signals(p) != 0)
         gy_fatal("cannot set up signal handling: %s", strerror(errno));
+    if (opt->config_path != NULL) {
+        if (load_config(p, &cfg, err, sizeof(err)) != 0 || start_serving(p, cfg, err, sizeof(err)) != 0)
+            gy_fatal("%s", err);
+        if (opt->watch_interval_ms > 0)
+            gy_timer_start(&p->loop, &p->watch_timer, opt->watch_interval_ms);
+    } else {
+        setup_cache(p);
+        const char *cached = p->cache_path[0] ? start_from_cache(p) : NULL;
+        if (opt->node == NULL) {
+            char host[256] = "localhost";
+            gethostname(host, sizeof(host) - 1);
+            snprintf(node, sizeof(node), "%s:%d", host, (int)getpid());
+        }
+        p->xds = gy_xds_start(p, opt->control_url, opt->name, opt->zone, opt->node ? opt->node : node, cached);
+        if (p->xds == NULL)
+            gy_fatal("cannot start the control plane client");
+        if (!p->serving)
+            gy_info("waiting for a config from the control plane %s", opt->control_url);
+    }
     if (opt->admin_addr != NULL && strcmp(opt->admin_addr, "off") != 0 && gy_admin_start(p, opt->admin_addr) != 0)
         gy_fatal("admin: cannot serve on %s", opt->admin_addr);
-    p->workers = calloc(p->nworkers, sizeof(*p->workers));
-    if (p->workers == NULL)
-        gy_fatal("out of memory");
-    for (unsigned w = 0; w < p->nworkers; w++) {
-        p->workers[w].id = w;
-        p->workers[w].proxy = p;
-    }
-    /* The first config is queued before the threads start, so they begin with it. */
-    for (unsigned w = 0; w < p->nworkers; w++)
-        if (gy_loop_init(&p->workers[w].loop) != 0)
-            gy_fatal("cannot create an event loop: %s", strerror(errno));
-    publish(p, cfg, fds);
-    for (unsigned w = 0; w < p->nworkers; w++) {
-        if (gy_worker_start(&p->workers[w]) != 0)
-            gy_fatal("cannot start worker %u: %s", w, strerror(errno));
-        p->workers_running++;
-    }
-    p->live = true;
-    describe(p);
-    gy_info("proxy \"%s\" serving config generation %llu with %u workers; admin on %s", opt->name,
-            (unsigned long long)p->generation, p->nworkers, opt->admin_addr ? opt->admin_addr : "off");
-    if (opt->watch_interval_ms > 0)
-        gy_timer_start(&p->loop, &p->watch_timer, opt->watch_interval_ms);
     gy_loop_run(&p->loop);
     shutdown_all(p);
     gy_info("stopped");

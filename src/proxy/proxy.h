@@ -23,9 +23,12 @@
 #include "proxy/stats.h"
 
 struct gy_proxy_options {
-    const char *config_path;
+    const char *config_path;         /* static mode: the mesh file */
+    const char *control_url;         /* dynamic mode: the control plane */
     const char *name;
     const char *zone;
+    const char *node;                /* this instance's id for the control plane, default host:pid */
+    const char *data_dir;            /* the view cache in dynamic mode, default /var/lib/gyrus */
     const char *admin_addr;          /* default 127.0.0.1:8001; "off" disables */
     unsigned workers;                /* default: CPU count */
     uint32_t drain_time_ms;          /* default 10 s */
@@ -225,6 +228,7 @@ struct gy_lsock {
 };
 
 struct gy_admin;
+struct gy_xds;
 
 struct gy_proxy {
     struct gy_proxy_options opt;
@@ -244,6 +248,10 @@ struct gy_proxy {
     struct stat config_stat;
     bool draining;
     bool live;
+    bool serving;                    /* workers started (dynamic mode waits for a first view) */
+    struct gy_xds *xds;
+    char cache_path[4096];           /* dynamic mode: last applied view, "" if none */
+    char version[256];               /* dynamic mode: version of the view being served */
     unsigned workers_running;        /* atomically updated by exiting workers */
     uint64_t reloads, reload_failures;
     char last_reload_error[512];

@@ -26,7 +26,7 @@ def test_version_and_help():
 
 @pytest.mark.parametrize("args,message", [
     (("frobnicate",), 'gyrus: error: unknown command "frobnicate" (try \'gyrus --help\')'),
-    (("proxy",), "proxy: error: --config is required (until the control plane exists, the mesh comes from a file)"),
+    (("proxy",), "proxy: error: --config FILE or --control URL is required"),
     (("proxy", "--config", "x.yaml"), "proxy: error: --name is required (the proxy object to serve)"),
     (("proxy", "--bogus"), "proxy: error: unknown option --bogus (see --help)"),
     (("proxy", "--workers", "0"), 'proxy: error: --workers: want a number from 1 to 256, got "0"'),

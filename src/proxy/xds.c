@@ -1,0 +1,311 @@
+/* The long-poll thread of `gyrus proxy --control`. Blocking libcurl on its own thread; the main
+ * thread only ever sees complete views, posted to its loop. */
+#include "proxy/xds.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/time.h"
+#include "proxy/proxy.h"
+
+#define POLL_WAIT_S 30
+#define MAX_BODY (64u * 1024u * 1024u)
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+
+struct gy_xds {
+    struct gy_proxy *proxy;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop;
+    bool waiting;              /* a view was posted; the main thread has not answered yet */
+    char *base, *name, *zone, *node;
+    char version[256];         /* the version held */
+    char status[8];            /* "", "ack" or "nack": the outcome of `version` */
+    char error[512];
+    char last_problem[256];    /* logged once until it changes */
+    uint64_t rng;
+};
+
+struct body {
+    char *p;
+    size_t len;
+    bool too_big;
+};
+
+struct view_msg {
+    struct gy_xds *x;
+    json_t *objects;
+    char version[256];
+};
+
+static size_t on_data(char *ptr, size_t size, size_t n, void *arg)
+{
+    struct body *b = arg;
+    size_t add = size * n;
+
+    if (b->len + add > MAX_BODY) {
+        b->too_big = true;
+        return 0;
+    }
+    char *np = realloc(b->p, b->len + add + 1);
+    if (np == NULL)
+        return 0;
+    memcpy(np + b->len, ptr, add);
+    b->p = np;
+    b->len += add;
+    b->p[b->len] = '\0';
+    return add;
+}
+
+static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    struct gy_xds *x = arg;
+    bool stop;
+
+    (void)dt, (void)dn, (void)ut, (void)un;
+    pthread_mutex_lock(&x->lock);
+    stop = x->stop;
+    pthread_mutex_unlock(&x->lock);
+    return stop ? 1 : 0;
+}
+
+static void problem(struct gy_xds *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(struct gy_xds *x, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (strcmp(msg, x->last_problem) != 0) {
+        gy_warn("control plane %s: %s; serving the last good config and retrying", x->base, msg);
+        snprintf(x->last_problem, sizeof(x->last_problem), "%s", msg);
+    }
+}
+
+static void view_arrived(struct gy_loop *loop, void *arg)
+{
+    struct view_msg *m = arg;
+
+    (void)loop;
+    gy_proxy_xds_view(m->x->proxy, m->x, m->objects, m->version);
+    free(m);
+}
+
+static char *poll_url(struct gy_xds *x, CURL *c)
+{
+    char *v = curl_easy_escape(c, x->version, 0), *z = curl_easy_escape(c, x->zone, 0);
+    char *n = curl_easy_escape(c, x->node, 0), *nm = curl_easy_escape(c, x->name, 0);
+    char *e = curl_easy_escape(c, x->error, 0);
+    size_t len = strlen(x->base) + strlen(v) + strlen(z) + strlen(n) + strlen(nm) + strlen(e) + 128;
+    char *url = malloc(len);
+
+    if (url != NULL) {
+        int k = snprintf(url, len, "%s/v1.0/xds/%s?zone=%s&node=%s&version=%s&wait=%d", x->base, nm, z, n, v,
+                         POLL_WAIT_S);
+        if (x->status[0])
+            snprintf(url + k, len - (size_t)k, "&status=%s%s%s", x->status, x->error[0] ? "&error=" : "",
+                     x->error[0] ? e : "");
+    }
+    curl_free(v);
+    curl_free(z);
+    curl_free(n);
+    curl_free(nm);
+    curl_free(e);
+    return url;
+}
+
+/* Parses a 200 answer and hands the view to the main thread; waits for its verdict. */
+static void deliver(struct gy_xds *x, const struct body *b)
+{
+    json_error_t je;
+    json_t *root = json_loadb(b->p, b->len, 0, &je);
+    const char *version = json_string_value(json_object_get(root, "version"));
+    json_t *objects = json_object_get(root, "objects");
+    struct view_msg *m;
+
+    if (version == NULL || !json_is_array(objects) || strlen(version) >= sizeof(m->version)) {
+        problem(x, "malformed view (%s)", root == NULL ? je.text : "no version or objects");
+        json_decref(root);
+        return;
+    }
+    m = malloc(sizeof(*m));
+    if (m == NULL) {
+        json_decref(root);
+        return;
+    }
+    m->x = x;
+    m->objects = json_incref(objects);
+    snprintf(m->version, sizeof(m->version), "%s", version);
+    json_decref(root);
+    pthread_mutex_lock(&x->lock);
+    x->waiting = true;
+    pthread_mutex_unlock(&x->lock);
+    if (gy_loop_post(&x->proxy->loop, view_arrived, m) != 0) {
+        json_decref(m->objects);
+        free(m);
+        pthread_mutex_lock(&x->lock);
+        x->waiting = false;
+        pthread_mutex_unlock(&x->lock);
+        return;
+    }
+    pthread_mutex_lock(&x->lock);
+    while (x->waiting && !x->stop)
+        pthread_cond_wait(&x->cond, &x->lock);
+    pthread_mutex_unlock(&x->lock);
+}
+
+/* Sleeps up to ms, waking early on stop. */
+static void nap(struct gy_xds *x, uint64_t ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&x->lock);
+    while (!x->stop && pthread_cond_timedwait(&x->cond, &x->lock, &ts) == 0) {
+    }
+    pthread_mutex_unlock(&x->lock);
+}
+
+static bool stopping(struct gy_xds *x)
+{
+    pthread_mutex_lock(&x->lock);
+    bool s = x->stop;
+    pthread_mutex_unlock(&x->lock);
+    return s;
+}
+
+static void *xds_main(void *arg)
+{
+    struct gy_xds *x = arg;
+    CURL *c = curl_easy_init();
+    uint64_t backoff = BACKOFF_MIN_MS;
+
+    while (c != NULL && !stopping(x)) {
+        struct body b = { 0 };
+        long code = 0;
+        char *url = poll_url(x, c);
+        curl_easy_reset(c);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(POLL_WAIT_S + 15) * 1000L);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_USERAGENT, "gyrus-proxy/" GY_VERSION);
+        CURLcode rc = curl_easy_perform(c);
+        free(url);
+        if (rc == CURLE_OK)
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+        if (rc == CURLE_OK && code == 200) {
+            backoff = BACKOFF_MIN_MS;
+            if (x->last_problem[0]) {
+                gy_info("control plane %s: connected", x->base);
+                x->last_problem[0] = '\0';
+            }
+            deliver(x, &b);
+        } else if (rc == CURLE_OK && code == 304) {
+            backoff = BACKOFF_MIN_MS;
+            x->status[0] = '\0'; /* reported */
+            x->error[0] = '\0';
+        } else if (!stopping(x)) {
+            if (rc != CURLE_OK)
+                problem(x, "%s", curl_easy_strerror(rc));
+            else
+                problem(x, "HTTP %ld%s%.*s", code, b.len ? ": " : "", (int)(b.len > 160 ? 160 : b.len),
+                        b.p ? b.p : "");
+            uint64_t jitter = gy_lb_rand(&x->rng) % (backoff / 2 + 1);
+            nap(x, backoff / 2 + jitter);
+            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        }
+        free(b.p);
+    }
+    if (c != NULL)
+        curl_easy_cleanup(c);
+    return NULL;
+}
+
+struct gy_xds *gy_xds_start(struct gy_proxy *p, const char *control_url, const char *name, const char *zone,
+                            const char *node, const char *version)
+{
+    struct gy_xds *x = calloc(1, sizeof(*x));
+    size_t bl;
+
+    if (x == NULL)
+        return NULL;
+    x->proxy = p;
+    x->base = strdup(control_url);
+    x->name = strdup(name);
+    x->zone = strdup(zone ? zone : "");
+    x->node = strdup(node);
+    if (x->base == NULL || x->name == NULL || x->zone == NULL || x->node == NULL)
+        goto fail;
+    bl = strlen(x->base);
+    while (bl > 0 && x->base[bl - 1] == '/')
+        x->base[--bl] = '\0';
+    snprintf(x->version, sizeof(x->version), "%s", version ? version : "");
+    x->rng = gy_now_ns() | 1;
+    pthread_mutex_init(&x->lock, NULL);
+    pthread_cond_init(&x->cond, NULL);
+    if (pthread_create(&x->thread, NULL, xds_main, x) != 0) {
+        pthread_mutex_destroy(&x->lock);
+        pthread_cond_destroy(&x->cond);
+        goto fail;
+    }
+    return x;
+fail:
+    free(x->base);
+    free(x->name);
+    free(x->zone);
+    free(x->node);
+    free(x);
+    return NULL;
+}
+
+void gy_xds_done(struct gy_xds *x, const char *version, bool applied, const char *error)
+{
+    pthread_mutex_lock(&x->lock);
+    snprintf(x->version, sizeof(x->version), "%s", version);
+    snprintf(x->status, sizeof(x->status), "%s", applied ? "ack" : "nack");
+    snprintf(x->error, sizeof(x->error), "%s", applied ? "" : error);
+    x->waiting = false;
+    pthread_cond_broadcast(&x->cond);
+    pthread_mutex_unlock(&x->lock);
+}
+
+void gy_xds_stop(struct gy_xds *x)
+{
+    if (x == NULL)
+        return;
+    pthread_mutex_lock(&x->lock);
+    x->stop = true;
+    pthread_cond_broadcast(&x->cond);
+    pthread_mutex_unlock(&x->lock);
+    pthread_join(x->thread, NULL);
+    pthread_mutex_destroy(&x->lock);
+    pthread_cond_destroy(&x->cond);
+    free(x->base);
+    free(x->name);
+    free(x->zone);
+    free(x->node);
+    free(x);
+}
