@@ -3,6 +3,7 @@
  * patterns, retry conditions) and cross-field rules (one form or the other, weights, match
  * combinations, a route's reason to exist). Also the duration parser of mesh.h.
  */
+#include <ctype.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -440,9 +441,22 @@ int gy_check_header_matcher(struct gy_vctx *v, const json_t *obj)
 
 int gy_check_health_checker(struct gy_vctx *v, const json_t *obj)
 {
-    static const char *const forms[] = { "http_health_check", "tcp_health_check", NULL };
+    static const char *const forms[] = { "http_health_check", "tcp_health_check", "grpc_health_check", NULL };
 
     if (count_members(obj, forms) <= 1)
         return 0;
-    return gy_verr(v, "\"http_health_check\" and \"tcp_health_check\" cannot both be set");
+    return gy_verr(v, "only one of \"http_health_check\", \"tcp_health_check\", \"grpc_health_check\" may be set");
+}
+
+int gy_check_hex(struct gy_vctx *v, const json_t *value)
+{
+    const char *s = json_string_value(value);
+    size_t n = strlen(s);
+
+    if (n % 2 != 0)
+        return gy_verr(v, "hex \"%s\" has an odd number of digits", s);
+    for (size_t i = 0; i < n; i++)
+        if (!isxdigit((unsigned char)s[i]))
+            return gy_verr(v, "not hex: \"%s\"", s);
+    return 0;
 }

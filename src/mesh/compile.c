@@ -457,6 +457,8 @@ void gy_config_unref(struct gy_config *c)
 {
     if (c == NULL || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
         return;
+    if (c->on_free != NULL)
+        c->on_free(c);
     free_impl((struct config_impl *)((char *)c - offsetof(struct config_impl, pub)));
 }
 

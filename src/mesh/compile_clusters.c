@@ -82,7 +82,8 @@ static int build_cluster(struct cc *cc, struct gy_cluster *c, const json_t *co)
     c->max_idle_per_host = v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
     if ((rc = cc_duration(cc, co, "connect_timeout", 5000, &c->connect_timeout_ms, what)) != 0 ||
         (rc = cc_duration(cc, co, "idle_timeout", 60000, &c->idle_timeout_ms, what)) != 0 ||
-        (rc = build_instances(cc, c, json_object_get(co, "instances"))) != 0)
+        (rc = build_instances(cc, c, json_object_get(co, "instances"))) != 0 ||
+        (rc = cc_cluster_resilience(cc, c, co)) != 0)
         return rc;
     if (c->lb_policy != GY_LB_RING_HASH)
         return 0;

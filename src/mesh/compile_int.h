@@ -76,6 +76,12 @@ int cc_redirects(struct cc *cc, const json_t *arr, struct gy_redirect **out, siz
 /* Header operations: {key,value} (replace) or Envoy's {header:{key,value}, append}. */
 int cc_header_ops(struct cc *cc, const json_t *arr, struct gy_header_op **out, size_t *n);
 
+/* Resilience (compile_resilience.c). */
+int cc_constraint_list(struct cc *cc, const json_t *arr, struct gy_constraint **out, size_t *n);
+int cc_cohort(struct cc *cc, const json_t *o, struct gy_cohort_seed *out);
+int cc_retry_policy(struct cc *cc, const json_t *rp, struct gy_retry_policy **out, const char *what);
+int cc_cluster_resilience(struct cc *cc, struct gy_cluster *c, const json_t *co);
+
 /* Builds the routes of a domain into v (compile_routes.c). */
 int cc_vhost_routes(struct cc *cc, struct gy_vhost *v, const char *domain_key);
 /* The compiled cluster for cluster_key, built on first use (compile_clusters.c). */

@@ -173,7 +173,9 @@ static int rule_light(struct cc *cc, struct gy_rule *rule, const json_t *all, co
         return cc_fail(cc, "%s: %s.light: the weights add up to more than %u", what, field, UINT32_MAX);
     rule->nlight = n;
     rule->light_total_weight = (uint32_t)total;
-    return 0;
+    if ((rc = cc_constraint_list(cc, json_object_get(all, "dark"), &rule->dark, &rule->ndark)) != 0)
+        return rc;
+    return cc_constraint_list(cc, json_object_get(all, "tap"), &rule->tap, &rule->ntap);
 }
 
 static int build_rule(struct cc *cc, struct gy_rule *rule, const json_t *ro, const char *what, const char *field)
@@ -194,6 +196,8 @@ static int build_rule(struct cc *cc, struct gy_rule *rule, const json_t *ro, con
             return rc;
     }
     rule->nmatches = n;
+    if ((rc = cc_cohort(cc, json_object_get(ro, "cohort_seed"), &rule->cohort)) != 0)
+        return rc;
     snprintf(f, sizeof(f), "%s.constraints", field);
     return rule_light(cc, rule, json_object_get(ro, "constraints"), what, f);
 }
@@ -235,11 +239,26 @@ static int route_rules(struct cc *cc, struct gy_route *r, const json_t *ro, cons
     if ((r->rules = cc_array(cc, n, sizeof(*r->rules))) == NULL)
         return GY_ENOMEM;
     snprintf(srwhat, sizeof(srwhat), "shared_rules \"%s\"", srk ? srk : "");
+    size_t own = json_array_size(rules);
     if ((rc = build_rule_list(cc, r, rules, what)) != 0 || (rc = build_rule_list(cc, r, srules, srwhat)) != 0)
         return rc;
-    if (has_default)
-        return rule_light(cc, &r->rules[r->nrules++], dflt, srwhat, "default");
-    return 0;
+    if (has_default && (rc = rule_light(cc, &r->rules[r->nrules++], dflt, srwhat, "default")) != 0)
+        return rc;
+    /* Cohort seeds and retry policies: the rule's (route's) own, else the shared_rules'. */
+    struct gy_cohort_seed route_seed = { 0 }, shared_seed = { 0 };
+    if ((rc = cc_cohort(cc, json_object_get(ro, "cohort_seed"), &route_seed)) != 0 ||
+        (rc = cc_cohort(cc, json_object_get(sr, "cohort_seed"), &shared_seed)) != 0)
+        return rc;
+    for (size_t i = 0; i < r->nrules; i++) {
+        if (r->rules[i].cohort.type != GY_COHORT_NONE)
+            continue;
+        r->rules[i].cohort = i < own && route_seed.type != GY_COHORT_NONE ? route_seed : shared_seed;
+    }
+    if ((rc = cc_retry_policy(cc, json_object_get(ro, "retry_policy"), &r->retry, what)) != 0)
+        return rc;
+    if (r->retry == NULL)
+        rc = cc_retry_policy(cc, json_object_get(sr, "retry_policy"), &r->retry, srwhat);
+    return rc;
 }
 
 /* ---- route fields -------------------------------------------------------------------------- */
@@ -331,6 +350,7 @@ static int build_route(struct cc *cc, struct gy_route *r, const struct route_ref
         return GY_ENOMEM;
     if ((rc = cc_duration(cc, ro, "timeout", 15000, &r->timeout_ms, what)) != 0 ||
         (rc = cc_duration(cc, ro, "idle_timeout", 0, &r->idle_timeout_ms, what)) != 0 ||
+        (rc = cc_duration(cc, ro, "max_stream_duration", 0, &r->max_stream_duration_ms, what)) != 0 ||
         (rc = route_headers(cc, r, ro)) != 0 ||
         (rc = cc_redirects(cc, json_object_get(ro, "redirects"), &r->redirects, &r->nredirects, what)) != 0 ||
         (rc = direct_response(cc, r, json_object_get(ro, "direct_response"))) != 0 ||

@@ -53,6 +53,64 @@ struct gy_instance {
     size_t nmetadata;
     struct sockaddr_storage addr;   /* resolved at compile time (numeric or getaddrinfo) */
     socklen_t addrlen;
+    void *state;                    /* (proxy) struct gy_host, shared health and outlier state */
+};
+
+/* Circuit breakers: past a limit, requests get 503 `UO` with x-gyrus-overloaded: true. */
+struct gy_circuit_breakers {
+    uint32_t max_connections;       /* upstream connections open (all workers), default 1024 */
+    uint32_t max_pending_requests;  /* requests waiting for a new connection, default 1024 */
+    uint32_t max_requests;          /* requests in flight, default 1024 */
+    uint32_t max_retries;           /* retries in flight, default 3 */
+};
+
+/* Outlier detection (Envoy's semantics); enabled when the cluster has `outlier_detection`. */
+struct gy_outlier_detection {
+    bool enabled;
+    uint32_t interval_ms;           /* success-rate sweeps and un-ejection, default 10000 */
+    uint32_t base_ejection_ms;      /* × the host's number of ejections, default 30000 */
+    uint32_t max_ejection_percent;  /* default 10; at least one host may always be ejected */
+    uint32_t consecutive_5xx;       /* default 5; 0 = off */
+    uint32_t enforcing_5xx;         /* percent, default 100 */
+    uint32_t consecutive_gateway;   /* default 5; 0 = off */
+    uint32_t enforcing_gateway;     /* percent, default 0 */
+    uint32_t sr_minimum_hosts;      /* default 5 */
+    uint32_t sr_request_volume;     /* default 100 */
+    uint32_t sr_stdev_factor;       /* ×1000, default 1900 */
+    uint32_t enforcing_sr;          /* percent, default 100 */
+};
+
+enum gy_health_kind { GY_HC_HTTP, GY_HC_TCP, GY_HC_GRPC };
+
+struct gy_status_range {
+    uint16_t start, end;            /* start <= status < end */
+};
+
+/* An active health check, run by the main thread once per proxy for every host of the cluster. */
+struct gy_health_check {
+    enum gy_health_kind kind;
+    uint32_t timeout_ms;            /* default 1000 */
+    uint32_t interval_ms;           /* default 5000 */
+    uint32_t jitter_ms;             /* extra random 0..jitter per interval */
+    uint32_t unhealthy_threshold;   /* consecutive failures to mark unhealthy, default 3 */
+    uint32_t healthy_threshold;     /* consecutive successes to mark healthy again, default 2 */
+    char *path;                     /* HTTP: default "/" */
+    char *host;                     /* HTTP: Host header, default the cluster name */
+    struct gy_status_range *expected; /* HTTP: default 200..399 */
+    size_t nexpected;
+    uint8_t *send;                  /* TCP: bytes to send (decoded from hex), may be empty */
+    size_t send_len;
+    uint8_t **receive;              /* TCP: each must appear in the answer (decoded from hex) */
+    size_t *receive_len;
+    size_t nreceive;
+    char *service_name;             /* gRPC Health v1: the service asked about ("" = server) */
+};
+
+/* Retry budget (Linkerd-style): retries in flight may be at most percent of the requests in
+ * flight, but at least min_concurrency. */
+struct gy_retry_budget {
+    uint32_t percent;               /* default 20 */
+    uint32_t min_concurrency;       /* default 3 */
 };
 
 struct gy_cluster {
@@ -69,6 +127,12 @@ struct gy_cluster {
     uint32_t connect_timeout_ms;    /* default 5000 */
     uint32_t idle_timeout_ms;       /* upstream keep-alive idle timeout, default 60000 */
     uint32_t max_idle_per_host;     /* idle upstream connections kept per host per worker, default 64 */
+    uint32_t panic_threshold;       /* percent healthy below which health is ignored, default 50 */
+    struct gy_circuit_breakers cb;
+    struct gy_retry_budget retry_budget;
+    struct gy_outlier_detection outlier;
+    struct gy_health_check *health_checks;
+    size_t nhealth_checks;
     void *stats;                    /* (proxy) */
 };
 
@@ -89,6 +153,15 @@ struct gy_match {
     int64_t range_start, range_end; /* behavior == RANGE: start <= value < end */
 };
 
+enum gy_cohort_type { GY_COHORT_NONE, GY_COHORT_HEADER, GY_COHORT_COOKIE, GY_COHORT_QUERY };
+
+/* Sticky splits: the seed's hash, not a random number, picks among light constraints. */
+struct gy_cohort_seed {
+    enum gy_cohort_type type;
+    char *name;
+    bool use_zero_value_seed;       /* requests without the seed all go to one side (hash of "") */
+};
+
 struct gy_rule {
     uint32_t methods;               /* bit set of GY_METHOD_*; 0 = any */
     char **extra_methods;           /* methods without a bit (rare extension methods) */
@@ -98,6 +171,36 @@ struct gy_rule {
     struct gy_constraint *light;
     size_t nlight;
     uint32_t light_total_weight;
+    struct gy_constraint *dark;     /* each gets a copy of the request; its answer is discarded */
+    size_t ndark;
+    struct gy_constraint *tap;      /* each gets a record of the request and response */
+    size_t ntap;
+    struct gy_cohort_seed cohort;   /* the rule's, else the route's, else the shared_rules' */
+};
+
+#define GY_RETRY_5XX (1u << 0)
+#define GY_RETRY_GATEWAY_ERROR (1u << 1)
+#define GY_RETRY_RESET (1u << 2)
+#define GY_RETRY_CONNECT_FAILURE (1u << 3)
+#define GY_RETRY_RETRIABLE_4XX (1u << 4)
+#define GY_RETRY_REFUSED_STREAM (1u << 5)
+#define GY_RETRY_STATUS_CODES (1u << 6)
+#define GY_RETRY_GRPC_CANCELLED (1u << 7)
+#define GY_RETRY_GRPC_DEADLINE_EXCEEDED (1u << 8)
+#define GY_RETRY_GRPC_INTERNAL (1u << 9)
+#define GY_RETRY_GRPC_RESOURCE_EXHAUSTED (1u << 10)
+#define GY_RETRY_GRPC_UNAVAILABLE (1u << 11)
+
+struct gy_retry_policy {
+    uint32_t num_retries;           /* default 1 */
+    uint32_t per_try_timeout_ms;    /* 0 = none */
+    uint32_t timeout_ms;            /* all attempts; 0 = the route's timeout */
+    uint32_t retry_on;              /* GY_RETRY_* */
+    uint16_t *status_codes;         /* retriable_status_codes */
+    size_t nstatus_codes;
+    uint32_t backoff_base_ms;       /* default 25 */
+    uint32_t backoff_max_ms;        /* default 10 × base */
+    uint32_t max_request_bytes;     /* gyrus: request bodies up to this are kept for replay; default 65536 */
 };
 
 #define GY_METHOD_GET (1u << 0)
@@ -151,6 +254,9 @@ struct gy_route {
     struct gy_hash_policy hash_policy;
     uint32_t timeout_ms;            /* whole request; 0 = none; default 15000 (Envoy) */
     uint32_t idle_timeout_ms;       /* stream idle; 0 = listener's */
+    uint32_t max_stream_duration_ms; /* gyrus: hard cap on a request's life, 0 = none */
+    struct gy_retry_policy *retry;  /* the route's, else its shared_rules', else NULL */
+    void *filters;                  /* (proxy) per-route filter configs (filter_configs) */
     void *stats;                    /* (proxy) */
 };
 
@@ -202,6 +308,7 @@ struct gy_listener {
     uint32_t max_headers;               /* default 100 */
     bool use_remote_address;            /* default true: x-forwarded-for appends the peer */
     void *stats;                        /* (proxy) */
+    void *filters;                      /* (proxy) the HTTP filter chain (active_http_filters) */
 };
 
 struct gy_config {
@@ -216,6 +323,7 @@ struct gy_config {
     size_t nvhosts;
     struct gy_cluster *clusters;    /* only those reachable from this proxy's routes */
     size_t nclusters;
+    void (*on_free)(struct gy_config *c); /* (proxy) releases what the proxy attached */
 };
 
 /*

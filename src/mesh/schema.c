@@ -38,6 +38,7 @@ const char *gy_mesh_key_field(const char *kind)
 /* ---- list elements ---- */
 
 const struct gy_field gy_e_string = GY_STR(NULL, .doc = NULL);
+const struct gy_field gy_e_hex = GY_STR(NULL, .check = gy_check_hex, .type_doc = "hex", .doc = NULL);
 const struct gy_field gy_e_token = GY_STR(NULL, .check = gy_check_token, .type_doc = "token", .doc = NULL);
 const struct gy_field gy_e_metadatum = GY_OBJ(NULL, gy_s_metadatum, .doc = NULL);
 const struct gy_field gy_e_any = GY_ANY(NULL, .doc = NULL);

@@ -89,7 +89,7 @@ extern const struct gy_struct gy_s_zone, gy_s_proxy, gy_s_listener, gy_s_domain,
 
 /* Common list elements. */
 extern const struct gy_field gy_e_string, gy_e_token, gy_e_regex, gy_e_metadatum, gy_e_header_kv,
-    gy_e_any;
+    gy_e_any, gy_e_hex;
 
 /* Table helpers: GY_INT("port", 1, 65535, .flags = GY_F_REQUIRED, .doc = "..."). */
 #define GY_STR(n, ...) { .name = (n), .type = GY_T_STRING, __VA_ARGS__ }
@@ -131,6 +131,7 @@ const char *gy_vdesc(const json_t *value, char *buf, size_t len);
 int gy_vregex(struct gy_vctx *v, const char *pattern);
 
 /* ---- checks used by the tables (check.c) ---- */
+int gy_check_hex(struct gy_vctx *v, const json_t *value);
 
 int gy_check_token(struct gy_vctx *v, const json_t *value);
 int gy_check_regex(struct gy_vctx *v, const json_t *value);

@@ -14,9 +14,19 @@ static const struct gy_field e_instance = GY_OBJ(NULL, s_instance, .doc = NULL);
 
 /* ---- health checks ---- */
 
+static const struct gy_field f_status_range[] = {
+    GY_INT("start", 100, 599, .flags = GY_F_REQUIRED | GY_F_USED, .doc = "First status, inclusive."),
+    GY_INT("end", 101, 600, .flags = GY_F_REQUIRED | GY_F_USED, .doc = "Last status, exclusive."),
+    GY_END,
+};
+static const struct gy_struct s_status_range = { "status_range", "A range of HTTP statuses (Envoy's `Int64Range`).", f_status_range, NULL };
+static const struct gy_field e_status_range = GY_OBJ(NULL, s_status_range, .doc = NULL);
+
 static const struct gy_field f_http_health[] = {
-    GY_STR("host", .doc = "Host header; default: the cluster name."),
-    GY_STR("path", .doc = "Path requested; a 200 answer is healthy."),
+    GY_STR("host", .flags = GY_F_USED, .doc = "Host header; default: the cluster name."),
+    GY_STR("path", .flags = GY_F_USED, .def = "/", .doc = "Path requested."),
+    GY_LIST("expected_statuses", e_status_range, .flags = GY_F_USED, .def = "200..399",
+            .doc = "Statuses that count as healthy (Envoy's field)."),
     GY_STR("service_name", .doc = "Expected `x-envoy-upstream-healthchecked-cluster` prefix."),
     GY_LIST("request_headers_to_add", gy_e_metadatum, .doc = "Headers sent with the check."),
     GY_END,
@@ -24,19 +34,27 @@ static const struct gy_field f_http_health[] = {
 static const struct gy_struct s_http_health = { "http_health_check", "An HTTP health check.", f_http_health, NULL };
 
 static const struct gy_field f_tcp_health[] = {
-    GY_STR("send", .doc = "Hex-encoded bytes to send; empty: connect only."),
-    GY_LIST("receive", gy_e_string, .doc = "Hex-encoded bytes expected back."),
+    GY_STR("send", .flags = GY_F_USED, .check = gy_check_hex, .type_doc = "hex", .doc = "Hex-encoded bytes to send; empty: connect only."),
+    GY_LIST("receive", gy_e_hex, .flags = GY_F_USED, .doc = "Hex-encoded bytes expected back, each somewhere in the answer."),
     GY_END,
 };
 static const struct gy_struct s_tcp_health = { "tcp_health_check", "A TCP health check.", f_tcp_health, NULL };
 
+static const struct gy_field f_grpc_health[] = {
+    GY_STR("service_name", .flags = GY_F_USED, .def = "\"\" (the server)", .doc = "Service asked about in `grpc.health.v1.Health/Check`."),
+    GY_STR("authority", .doc = "`:authority` of the check; default: the cluster name."),
+    GY_END,
+};
+static const struct gy_struct s_grpc_health = { "grpc_health_check", "A gRPC Health v1 check (Envoy's field).", f_grpc_health, NULL };
+
 static const struct gy_field f_health_checker[] = {
-    GY_OBJ("http_health_check", s_http_health, .doc = "HTTP check."),
-    GY_OBJ("tcp_health_check", s_tcp_health, .doc = "TCP check."),
+    GY_OBJ("http_health_check", s_http_health, .flags = GY_F_USED, .doc = "HTTP check."),
+    GY_OBJ("tcp_health_check", s_tcp_health, .flags = GY_F_USED, .doc = "TCP check."),
+    GY_OBJ("grpc_health_check", s_grpc_health, .flags = GY_F_USED, .doc = "gRPC check."),
     GY_END,
 };
 static const struct gy_struct s_health_checker = {
-    "health_checker", "The kind of check: at most one of `http_health_check`, `tcp_health_check`.", f_health_checker,
+    "health_checker", "The kind of check: at most one of `http_health_check`, `tcp_health_check`, `grpc_health_check`.", f_health_checker,
     gy_check_health_checker
 };
 
@@ -86,6 +104,15 @@ static const struct gy_field f_circuit_breakers[] = {
 };
 static const struct gy_struct s_circuit_breakers = {
     "circuit_breakers", "Limits; past them requests get 503 with `x-gyrus-overloaded`.", f_circuit_breakers, NULL
+};
+
+static const struct gy_field f_retry_budget[] = {
+    GY_INT("budget_percent", 0, 100, .def = "20", .doc = "Retries in flight, as a share of the requests in flight, %."),
+    GY_INT("min_retry_concurrency", 0, GY_U32, .def = "3", .doc = "Retries always allowed in flight, whatever the share."),
+    GY_END,
+};
+static const struct gy_struct s_retry_budget = {
+    "retry_budget", "gyrus extension (Envoy's and Linkerd's idea): retries cannot multiply an outage.", f_retry_budget, NULL
 };
 
 /* ---- load balancing ---- */
@@ -180,6 +207,7 @@ static const struct gy_field f_cluster[] = {
     GY_LIST("health_checks", e_health_check, .doc = "Active health checks."),
     GY_OBJ("outlier_detection", s_outlier, .doc = "Passive health checks."),
     GY_OBJ("circuit_breakers", s_circuit_breakers, .doc = "Limits."),
+    GY_OBJ("retry_budget", s_retry_budget, .flags = GY_F_GYRUS, .doc = "How many retries may be in flight."),
     GY_STR("checksum", .doc = "Opaque; optimistic concurrency."),
     GY_STR("org_key", .doc = "Organization."),
     GY_END,

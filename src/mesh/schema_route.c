@@ -193,6 +193,8 @@ static const struct gy_field f_retry_policy[] = {
             .doc = "Responses with a matching header are retried (one matcher or a list)."),
     GY_LIST("retriable_request_headers", e_header_matcher, .flags = GY_F_ONE_OR_LIST,
             .doc = "Only requests with a matching header are retried (one matcher or a list)."),
+    GY_INT("max_request_bytes", 0, 16777216, .flags = GY_F_GYRUS, .def = "65536",
+           .doc = "Request bodies up to this size are kept to be replayed; larger requests are not retried."),
     GY_END,
 };
 const struct gy_struct gy_s_retry_policy = { "retry_policy", "Retries (Grey Matter `#RetryPolicy`).", f_retry_policy, NULL };
@@ -271,6 +273,7 @@ static const struct gy_field f_route[] = {
     GY_OBJ("retry_policy", gy_s_retry_policy, .doc = "Retries; default: the shared_rules' policy."),
     GY_DUR("timeout", .flags = GY_F_USED, .def = "15s", .doc = "Whole-request timeout (504 when it fires); `0` disables it."),
     GY_DUR("idle_timeout", .flags = GY_F_USED, .def = "the listener's `stream_idle_timeout`", .doc = "Stream idle timeout."),
+    GY_DUR("max_stream_duration", .flags = GY_F_GYRUS, .def = "none", .doc = "Longest life of a request, whatever it is doing (504 or reset)."),
     GY_LIST("request_headers_to_add", e_header_op, .flags = GY_F_USED, .doc = "Headers added to requests going upstream."),
     GY_LIST("response_headers_to_add", e_header_op, .flags = GY_F_USED, .doc = "Headers added to responses."),
     GY_LIST("request_headers_to_remove", gy_e_token, .flags = GY_F_USED, .doc = "Headers removed from requests."),

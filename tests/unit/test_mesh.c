@@ -505,7 +505,7 @@ static const struct {
       "cluster \"backend\": outlier_detection.max_ejection_percent: must be between 0 and 100, got 101" },
     { "7/health_checks", "[{\"timeout_msec\": 1000, \"health_checker\": {\"http_health_check\": {\"path\": \"/health\"}}}]", NULL },
     { "7/health_checks", "[{\"health_checker\": {\"http_health_check\": {}, \"tcp_health_check\": {}}}]",
-      "cluster \"backend\": health_checks[0].health_checker: \"http_health_check\" and \"tcp_health_check\" cannot both be set" },
+      "cluster \"backend\": health_checks[0].health_checker: only one of \"http_health_check\", \"tcp_health_check\", \"grpc_health_check\" may be set" },
     { "7/ssl_config", "{\"sni\": \"backend.local\", \"trust_file\": \"/ca.pem\"}", NULL },
     { "7/ssl_config", "{\"sni\": [\"a\"]}", "cluster \"backend\": ssl_config.sni: must be a string, got a list" },
     { "7/circuit_breakers", "null", NULL },
