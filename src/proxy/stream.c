@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "proxy/filter.h"
+#include "proxy/hosts.h"
 #include "proxy/proxy.h"
 
 #define RESP_MAX_HEADERS 256
@@ -234,6 +235,8 @@ static void timeout_cb(struct gy_timer *t)
     gy_stat_inc(s->lcfg->stats, dc->w->id, GY_C_RQ_TIMEOUT);
     if (s->cluster != NULL)
         gy_stat_inc(s->cluster->stats, dc->w->id, GY_C_RQ_TIMEOUT);
+    if (s->uc != NULL && s->host >= 0) /* a host that does not answer in time counts as failing */
+        gy_host_outcome(dc->w->proxy, s->cluster->instances[s->host].state, s->cluster, 0);
     gy_stream_local_reply(s, 504, GY_RF_UT, "upstream request timeout");
     gy_dconn_run(dc);
 }
