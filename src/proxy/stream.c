@@ -512,7 +512,7 @@ static bool flush_upstream(struct gy_stream *s)
 
     if (uc == NULL || uc->state != GY_UC_ACTIVE || uc->connect_failed || !uc->can_write || gy_buf_len(&uc->wbuf) == 0)
         return false;
-    ssize_t n = gy_conn_write(uc->io.fd, &uc->wbuf, &uc->can_write);
+    ssize_t n = gy_conn_write(uc->io.fd, uc->transport, &uc->wbuf, &uc->can_write);
     if (n < 0) {
         uc->eof = true;
         return true;
@@ -532,7 +532,7 @@ static bool flush_downstream(struct gy_stream *s)
     }
     if (!dc->can_write || gy_buf_len(&dc->wbuf) == 0)
         return false;
-    ssize_t n = gy_conn_write(dc->io.fd, &dc->wbuf, &dc->can_write);
+    ssize_t n = gy_conn_write(dc->io.fd, dc->transport, &dc->wbuf, &dc->can_write);
     if (n < 0) {
         gy_stream_reset(s, GY_RF_DC);
         return true;
@@ -692,7 +692,7 @@ static bool pump_response(struct gy_stream *s)
         }
         if (!uc->can_read || gy_buf_reserve(&dc->w->bufs, &uc->rbuf) != 0)
             return progress;
-        ssize_t n = gy_conn_read(uc->io.fd, &uc->rbuf, &uc->can_read, &uc->eof, uc->hup);
+        ssize_t n = gy_conn_read(uc->io.fd, uc->transport, &uc->rbuf, &uc->can_read, &uc->eof, uc->hup);
         if (n > 0) {
             s->any_response_byte = true;
             gy_stat_add(s->cluster->stats, dc->w->id, GY_C_BYTES_RX, (uint64_t)n);
