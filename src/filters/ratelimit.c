@@ -119,9 +119,10 @@ static bool is_token(const char *s, size_t n)
     return n > 0;
 }
 
-static int set_key(struct gy_fconf *f, struct ratelimit *rl, const char *key)
+static int set_key(struct gy_fconf *f, struct ratelimit *rl, const char *key, const json_t *value)
 {
-    size_t n;
+    size_t n, mark;
+    char got[96];
 
     if (key == NULL || strcmp(key, "route") == 0) {
         rl->key = RL_KEY_ROUTE;
@@ -132,8 +133,12 @@ static int set_key(struct gy_fconf *f, struct ratelimit *rl, const char *key)
         return 0;
     }
     n = strlen(key);
-    if (strncmp(key, "header:", 7) != 0 || !is_token(key + 7, n - 7) || n - 7 > RL_MAX_HEADER)
-        return gy_fconf_fail(f, "key: must be route, source_ip or header:NAME, got \"%.*s\"", 100, key);
+    if (strncmp(key, "header:", 7) != 0 || !is_token(key + 7, n - 7) || n - 7 > RL_MAX_HEADER) {
+        mark = gy_fconf_push(f, "key");
+        gy_fconf_fail(f, "must be route, source_ip or header:NAME, got %s", gy_fconf_desc(value, got, sizeof(got)));
+        gy_fconf_pop(f, mark);
+        return -1;
+    }
     rl->key = RL_KEY_HEADER;
     memcpy(rl->header_buf, key + 7, n - 7);
     rl->header = gy_slice(rl->header_buf, n - 7);
@@ -210,7 +215,7 @@ static void *compile(const json_t *config, char *err, size_t errlen)
     rl->tokens_per_fill = rc.tokens_per_fill != 0 ? rc.tokens_per_fill : rc.max_tokens;
     rl->fill_ms = rc.fill_ms;
     rl->status = (int)rc.status;
-    if (set_key(&f, rl, rc.key) != 0) {
+    if (set_key(&f, rl, rc.key, json_object_get(config, "key")) != 0) {
         destroy(rl);
         return NULL;
     }
@@ -381,11 +386,8 @@ static enum gy_filter_result on_request(struct gy_filter_call *c, void *compiled
     if (take(rl, c, &wait_ms))
         return GY_FILTER_CONTINUE;
     c->flags |= RL_RF;
-    if (c->grpc) {
-        gy_filter_grpc_reply(c, GRPC_RESOURCE_EXHAUSTED, "local rate limited");
-        snprintf(c->reply_extra, sizeof(c->reply_extra), "x-gyrus-ratelimited: true\r\n");
-        return GY_FILTER_STOP;
-    }
+    if (c->grpc)
+        return gy_filter_grpc_reply(c, GRPC_RESOURCE_EXHAUSTED, "local rate limited");
     secs = (wait_ms + 999) / 1000;
     snprintf(extra, sizeof(extra), "retry-after: %llu\r\nx-gyrus-ratelimited: true\r\n",
              (unsigned long long)(secs > 0 ? secs : 1));
