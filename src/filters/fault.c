@@ -173,12 +173,16 @@ static int parse_header(struct gy_fconf *f, const json_t *v, struct header_match
         return gy_fconf_fail(f, "exact_match, prefix_match, suffix_match and present_match exclude each other");
     m->kind = MATCH_PRESENT;
     m->invert = h.invert != !h.present;
-    if (h.exact != NULL)
-        m->kind = MATCH_EXACT, value = h.exact;
-    else if (h.prefix != NULL)
-        m->kind = MATCH_PREFIX, value = h.prefix;
-    else if (h.suffix != NULL)
-        m->kind = MATCH_SUFFIX, value = h.suffix;
+    if (h.exact != NULL) {
+        m->kind = MATCH_EXACT;
+        value = h.exact;
+    } else if (h.prefix != NULL) {
+        m->kind = MATCH_PREFIX;
+        value = h.prefix;
+    } else if (h.suffix != NULL) {
+        m->kind = MATCH_SUFFIX;
+        value = h.suffix;
+    }
     if (own_slice(&m->name, h.name) != 0 || own_slice(&m->value, value) != 0)
         return gy_fconf_fail(f, "out of memory");
     return 0;
@@ -356,7 +360,7 @@ struct decision {
 static void requested(const struct fault *ft, const struct gy_filter_call *c, struct decision *d, uint32_t *abort_ppm,
                       uint32_t *delay_ppm)
 {
-    long long http = -1, grpc = -1, delay = -1;
+    long long http, grpc, delay;
 
     d->http_status = ft->abort_http;
     d->grpc_status = ft->abort_grpc;

@@ -145,7 +145,7 @@ static int read_fractional(struct gy_fconf *f, const json_t *v, uint32_t *ppm)
         }
     }
     mark = gy_fconf_push(f, "numerator");
-    if (num == NULL || !json_is_integer(num) || json_integer_value(num) < 0 ||
+    if (num == NULL || !json_is_integer(num) || json_integer_value(num) < 0 || json_integer_value(num) > 1000000 ||
         (uint64_t)json_integer_value(num) * scale[d] > 1000000u) {
         if (num == NULL)
             gy_fconf_fail(f, "required");

@@ -143,6 +143,8 @@ static void test_fault_config_bad(void **state)
           "abort.percentage.denominator: must be one of HUNDRED, TEN_THOUSAND, MILLION, got \"PERCENT\"" },
         { "{'abort':{'http_status':503,'percentage':{'numerator':101}}}",
           "abort.percentage.numerator: must be an integer between 0 and the denominator, got 101" },
+        { "{'abort':{'http_status':503,'percentage':{'numerator':922337203685477581}}}",
+          "abort.percentage.numerator: must be an integer between 0 and the denominator, got 922337203685477581" },
         { "{'abort':{'http_status':503,'percentage':{}}}", "abort.percentage.numerator: required" },
         { "{'abort':{'http_status':503,'percentage':{'num':1}}}",
           "abort.percentage: unknown field \"num\" (a percentage object has numerator and denominator)" },
