@@ -283,7 +283,7 @@ static const struct gy_field f_route[] = {
     GY_LIST("hash_policy", e_hash_policy, .flags = GY_F_USED | GY_F_GYRUS, .doc = "What `ring_hash` clusters hash."),
     GY_OBJ("cohort_seed", gy_s_cohort_seed, .flags = GY_F_USED, .doc = "Sticky choice among constraints."),
     GY_BOOL("high_priority", .def = "false", .doc = "Use the high-priority circuit breaker thresholds."),
-    GY_MAP("filter_configs", gy_e_any, .type_doc = "map of filter name → any", .doc = "Per-route filter settings, keyed by filter name."),
+    GY_MAP("filter_configs", gy_e_any, .flags = GY_F_USED, .type_doc = "map of filter name → any", .doc = "Per-route filter settings, keyed by filter name (a dot may be written `_`): they replace the listener's settings of that filter for this route."),
     GY_MAP("filter_metadata", e_metadata_list, .doc = "Per-route metadata for filters, keyed by filter name."),
     GY_OBJ("response_data", gy_s_response_data, .doc = "Headers and cookies added to responses."),
     GY_STR("checksum", .doc = "Opaque; the control plane uses it for optimistic concurrency."),

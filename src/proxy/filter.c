@@ -86,27 +86,41 @@ static bool unimplemented(const char *name)
 }
 
 /* The config of `name` in a map keyed by the name or by the name with '.' as '_'; also
- * accepts any alias of the same filter. */
-static const json_t *config_for(const json_t *map, const struct gy_filter_ops *ops, const char *name)
+ * accepts any alias of the same filter. *key is set to the key that matched. */
+static const json_t *config_for(const json_t *map, const struct gy_filter_ops *ops, const char *name, const char **key)
 {
     const char *candidates[8] = { name, ops->name };
     size_t nc = 2;
     char under[128];
+    const char *k;
+    const json_t *v;
 
     for (const char *const *a = ops->aliases; a != NULL && *a != NULL && nc < 6; a++)
         candidates[nc++] = *a;
     for (size_t i = 0; i < nc; i++) {
-        const json_t *v = json_object_get(map, candidates[i]);
-        if (v != NULL)
-            return v;
         snprintf(under, sizeof(under), "%s", candidates[i]);
         for (char *p = under; *p; p++)
             if (*p == '.' || *p == '-')
                 *p = '_';
-        if ((v = json_object_get(map, under)) != NULL)
-            return v;
+        json_object_foreach((json_t *)map, k, v)
+        {
+            if (strcmp(k, candidates[i]) == 0 || strcmp(k, under) == 0) {
+                *key = k;
+                return v;
+            }
+        }
     }
+    *key = name;
     return NULL;
+}
+
+/* "where.KEY" joined to a filter's error: "path: message" continues the path with '.'. */
+static void filter_error(char *err, size_t errlen, const char *where, const char *key, const char *e)
+{
+    size_t n = strcspn(e, ": ");
+    bool path = n > 0 && e[n] == ':' && strspn(e, "abcdefghijklmnopqrstuvwxyz0123456789_.[]") >= n;
+
+    snprintf(err, errlen, "%s.%s%s%s", where, key, path ? "." : ": ", e);
 }
 
 static const json_t *find_object(const struct gy_config *cfg, const char *kind, const char *key_field, const char *key)
@@ -157,13 +171,15 @@ static int build_chain(const json_t *lo, const char *lkey, struct gy_filter_chai
             return GY_ECONFIG;
         }
         const struct gy_filter_ops *ops = gy_filter_registry[idx];
-        char e[400] = "";
+        char e[400] = "", where[300];
+        const char *key;
         struct link *l = &ch->links[ch->n];
         l->ops = ops;
         l->name = name;
-        l->compiled = ops->compile(config_for(filters, ops, name), e, sizeof(e));
+        l->compiled = ops->compile(config_for(filters, ops, name, &key), e, sizeof(e));
         if (l->compiled == NULL) {
-            snprintf(err, errlen, "listener \"%s\": http_filters.%s: %s", lkey, name, e);
+            snprintf(where, sizeof(where), "listener \"%s\": http_filters", lkey);
+            filter_error(err, errlen, where, key, e);
             chain_free(ch);
             return GY_ECONFIG;
         }
@@ -182,7 +198,8 @@ static int build_overrides(struct gy_route *r, const json_t *ro, char *err, size
         return 0;
     for (int i = 0; gy_filter_registry[i] != NULL; i++) {
         const struct gy_filter_ops *ops = gy_filter_registry[i];
-        const json_t *conf = config_for(fc, ops, ops->name);
+        const char *key;
+        const json_t *conf = config_for(fc, ops, ops->name, &key);
         if (conf == NULL)
             continue;
         if (ov == NULL && (ov = calloc(1, sizeof(*ov))) == NULL) {
@@ -192,7 +209,9 @@ static int build_overrides(struct gy_route *r, const json_t *ro, char *err, size
         char e[400] = "";
         ov->compiled[i] = ops->compile(conf, e, sizeof(e));
         if (ov->compiled[i] == NULL) {
-            snprintf(err, errlen, "route \"%s\": filter_configs.%s: %s", r->key, ops->name, e);
+            char where[300];
+            snprintf(where, sizeof(where), "route \"%s\": filter_configs", r->key);
+            filter_error(err, errlen, where, key, e);
             r->filters = ov;
             return GY_ECONFIG;
         }

@@ -257,20 +257,20 @@ def test_unimplemented_grey_matter_filters_are_skipped(gyrus_factory, backend_fa
 
 @pytest.mark.parametrize("filters,configs,route_fc,message", [
     (["gyrus.ratelimit"], {"gyrus_ratelimit": {"max_tokens": 5, "fill_interval": "soon"}}, None,
-     'listener "ingress": http_filters.gyrus.ratelimit: fill_interval: must be a duration such as "250ms", "5s" or '
+     'listener "ingress": http_filters.gyrus_ratelimit.fill_interval: must be a duration such as "250ms", "5s" or '
      '"1m30s", got "soon"'),
     (["gyrus.ratelimit"], {"gyrus_ratelimit": {"fill_interval": "1s"}}, None,
-     'listener "ingress": http_filters.gyrus.ratelimit: max_tokens: required'),
+     'listener "ingress": http_filters.gyrus_ratelimit.max_tokens: required'),
     (["gyrus.ratelimit"], {}, None,
      'listener "ingress": http_filters.gyrus.ratelimit: needs a config: max_tokens and fill_interval are required'),
     (["gyrus.ratelimit"], {"gyrus_ratelimit": {"max_tokens": 5, "fill_interval": "1s", "key": "cookie:a"}}, None,
-     'listener "ingress": http_filters.gyrus.ratelimit: key: must be route, source_ip or header:NAME, got "cookie:a"'),
+     'listener "ingress": http_filters.gyrus_ratelimit.key: must be route, source_ip or header:NAME, got "cookie:a"'),
     (["gyrus.fault"], {"gyrus_fault": {"abort": {"http_status": 600}}}, None,
-     'listener "ingress": http_filters.gyrus.fault: abort.http_status: must be between 200 and 599, got 600'),
+     'listener "ingress": http_filters.gyrus_fault.abort.http_status: must be between 200 and 599, got 600'),
     (["gyrus.fault"], {"gyrus_fault": {"delay": {"percentage": 5}}}, None,
-     'listener "ingress": http_filters.gyrus.fault: delay: needs fixed_delay or fixed_delay_ms'),
+     'listener "ingress": http_filters.gyrus_fault.delay: needs fixed_delay or fixed_delay_ms'),
     (["gyrus.fault"], {}, {"gyrus_fault": {"abort": {"http_status": 503, "percentage": 101}}},
-     'route "root": filter_configs.gyrus.fault: abort.percentage: must be a percentage between 0 and 100, got 101'),
+     'route "root": filter_configs.gyrus_fault.abort.percentage: must be a percentage between 0 and 100, got 101'),
 ])
 def test_bad_filter_config_refuses_to_start(tmp_path, filters, configs, route_fc, message):
     objs = simple_mesh(free_port(), [1], listener_extra={"active_http_filters": filters, "http_filters": configs},
