@@ -134,6 +134,7 @@ struct gy_cluster {
     struct gy_health_check *health_checks;
     size_t nhealth_checks;
     void *stats;                    /* (proxy) */
+    void *tls;                      /* (proxy) client TLS context, NULL: plain TCP */
 };
 
 /* `light` constraint: where a request goes. */
@@ -309,6 +310,7 @@ struct gy_listener {
     bool use_remote_address;            /* default true: x-forwarded-for appends the peer */
     void *stats;                        /* (proxy) */
     void *filters;                      /* (proxy) the HTTP filter chain (active_http_filters) */
+    void *tls;                          /* (proxy) server TLS context, NULL: plain TCP */
 };
 
 struct gy_config {

@@ -396,7 +396,7 @@ static void begin(struct gy_stream *s, bool fresh)
     s->attempts++;
     struct gy_upool *p = s->wcluster->hosts[idx];
     struct gy_uconn *uc = fresh ? NULL : gy_upool_take(p);
-    if (uc == NULL && (uc = gy_uconn_open(w, p, s->cluster->connect_timeout_ms, &overflow)) == NULL) {
+    if (uc == NULL && (uc = gy_uconn_open(w, p, s->cluster, &s->cluster->instances[idx], &overflow)) == NULL) {
         if (overflow) {
             release_host(s);
             gy_stream_overflow_reply(s);

@@ -11,6 +11,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "proxy/proxy.h"
+#include "tls/tls.h"
 
 #define LINGER_MS 2000
 #define RUN_BUDGET 32
@@ -154,6 +155,8 @@ static void begin_close(struct gy_dconn *dc)
         close_now(dc);
         return;
     }
+    if (dc->transport != NULL && !dc->handshaking)
+        dc->transport->ops->shutdown(dc->transport, dc->io.fd);
     shutdown(dc->io.fd, SHUT_WR);
     dc->lingering = true;
     gy_buf_release(&dc->w->bufs, &dc->rbuf);
@@ -314,6 +317,24 @@ static bool run_between(struct gy_dconn *dc)
     return false;
 }
 
+/* Returns true once the TLS handshake is done; a failed one closes the connection. */
+static bool drive_handshake(struct gy_dconn *dc)
+{
+    bool want_write = false;
+    int rc = dc->transport->ops->handshake(dc->transport, dc->io.fd, &want_write);
+
+    if (rc == GY_EAGAIN)
+        return false;
+    if (rc != 0) {
+        gy_stat_inc(dc->lcfg->stats, dc->w->id, GY_C_CX_PROTOCOL_ERROR);
+        close_now(dc);
+        return false;
+    }
+    dc->handshaking = false;
+    dc->can_read = dc->can_write = true; /* records may already wait in the TLS buffers */
+    return true;
+}
+
 void gy_dconn_run(struct gy_dconn *dc)
 {
     struct gy_worker *w = dc->w;
@@ -325,6 +346,8 @@ void gy_dconn_run(struct gy_dconn *dc)
         linger(dc);
         return;
     }
+    if (dc->handshaking && !drive_handshake(dc))
+        return;
     for (; budget > 0; budget--) {
         if (dc->stream != NULL) {
             bool p = gy_stream_pump(dc->stream);
@@ -408,7 +431,18 @@ void gy_dconn_accept(struct gy_wlistener *wl, int fd, const struct sockaddr_stor
     gy_timer_init(&dc->timer, on_timer);
     gy_task_init(&dc->run_task, run_task);
     gy_list_init(&dc->link);
+    if (wl->cfg->tls != NULL) {
+        if ((dc->transport = gy_tls_server(wl->cfg->tls)) == NULL) {
+            gy_wcfg_release(w, dc->wcfg);
+            close(fd);
+            free(dc);
+            return;
+        }
+        dc->handshaking = true;
+    }
     if (gy_io_start(&w->loop, &dc->io, fd, GY_IO_READ | GY_IO_WRITE, on_io) != 0) {
+        if (dc->transport != NULL)
+            dc->transport->ops->destroy(dc->transport);
         gy_wcfg_release(w, dc->wcfg);
         close(fd);
         free(dc);

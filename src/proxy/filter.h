@@ -16,6 +16,7 @@
 
 #include "http/header.h"
 #include "mesh/config.h"
+#include "tls/tls.h"
 
 enum gy_filter_result {
     GY_FILTER_CONTINUE, /* next filter, then the upstream */
@@ -29,6 +30,7 @@ struct gy_filter_call {
     const struct gy_header *headers;
     size_t nheaders;
     const char *peer_ip;
+    const struct gy_tls_peer *peer;     /* what the client's certificate proved, NULL without TLS */
     const struct gy_route *route;
     const struct gy_listener *listener;
     bool grpc;                          /* content-type application/grpc... */

@@ -21,10 +21,17 @@
 #include "proxy/hosts.h"
 #include "proxy/proxy.h"
 #include "proxy/xds.h"
+#include "tls/tls.h"
 
 #define LISTEN_BACKLOG 4096
 
 /* ---- config ---- */
+
+static void release_runtime(struct gy_config *cfg)
+{
+    gy_filters_detach(cfg);
+    gy_tls_detach(cfg);
+}
 
 static int attach_runtime(struct gy_proxy *p, struct gy_config *cfg, char *err, size_t errlen)
 {
@@ -55,8 +62,9 @@ static int attach_runtime(struct gy_proxy *p, struct gy_config *cfg, char *err, 
                                                       cl->instances[i].addrlen)) == NULL)
                 goto nomem;
     }
-    cfg->on_free = gy_filters_detach;
-    return gy_filters_attach(cfg, err, errlen);
+    cfg->on_free = release_runtime;
+    int rc = gy_filters_attach(cfg, err, errlen);
+    return rc != 0 ? rc : gy_tls_attach(cfg, err, errlen);
 nomem:
     snprintf(err, errlen, "out of memory");
     return GY_ENOMEM;

@@ -111,7 +111,8 @@ struct gy_uconn {
     enum gy_uconn_state state;
     bool can_read, can_write, eof, reused;
     bool hup;                        /* epoll saw the peer close: read until EOF */
-    bool connect_failed;             /* refused, unreachable or timed out */
+    bool connect_failed;             /* refused, unreachable, timed out, or the TLS handshake failed */
+    bool handshaking;                /* TLS handshake under way after the TCP connect */
     bool connect_timed_out;
     uint32_t nrequests;
 };
@@ -131,6 +132,7 @@ struct gy_dconn {
     char peer_ip[48];
     bool can_read, can_write, eof;
     bool hup;                        /* epoll saw the peer close: read until EOF */
+    bool handshaking;                /* TLS handshake under way */
     bool closing;                    /* close once wbuf is flushed */
     bool lingering;                  /* write side shut, discarding input until the timer */
     enum { GY_DT_NONE, GY_DT_IDLE, GY_DT_HEADER, GY_DT_LINGER } timer_mode;
@@ -382,7 +384,8 @@ void gy_upool_put(struct gy_worker *w, struct gy_upool *p);
 struct gy_uconn *gy_upool_take(struct gy_upool *p);
 /* Opens a new connection (connecting). NULL on immediate failure, with *overflow set when a
  * circuit breaker (max_connections, max_pending_requests) refused it. */
-struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, uint32_t connect_timeout_ms, bool *overflow);
+struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, const struct gy_cluster *c,
+                               const struct gy_instance *in, bool *overflow);
 /* The stream is done with the connection: back to the pool if reusable, else closed. */
 void gy_uconn_release(struct gy_uconn *uc, bool reusable, uint32_t idle_timeout_ms);
 void gy_uconn_close(struct gy_uconn *uc);

@@ -118,7 +118,7 @@ void gy_shadow_event(struct gy_shadow *sh)
     struct gy_uconn *uc = sh->uc;
     struct gy_worker *w = sh->w;
 
-    if (uc->state == GY_UC_CONNECTING)
+    if (uc->state == GY_UC_CONNECTING || uc->handshaking)
         return;
     if (uc->connect_failed) {
         shadow_free(sh, false);
@@ -169,7 +169,7 @@ static void send_copy(struct gy_stream *s, const struct gy_cluster *c, char *dat
     if (sh == NULL)
         goto drop;
     struct gy_uconn *uc = gy_upool_take(wc->hosts[idx]);
-    if (uc == NULL && (uc = gy_uconn_open(w, wc->hosts[idx], c->connect_timeout_ms, &overflow)) == NULL) {
+    if (uc == NULL && (uc = gy_uconn_open(w, wc->hosts[idx], c, &c->instances[idx], &overflow)) == NULL) {
         free(sh);
         goto drop;
     }

@@ -344,6 +344,7 @@ static bool run_filters(struct gy_stream *s, const struct gy_h1_request *req)
     c.headers = req->headers;
     c.nheaders = req->nheaders;
     c.peer_ip = dc->peer_ip;
+    c.peer = dc->transport != NULL ? gy_tls_peer(dc->transport) : NULL;
     c.route = s->route.route;
     c.listener = s->lcfg;
     c.grpc = is_grpc(req);
@@ -510,7 +511,8 @@ static bool flush_upstream(struct gy_stream *s)
 {
     struct gy_uconn *uc = s->uc;
 
-    if (uc == NULL || uc->state != GY_UC_ACTIVE || uc->connect_failed || !uc->can_write || gy_buf_len(&uc->wbuf) == 0)
+    if (uc == NULL || uc->state != GY_UC_ACTIVE || uc->handshaking || uc->connect_failed || !uc->can_write ||
+        gy_buf_len(&uc->wbuf) == 0)
         return false;
     ssize_t n = gy_conn_write(uc->io.fd, uc->transport, &uc->wbuf, &uc->can_write);
     if (n < 0) {
@@ -647,7 +649,7 @@ static bool pump_response(struct gy_stream *s)
 
     while (s->uc != NULL && !s->resp_done) {
         struct gy_uconn *uc = s->uc;
-        if (uc->state == GY_UC_CONNECTING)
+        if (uc->state == GY_UC_CONNECTING || uc->handshaking)
             return progress;
         if (gy_buf_len(&uc->rbuf) > 0) {
             if (!s->resp_started) {

@@ -5,8 +5,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/err.h"
 #include "core/log.h"
 #include "proxy/proxy.h"
+#include "tls/tls.h"
 
 #define POOL_BUCKETS 256
 
@@ -32,7 +34,7 @@ struct gy_upool *gy_upool_get(struct gy_worker *w, const struct gy_cluster *c, c
         w->pool_buckets = POOL_BUCKETS;
     }
     gy_addr_format((const struct sockaddr *)&in->addr, addr, sizeof(addr));
-    snprintf(key, sizeof(key), "%s|%s", c->name, addr);
+    snprintf(key, sizeof(key), "%s|%s%s", c->name, addr, c->tls != NULL ? "|tls" : "");
     size_t b = key_hash(key) % w->pool_buckets;
     for (p = w->pool_table[b]; p != NULL; p = p->next) {
         if (strcmp(p->key, key) == 0) {
@@ -128,7 +130,8 @@ static void uconn_timer(struct gy_timer *t)
         gy_uconn_close(uc);
         return;
     }
-    if (uc->state == GY_UC_CONNECTING) {
+    if (uc->state == GY_UC_CONNECTING || uc->handshaking) {
+        uc->handshaking = false;
         gy_stat_inc(uc->pool->stats, uc->w->id, GY_C_CX_CONNECT_TIMEOUT);
         uc->eof = uc->connect_failed = uc->connect_timed_out = true;
         uc->can_read = uc->can_write = false;
@@ -147,6 +150,27 @@ static void uconn_idle_event(struct gy_uconn *uc)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     gy_uconn_close(uc);
+}
+
+/* Returns true once the TLS handshake is over (done or failed). */
+static bool drive_handshake(struct gy_uconn *uc)
+{
+    bool want_write = false;
+    int rc = uc->transport->ops->handshake(uc->transport, uc->io.fd, &want_write);
+
+    if (rc == GY_EAGAIN)
+        return false;
+    uc->handshaking = false;
+    gy_timer_stop(&uc->w->loop, &uc->timer);
+    connect_settled(uc);
+    if (rc != 0) {
+        gy_stat_inc(uc->pool->stats, uc->w->id, GY_C_CX_CONNECT_FAIL);
+        uc->eof = uc->connect_failed = true;
+        uc->can_read = uc->can_write = false;
+    } else {
+        uc->can_read = uc->can_write = true;
+    }
+    return true;
 }
 
 static void uconn_on_io(struct gy_io *io, unsigned events)
@@ -168,20 +192,28 @@ static void uconn_on_io(struct gy_io *io, unsigned events)
         if (!(events & (GY_IO_WRITE | GY_IO_HUP)))
             return;
         int err = gy_connect_result(io->fd);
-        gy_timer_stop(&uc->w->loop, &uc->timer);
+        if (err == 0 && uc->transport != NULL) {
+            uc->handshaking = true; /* still "connecting" for timeouts and breakers until TLS is up */
+        } else {
+            gy_timer_stop(&uc->w->loop, &uc->timer);
+            connect_settled(uc);
+        }
         uc->state = GY_UC_ACTIVE;
-        connect_settled(uc);
         if (err != 0) {
             gy_stat_inc(uc->pool->stats, uc->w->id, GY_C_CX_CONNECT_FAIL);
             uc->eof = uc->connect_failed = true;
             uc->can_read = uc->can_write = false;
         }
     }
+    if (uc->handshaking && !drive_handshake(uc))
+        return;
     notify(uc);
 }
 
-struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, uint32_t connect_timeout_ms, bool *overflow)
+struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, const struct gy_cluster *c,
+                               const struct gy_instance *in, bool *overflow)
 {
+    uint32_t connect_timeout_ms = c->connect_timeout_ms;
     struct gy_uconn *uc;
     int fd;
 
@@ -208,9 +240,19 @@ struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, uint32_t
     uc->pool = p;
     uc->state = GY_UC_CONNECTING;
     uc->cb_pending = true;
+    if (c->tls != NULL && (uc->transport = gy_tls_client(c->tls, in->host)) == NULL) {
+        close(fd);
+        free(uc);
+        gy_stat_inc(p->stats, w->id, GY_C_CX_CONNECT_FAIL);
+        gy_cb_give(p->stats, GY_CB_PENDING);
+        gy_cb_give(p->stats, GY_CB_CONNECTIONS);
+        return NULL;
+    }
     gy_list_init(&uc->link);
     gy_timer_init(&uc->timer, uconn_timer);
     if (gy_io_start(&w->loop, &uc->io, fd, GY_IO_READ | GY_IO_WRITE, uconn_on_io) != 0) {
+        if (uc->transport != NULL)
+            uc->transport->ops->destroy(uc->transport);
         close(fd);
         free(uc);
         gy_cb_give(p->stats, GY_CB_PENDING);
