@@ -38,6 +38,7 @@ enum field {
     F_USER_AGENT,
     F_X_FORWARDED_FOR,
     F_DOWNSTREAM_REMOTE_ADDRESS,
+    F_UPSTREAM_ATTEMPTS,
     F_COUNT
 };
 
@@ -67,6 +68,7 @@ static const struct {
     [F_USER_AGENT] = { "USER_AGENT", "REQ(USER-AGENT)", "user_agent", false },
     [F_X_FORWARDED_FOR] = { "X_FORWARDED_FOR", "REQ(X-FORWARDED-FOR)", "x_forwarded_for", false },
     [F_DOWNSTREAM_REMOTE_ADDRESS] = { "DOWNSTREAM_REMOTE_ADDRESS", NULL, "downstream_remote_address", false },
+    [F_UPSTREAM_ATTEMPTS] = { "UPSTREAM_REQUEST_ATTEMPT_COUNT", NULL, "upstream_attempts", true },
 };
 
 static int field_lookup(const char *name, size_t len)
@@ -187,8 +189,9 @@ static void flags_str(uint32_t f, char *out, size_t cap)
     static const struct {
         uint32_t bit;
         const char *name;
-    } names[] = { { GY_RF_NR, "NR" }, { GY_RF_UH, "UH" },   { GY_RF_UF, "UF" },   { GY_RF_UT, "UT" }, { GY_RF_UC, "UC" },
-                  { GY_RF_DC, "DC" }, { GY_RF_DPE, "DPE" }, { GY_RF_UPE, "UPE" }, { GY_RF_SI, "SI" } };
+    } names[] = { { GY_RF_NR, "NR" },   { GY_RF_UH, "UH" },   { GY_RF_UF, "UF" }, { GY_RF_UT, "UT" },
+                  { GY_RF_UC, "UC" },   { GY_RF_DC, "DC" },   { GY_RF_DPE, "DPE" }, { GY_RF_UPE, "UPE" },
+                  { GY_RF_SI, "SI" },   { GY_RF_FI, "FI" },   { GY_RF_UO, "UO" }, { GY_RF_URX, "URX" } };
     size_t n = 0;
 
     out[0] = '\0';
@@ -261,6 +264,9 @@ static struct gy_slice field_value(const struct gy_stream *s, int f, char *tmp, 
         return s->xff;
     case F_DOWNSTREAM_REMOTE_ADDRESS:
         return gy_slice_cstr(s->dc->peer_ip);
+    case F_UPSTREAM_ATTEMPTS:
+        n = snprintf(tmp, cap, "%u", s->attempts);
+        break;
     default:
         break;
     }

@@ -199,16 +199,30 @@ static void reject(struct gy_dconn *dc, int status, const char *reason)
     gy_stream_local_reply(s, status, status == 408 ? 0 : GY_RF_DPE, reason);
 }
 
+static struct gy_h1_limits listener_limits(const struct gy_listener *l)
+{
+    return (struct gy_h1_limits){
+        .max_request_line = gy_h1_default_limits.max_request_line,
+        .max_head_bytes = (size_t)l->max_request_headers_kb * 1024,
+        .max_headers = l->max_headers < GY_MAX_REQ_HEADERS ? l->max_headers : GY_MAX_REQ_HEADERS,
+    };
+}
+
+int gy_dconn_parse_head(struct gy_dconn *dc, struct gy_h1_request *req)
+{
+    struct gy_h1_limits lim = listener_limits(dc->lcfg);
+    struct gy_h1_error err;
+    int rc = gy_h1_parse_request(gy_buf_start(&dc->rbuf), gy_buf_len(&dc->rbuf), req, dc->w->hdrs, &lim, &err);
+
+    return rc > 0 ? 0 : rc;
+}
+
 /* Returns 1 when a stream was started, 0 when more bytes are needed. */
 static int try_request(struct gy_dconn *dc)
 {
     struct gy_worker *w = dc->w;
     const struct gy_listener *l = dc->lcfg;
-    struct gy_h1_limits lim = {
-        .max_request_line = gy_h1_default_limits.max_request_line,
-        .max_head_bytes = (size_t)l->max_request_headers_kb * 1024,
-        .max_headers = l->max_headers < GY_MAX_REQ_HEADERS ? l->max_headers : GY_MAX_REQ_HEADERS,
-    };
+    struct gy_h1_limits lim = listener_limits(l);
     struct gy_h1_request req;
     struct gy_h1_error err;
 

@@ -97,7 +97,6 @@ static size_t ops_size(const struct gy_header_op *ops, size_t n)
 int gy_fwd_request_head(struct gy_stream *s, const struct gy_h1_request *req, struct gy_slice path)
 {
     const struct gy_route *r = s->route.route;
-    const struct gy_instance *in = &s->cluster->instances[s->host];
     bool remote = s->lcfg->use_remote_address;
     struct gy_slice xff = GY_SLICE_NULL;
     char hostbuf[300];
@@ -139,9 +138,10 @@ int gy_fwd_request_head(struct gy_stream *s, const struct gy_h1_request *req, st
         put_header(&w, h->name, h->value);
     }
     if (!have_host) {
-        /* HTTP/1.0 without Host (or an absolute-form target): name the upstream. */
+        /* HTTP/1.0 without Host (or an absolute-form target): name the upstream cluster (the head is
+         * built once, before a host is picked, so that retries can go elsewhere). */
         int n = req->host.len ? snprintf(hostbuf, sizeof(hostbuf), "%.*s", GY_SLICE_ARG(req->host))
-                              : snprintf(hostbuf, sizeof(hostbuf), "%s:%u", in->host, in->port);
+                              : snprintf(hostbuf, sizeof(hostbuf), "%s", s->cluster->name);
         put_header(&w, GY_SLICE_LIT("host"), gy_slice(hostbuf, n > 0 ? (size_t)n : 0));
     }
     if (remote) {

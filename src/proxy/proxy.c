@@ -17,6 +17,8 @@
 #include "core/time.h"
 #include "mesh/mesh.h"
 #include "core/fsutil.h"
+#include "proxy/filter.h"
+#include "proxy/hosts.h"
 #include "proxy/proxy.h"
 #include "proxy/xds.h"
 
@@ -43,10 +45,18 @@ static int attach_runtime(struct gy_proxy *p, struct gy_config *cfg, char *err, 
         for (size_t r = 0; r < cfg->vhosts[v].nroutes; r++)
             if ((cfg->vhosts[v].routes[r].stats = gy_stats_scope(GY_STATS_ROUTE, cfg->vhosts[v].routes[r].key)) == NULL)
                 goto nomem;
-    for (size_t c = 0; c < cfg->nclusters; c++)
-        if ((cfg->clusters[c].stats = gy_stats_scope(GY_STATS_CLUSTER, cfg->clusters[c].name)) == NULL)
+    for (size_t c = 0; c < cfg->nclusters; c++) {
+        struct gy_cluster *cl = &cfg->clusters[c];
+        struct gy_stats_scope *st = gy_stats_scope(GY_STATS_CLUSTER, cl->name);
+        if ((cl->stats = st) == NULL)
             goto nomem;
-    return 0;
+        for (size_t i = 0; i < cl->ninstances; i++)
+            if ((cl->instances[i].state = gy_host_get(cl->name, (const struct sockaddr *)&cl->instances[i].addr,
+                                                      cl->instances[i].addrlen)) == NULL)
+                goto nomem;
+    }
+    cfg->on_free = gy_filters_detach;
+    return gy_filters_attach(cfg, err, errlen);
 nomem:
     snprintf(err, errlen, "out of memory");
     return GY_ENOMEM;
@@ -222,8 +232,22 @@ fail:
     return rc;
 }
 
+/* Circuit-breaker limits live with the cluster's (process-wide) counters. */
+static void set_limits(const struct gy_config *cfg)
+{
+    for (size_t c = 0; c < cfg->nclusters; c++) {
+        const struct gy_cluster *cl = &cfg->clusters[c];
+        struct gy_stats_scope *st = cl->stats;
+        atomic_store(&st->cb_max[GY_CB_CONNECTIONS], cl->cb.max_connections);
+        atomic_store(&st->cb_max[GY_CB_PENDING], cl->cb.max_pending_requests);
+        atomic_store(&st->cb_max[GY_CB_REQUESTS], cl->cb.max_requests);
+        atomic_store(&st->cb_max[GY_CB_RETRIES], cl->cb.max_retries);
+    }
+}
+
 static void publish(struct gy_proxy *p, struct gy_config *cfg, int **fds)
 {
+    set_limits(cfg);
     for (unsigned w = 0; w < p->nworkers; w++)
         gy_worker_post_config(&p->workers[w], cfg, fds[w]); /* takes fds[w] */
     free(fds);
@@ -410,6 +434,7 @@ static void shutdown_all(struct gy_proxy *p)
     close(p->signal_io.fd);
     gy_loop_dispose(&p->loop);
     gy_stats_shutdown();
+    gy_hosts_shutdown();
 }
 
 /* Opens the listeners of the first config and starts the workers with it. */

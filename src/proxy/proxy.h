@@ -94,11 +94,15 @@ struct gy_wlistener {
 
 enum gy_uconn_state { GY_UC_CONNECTING, GY_UC_ACTIVE, GY_UC_IDLE };
 
+struct gy_shadow;
+
 struct gy_uconn {
     struct gy_io io;
     struct gy_worker *w;
     struct gy_upool *pool;           /* holds a reference while the connection lives */
     struct gy_stream *stream;        /* NULL when idle */
+    struct gy_shadow *shadow;        /* or a shadow copy (dark, tap) uses it */
+    bool cb_pending;                 /* holds a GY_CB_PENDING unit until connected */
     struct gy_list link;             /* in pool->idle */
     struct gy_buf rbuf, wbuf;
     struct gy_timer timer;           /* connect timeout, or idle timeout in the pool */
@@ -141,6 +145,9 @@ struct gy_dconn {
 #define GY_RF_DPE 0x40u /* downstream protocol error */
 #define GY_RF_UPE 0x80u /* upstream protocol error */
 #define GY_RF_SI 0x100u /* stream idle timeout */
+#define GY_RF_FI 0x200u /* fault injected (or rate limited) by a filter */
+#define GY_RF_UO 0x400u /* upstream overflow: a circuit breaker refused the request */
+#define GY_RF_URX 0x800u /* retries exhausted: the answer of the last attempt was passed on */
 
 struct gy_stream {
     struct gy_dconn *dc;
@@ -183,6 +190,30 @@ struct gy_stream {
     bool need_last_chunk;            /* "0\r\n\r\n" still to be queued for the client */
     bool reset;                      /* ended abnormally: the connection closes */
 
+    /* upstream attempts (attempt.c) */
+    const struct gy_retry_policy *retry;
+    uint32_t attempts;               /* attempts begun */
+    int tried[8];                    /* hosts of failed attempts, avoided by the next pick */
+    unsigned ntried;
+    bool host_counted;               /* s->host holds a unit of wcluster->active[] */
+    bool cb_request;                 /* holds a GY_CB_REQUESTS unit */
+    bool retry_unit;                 /* holds a GY_CB_RETRIES unit (a retry is in flight) */
+    bool stale_resent;               /* resent once on a fresh connection after a stale pooled one */
+    bool response_judged;            /* the final response head was checked for a retry */
+    bool has_hash;
+    uint64_t lb_hash;
+    struct gy_timer backoff;         /* waiting before the next attempt */
+    struct gy_timer per_try;         /* per-try timeout */
+    struct gy_timer max_duration;    /* max_stream_duration */
+    char *replay;                    /* request body bytes as sent upstream (framed), malloc'ed */
+    uint32_t replay_len, replay_limit;
+    bool keep_replay, replay_overflow;
+    struct gy_slice resp_head;       /* the response head as forwarded, kept for taps */
+    /* filters */
+    uint64_t route_random;           /* the same routing decision when a filter's delay ends */
+    size_t filter_next;
+    struct gy_timer filter_timer;
+
     uint32_t flags;                  /* GY_RF_* */
     uint64_t t_start_ns, t_upstream_ns, t_upstream_done_ns;
     uint64_t wall_start_us;
@@ -215,6 +246,8 @@ struct gy_worker {
     size_t nalog;
     struct gy_task alog_flush;
     struct gy_header *hdrs;          /* scratch for parsing request heads (GY_MAX_REQ_HEADERS) */
+    struct gy_list shadows;          /* shadow copies in flight */
+    size_t nshadows;
     struct gy_list dead;             /* closed upstream connections, freed after the event batch */
     struct gy_list dead_conns;       /* closed downstream connections, likewise */
     struct gy_task reap;
@@ -284,6 +317,8 @@ void gy_dconn_accept(struct gy_wlistener *wl, int fd, const struct sockaddr_stor
 void gy_dconn_run(struct gy_dconn *dc);
 void gy_dconn_close(struct gy_dconn *dc);
 void gy_dconn_drain(struct gy_dconn *dc);
+/* Parses the request head at the start of rbuf again (after a filter's delay); 0 or an error. */
+int gy_dconn_parse_head(struct gy_dconn *dc, struct gy_h1_request *req);
 /* Reads more of the client's bytes if the socket may have some and rbuf has room; true if any came. */
 bool gy_dconn_read(struct gy_dconn *dc);
 /* Reads what the socket has into rbuf (up to its room); returns bytes read, 0 at EOF or nothing.
@@ -301,6 +336,10 @@ bool gy_stream_finished(const struct gy_stream *s);
 void gy_stream_free(struct gy_stream *s);
 /* Answers locally (status, flag, short body) if no response has started; else resets. */
 void gy_stream_local_reply(struct gy_stream *s, int status, uint32_t flag, const char *body);
+/* The same with extra header lines ("x-a: b\r\n"). */
+void gy_stream_reply_extra(struct gy_stream *s, int status, uint32_t flag, const char *extra, const char *body);
+/* Ends the stream abnormally: the upstream connection and then the client connection close. */
+void gy_stream_reset(struct gy_stream *s, uint32_t flag);
 void gy_stream_upstream_event(struct gy_stream *s);
 
 /* forward.c */
@@ -314,14 +353,35 @@ long gy_fwd_body(struct gy_buf *in, struct gy_buf *out, enum gy_h1_body framing,
 int gy_write_local_response(struct gy_buf *b, int status, const char *extra_headers, const char *body,
                             size_t body_len, bool close, bool head_only);
 
+/* attempt.c: upstream attempts, retries, circuit breakers */
+enum gy_attempt_failure { GY_FAIL_CONNECT, GY_FAIL_RESET, GY_FAIL_TIMEOUT };
+void gy_attempt_init(struct gy_stream *s, const struct gy_h1_request *req);
+/* Begins an attempt (the first, or a retry after its backoff); replies itself on failure. */
+void gy_attempt_begin(struct gy_stream *s);
+/* The current attempt failed before a response: retry, or answer (503/504) or reset. */
+void gy_attempt_failed(struct gy_stream *s, enum gy_attempt_failure why);
+/* A final response head arrived: true if the attempt is retried instead (drop the response). */
+bool gy_attempt_response(struct gy_stream *s, const struct gy_h1_response *res);
+/* Body bytes queued for the upstream, kept for replays and shadows. */
+void gy_attempt_replay_add(struct gy_stream *s, const char *p, size_t n);
+void gy_attempt_cleanup(struct gy_stream *s);
+void gy_stream_overflow_reply(struct gy_stream *s);
+
+/* shadow.c: copies for dark and tap clusters, answers discarded */
+void gy_shadow_dark(struct gy_stream *s);
+void gy_shadow_tap(struct gy_stream *s);
+void gy_shadow_event(struct gy_shadow *sh);
+void gy_shadows_close(struct gy_worker *w);
+
 /* upstream.c */
 struct gy_upool *gy_upool_get(struct gy_worker *w, const struct gy_cluster *c, const struct gy_instance *in,
                               struct gy_stats_scope *stats);
 void gy_upool_put(struct gy_worker *w, struct gy_upool *p);
 /* Takes an idle connection (or NULL). */
 struct gy_uconn *gy_upool_take(struct gy_upool *p);
-/* Opens a new connection (connecting). NULL with errno on immediate failure. */
-struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, uint32_t connect_timeout_ms);
+/* Opens a new connection (connecting). NULL on immediate failure, with *overflow set when a
+ * circuit breaker (max_connections, max_pending_requests) refused it. */
+struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, uint32_t connect_timeout_ms, bool *overflow);
 /* The stream is done with the connection: back to the pool if reusable, else closed. */
 void gy_uconn_release(struct gy_uconn *uc, bool reusable, uint32_t idle_timeout_ms);
 void gy_uconn_close(struct gy_uconn *uc);

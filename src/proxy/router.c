@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "core/err.h"
+#include "proxy/lb.h"
 #include "proxy/router.h"
 
 #define RE_OVEC 10                 /* $0..$9 */
@@ -370,6 +371,41 @@ static int rewrite_prefix(const struct gy_route *r, struct gy_slice path, struct
     return 0;
 }
 
+/* The random number that picks the light constraint: the request's, or for a rule with a
+ * cohort seed, a hash of the seed's value, so that one caller always lands on the same side. */
+static uint64_t split_random(const struct gy_rule *rule, const struct gy_route_request *req)
+{
+    const struct gy_cohort_seed *cs = &rule->cohort;
+    struct gy_slice v = GY_SLICE_NULL;
+    const struct gy_header *h;
+    bool found = false;
+
+    switch (cs->type) {
+    case GY_COHORT_HEADER:
+        if ((h = gy_header_find(req->headers, req->nheaders, gy_slice_cstr(cs->name))) != NULL) {
+            v = h->value;
+            found = true;
+        }
+        break;
+    case GY_COHORT_COOKIE:
+        found = gy_header_cookie(req->headers, req->nheaders, gy_slice_cstr(cs->name), &v);
+        break;
+    case GY_COHORT_QUERY:
+        found = req->query.len > 0 && gy_query_param(req->query, gy_slice_cstr(cs->name), &v);
+        break;
+    default:
+        return req->random;
+    }
+    if (!found && !cs->use_zero_value_seed)
+        return req->random;
+    /* Mix so that nearby seeds spread over the whole range the weights are cut from. */
+    uint64_t x = gy_lb_hash(v.ptr ? v.ptr : "", v.len);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
+}
+
 /* Returns 1 when the route answered (res filled), 0 to try the next route, or GY_ETOOBIG. */
 static int try_route(const struct gy_route *r, uint32_t method_bit, const struct gy_route_request *req,
                      struct gy_route_result *res, char *buf, size_t bufcap)
@@ -389,7 +425,7 @@ static int try_route(const struct gy_route *r, uint32_t method_bit, const struct
         const struct gy_rule *rule = &r->rules[i];
         const struct gy_constraint *c;
         if (rule->light_total_weight == 0 || !rule_matches(rule, method_bit, req) ||
-            (c = pick_light(rule, req->random)) == NULL)
+            (c = pick_light(rule, split_random(rule, req))) == NULL)
             continue;
         if (r->prefix_rewrite != NULL && r->match_type == GY_PATH_PREFIX &&
             (rc = rewrite_prefix(r, req->path, res, buf, bufcap)) != 0)

@@ -159,6 +159,8 @@ static const struct metric_def listener_metrics[] = {
     { GY_C_NO_ROUTE, "downstream_rq_no_route_total", "counter", "Requests with no matching route." },
     { GY_C_BYTES_RX, "downstream_cx_rx_bytes_total", "counter", "Bytes received from clients." },
     { GY_C_BYTES_TX, "downstream_cx_tx_bytes_total", "counter", "Bytes sent to clients." },
+    { GY_C_FAULT, "downstream_rq_filtered_total", "counter",
+      "Requests answered or delayed by a filter (fault injection, rate limit)." },
 };
 
 static const struct metric_def route_metrics[] = {
@@ -179,6 +181,14 @@ static const struct metric_def cluster_metrics[] = {
     { GY_C_NO_HEALTHY, "upstream_rq_no_healthy_total", "counter", "Requests with no usable host." },
     { GY_C_BYTES_RX, "upstream_cx_rx_bytes_total", "counter", "Bytes received from upstreams." },
     { GY_C_BYTES_TX, "upstream_cx_tx_bytes_total", "counter", "Bytes sent to upstreams." },
+    { GY_C_RETRY, "upstream_rq_retry_total", "counter", "Retries made." },
+    { GY_C_RETRY_SUCCESS, "upstream_rq_retry_success_total", "counter", "Requests that succeeded on a retry." },
+    { GY_C_RETRY_OVERFLOW, "upstream_rq_retry_overflow_total", "counter",
+      "Retries not made: retry budget or max_retries reached." },
+    { GY_C_OVERFLOW, "upstream_rq_overflow_total", "counter", "Requests refused by a circuit breaker (503 UO)." },
+    { GY_C_SHADOW, "upstream_rq_shadow_total", "counter", "Copies of requests sent to dark and tap clusters." },
+    { GY_C_SHADOW_DROPPED, "upstream_rq_shadow_dropped_total", "counter",
+      "Copies not sent (body over the replay limit, or too many in flight)." },
 };
 
 struct kind_def {
@@ -274,6 +284,25 @@ static void prom_hist(struct out *o, enum gy_stats_kind k, enum gy_hist h)
     }
 }
 
+static void prom_breakers(struct out *o)
+{
+    static const char *const res[GY_CB_N] = { "connections", "pending_requests", "requests", "retries" };
+
+    out_printf(o, "# HELP gyrus_cluster_circuit_breakers_remaining Capacity left before a circuit breaker opens.\n"
+                  "# TYPE gyrus_cluster_circuit_breakers_remaining gauge\n");
+    for (struct gy_stats_scope *s = scopes; s; s = s->next) {
+        if (s->kind != GY_STATS_CLUSTER)
+            continue;
+        for (int r = 0; r < GY_CB_N; r++) {
+            int64_t left = (int64_t)atomic_load_explicit(&s->cb_max[r], memory_order_relaxed) -
+                           atomic_load_explicit(&s->cb_used[r], memory_order_relaxed);
+            out_printf(o, "gyrus_cluster_circuit_breakers_remaining{cluster=\"");
+            out_label(o, s->name);
+            out_printf(o, "\",resource=\"%s\"} %lld\n", res[r], (long long)(left < 0 ? 0 : left));
+        }
+    }
+}
+
 char *gy_stats_prometheus(const char *extra)
 {
     struct out o = { 0 };
@@ -285,6 +314,7 @@ char *gy_stats_prometheus(const char *extra)
         for (int h = 0; h < GY_NHISTS; h++)
             prom_hist(&o, (enum gy_stats_kind)k, (enum gy_hist)h);
     }
+    prom_breakers(&o);
     pthread_mutex_unlock(&stats_lock);
     if (o.failed) {
         free(o.p);

@@ -35,8 +35,18 @@ enum gy_counter {
     GY_C_NO_HEALTHY,
     GY_C_BYTES_RX,
     GY_C_BYTES_TX,
+    GY_C_RETRY,             /* retries made */
+    GY_C_RETRY_SUCCESS,     /* requests that succeeded after a retry */
+    GY_C_RETRY_OVERFLOW,    /* retries refused by the budget or max_retries */
+    GY_C_OVERFLOW,          /* requests refused by a circuit breaker (503 UO) */
+    GY_C_SHADOW,            /* copies sent to dark and tap clusters */
+    GY_C_SHADOW_DROPPED,    /* copies not sent (body over the replay limit, too many in flight) */
+    GY_C_FAULT,             /* requests answered or delayed by a filter (fault, rate limit) */
     GY_NCOUNTERS
 };
+
+/* Circuit-breaker resources of a cluster: current use (all workers, atomics) against limits. */
+enum gy_cb_resource { GY_CB_CONNECTIONS, GY_CB_PENDING, GY_CB_REQUESTS, GY_CB_RETRIES, GY_CB_N };
 
 enum gy_hist { GY_H_RQ_TIME, GY_H_UPSTREAM_TIME, GY_NHISTS };
 
@@ -58,7 +68,25 @@ struct gy_stats_scope {
     char *name;
     struct gy_stats_scope *next;
     struct gy_stats_shard *shards; /* nworkers of them */
+    _Atomic int64_t cb_used[GY_CB_N];  /* clusters: circuit-breaker use, shared by the workers */
+    _Atomic uint32_t cb_max[GY_CB_N];  /* clusters: the limits of the current config */
 };
+
+/* Takes one unit of a circuit-breaker resource; false (nothing taken) when at the limit. */
+static inline bool gy_cb_take(struct gy_stats_scope *s, enum gy_cb_resource r)
+{
+    int64_t used = atomic_fetch_add_explicit(&s->cb_used[r], 1, memory_order_relaxed);
+    if (used >= (int64_t)atomic_load_explicit(&s->cb_max[r], memory_order_relaxed)) {
+        atomic_fetch_sub_explicit(&s->cb_used[r], 1, memory_order_relaxed);
+        return false;
+    }
+    return true;
+}
+
+static inline void gy_cb_give(struct gy_stats_scope *s, enum gy_cb_resource r)
+{
+    atomic_fetch_sub_explicit(&s->cb_used[r], 1, memory_order_relaxed);
+}
 
 /* Sets up the registry for n workers (once, at startup). */
 int gy_stats_init(unsigned nworkers);

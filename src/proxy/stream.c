@@ -11,6 +11,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "proxy/filter.h"
 #include "proxy/proxy.h"
 
 #define RESP_MAX_HEADERS 256
@@ -25,6 +26,8 @@ static const struct gy_h1_limits upstream_limits = {
 
 static void timeout_cb(struct gy_timer *t);
 static void idle_cb(struct gy_timer *t);
+static void max_duration_cb(struct gy_timer *t);
+static void filter_timer_cb(struct gy_timer *t);
 
 struct gy_stream *gy_stream_new(struct gy_dconn *dc)
 {
@@ -40,6 +43,10 @@ struct gy_stream *gy_stream_new(struct gy_dconn *dc)
     gy_pool_init(&s->pool, s->pool_first, sizeof(s->pool_first), POOL_LIMIT);
     gy_timer_init(&s->timeout, timeout_cb);
     gy_timer_init(&s->idle, idle_cb);
+    gy_timer_init(&s->max_duration, max_duration_cb);
+    gy_timer_init(&s->filter_timer, filter_timer_cb);
+    gy_timer_init(&s->backoff, NULL);
+    gy_timer_init(&s->per_try, NULL);
     s->t_start_ns = gy_now_ns();
     s->wall_start_us = gy_wall_us();
     s->last_activity = gy_loop_now(&dc->w->loop);
@@ -96,7 +103,7 @@ static void copy_request_info(struct gy_stream *s, const struct gy_h1_request *r
 
 /* ---- ending ---- */
 
-static void stream_reset(struct gy_stream *s, uint32_t flag)
+void gy_stream_reset(struct gy_stream *s, uint32_t flag)
 {
     s->flags |= flag;
     s->reset = true;
@@ -115,7 +122,7 @@ static void reply(struct gy_stream *s, int status, uint32_t flag, const char *ex
     struct gy_worker *w = dc->w;
 
     if (s->resp_started) {
-        stream_reset(s, flag);
+        gy_stream_reset(s, flag);
         return;
     }
     s->flags |= flag;
@@ -124,10 +131,12 @@ static void reply(struct gy_stream *s, int status, uint32_t flag, const char *ex
         gy_uconn_close(s->uc);
         s->uc = NULL;
     }
+    gy_timer_stop(&w->loop, &s->backoff);
+    gy_timer_stop(&w->loop, &s->per_try);
     bool close = !s->client_keep_alive || !s->req_done || dc->closing || w->draining;
     if (gy_buf_reserve(&w->bufs, &dc->wbuf) != 0 ||
         gy_write_local_response(&dc->wbuf, status, extra, body, len, close, s->is_head) != 0) {
-        stream_reset(s, flag);
+        gy_stream_reset(s, flag);
         return;
     }
     s->resp_started = s->resp_done = true;
@@ -135,6 +144,14 @@ static void reply(struct gy_stream *s, int status, uint32_t flag, const char *ex
         dc->closing = true;
     gy_timer_stop(&w->loop, &s->timeout);
     gy_timer_stop(&w->loop, &s->idle);
+}
+
+void gy_stream_reply_extra(struct gy_stream *s, int status, uint32_t flag, const char *extra, const char *body)
+{
+    char text[256];
+    int n = snprintf(text, sizeof(text), "%s\n", body);
+
+    reply(s, status, flag, extra, text, n > 0 ? (size_t)n : 0);
 }
 
 void gy_stream_local_reply(struct gy_stream *s, int status, uint32_t flag, const char *body)
@@ -166,7 +183,7 @@ static void record_stats(struct gy_stream *s)
         gy_stat_status(s->route.route->stats, wid, status);
         gy_stat_observe(s->route.route->stats, wid, GY_H_RQ_TIME, total_us);
     }
-    if (s->host >= 0) {
+    if (s->cluster != NULL) {
         struct gy_stats_scope *cs = s->cluster->stats;
         gy_stat_dec(cs, wid, GY_C_RQ_ACTIVE);
         gy_stat_status(cs, wid, s->status_from_upstream ? s->status : 0);
@@ -176,8 +193,6 @@ static void record_stats(struct gy_stream *s)
             if (s->route.route->stats != NULL)
                 gy_stat_observe(s->route.route->stats, wid, GY_H_UPSTREAM_TIME, up_us);
         }
-        if (s->wcluster->active[s->host] > 0)
-            s->wcluster->active[s->host]--;
     }
     if (s->route.route != NULL && s->route.route->stats != NULL)
         gy_stat_dec(s->route.route->stats, wid, GY_C_RQ_ACTIVE);
@@ -195,8 +210,15 @@ void gy_stream_free(struct gy_stream *s)
         s->flags |= s->flags ? 0 : GY_RF_DC;
     record_stats(s);
     gy_alog_record(w, s);
+    if (s->cluster != NULL) {
+        if (s->resp_done && s->route.rule != NULL && s->route.rule->ntap > 0)
+            gy_shadow_tap(s);
+        gy_attempt_cleanup(s);
+    }
     gy_timer_stop(&w->loop, &s->timeout);
     gy_timer_stop(&w->loop, &s->idle);
+    gy_timer_stop(&w->loop, &s->max_duration);
+    gy_timer_stop(&w->loop, &s->filter_timer);
     gy_pool_dispose(&s->pool);
     gy_wcfg_release(w, s->wcfg);
     free(s);
@@ -243,107 +265,6 @@ static void idle_cb(struct gy_timer *t)
 
 /* ---- upstream connection ---- */
 
-static uint64_t request_hash(const struct gy_stream *s, const struct gy_h1_request *req, bool *has)
-{
-    const struct gy_hash_policy *hp = &s->route.route->hash_policy;
-    struct gy_slice v;
-    const struct gy_header *h;
-
-    *has = false;
-    switch (hp->source) {
-    case GY_HASH_HEADER:
-        if ((h = gy_header_find(req->headers, req->nheaders, gy_slice_cstr(hp->name))) == NULL)
-            return 0;
-        v = h->value;
-        break;
-    case GY_HASH_COOKIE:
-        if (!gy_header_cookie(req->headers, req->nheaders, gy_slice_cstr(hp->name), &v))
-            return 0;
-        break;
-    case GY_HASH_SOURCE_IP:
-        v = gy_slice_cstr(s->dc->peer_ip);
-        break;
-    default:
-        return 0;
-    }
-    *has = true;
-    return gy_lb_hash(v.ptr, v.len);
-}
-
-static int pick_host(struct gy_stream *s, const struct gy_h1_request *req)
-{
-    struct gy_worker *w = s->dc->w;
-    struct gy_lb_ctx ctx = {
-        .active = s->wcluster->active,
-        .subset = s->route.constraint != NULL && s->route.constraint->nmetadata ? s->route.constraint : NULL,
-        .rng = &w->rng,
-    };
-
-    if (s->cluster->lb_policy == GY_LB_RING_HASH)
-        ctx.hash = request_hash(s, req, &ctx.has_hash);
-    int idx = gy_lb_pick(s->cluster, s->wcluster->lb, &ctx);
-    if (idx < 0)
-        return -1;
-    s->host = idx;
-    s->wcluster->active[idx]++;
-    gy_stat_inc(s->cluster->stats, w->id, GY_C_RQ_ACTIVE);
-    return 0;
-}
-
-/* Attaches an upstream connection (pooled unless fresh is asked) and queues the request head. */
-static int attach_upstream(struct gy_stream *s, bool allow_reuse)
-{
-    struct gy_worker *w = s->dc->w;
-    struct gy_upool *p = s->wcluster->hosts[s->host];
-    struct gy_uconn *uc = allow_reuse ? gy_upool_take(p) : NULL;
-
-    if (uc == NULL)
-        uc = gy_uconn_open(w, p, s->cluster->connect_timeout_ms);
-    if (uc == NULL)
-        return GY_EIO;
-    if (uc->reused)
-        gy_stat_inc(s->cluster->stats, w->id, GY_C_CX_REUSED);
-    uc->stream = s;
-    uc->nrequests++;
-    s->uc = uc;
-    if (gy_buf_reserve(&w->bufs, &uc->wbuf) != 0 ||
-        (s->uhead.len + 64 > uc->wbuf.cap && gy_buf_grow(&w->bufs, &uc->wbuf, (uint32_t)s->uhead.len + 64) != 0))
-        return GY_ENOMEM;
-    gy_buf_append(&uc->wbuf, s->uhead.ptr, s->uhead.len);
-    s->t_upstream_ns = gy_now_ns();
-    return 0;
-}
-
-/* The upstream connection ended before a complete response. */
-static void upstream_failed(struct gy_stream *s)
-{
-    struct gy_uconn *uc = s->uc;
-    bool connect_failed = uc->connect_failed, timed_out = uc->connect_timed_out;
-
-    /* A pooled connection the upstream had already closed: resend once on a new one. */
-    if (uc->reused && !s->any_response_byte && !s->retried && s->req_body == GY_H1_BODY_NONE) {
-        s->retried = true;
-        gy_uconn_close(uc);
-        s->uc = NULL;
-        if (attach_upstream(s, false) == 0)
-            return;
-        connect_failed = true;
-    }
-    if (s->resp_started) {
-        stream_reset(s, GY_RF_UC);
-    } else if (connect_failed) {
-        gy_stream_local_reply(s, 503, GY_RF_UF,
-                              timed_out ? "upstream connect error or disconnect/reset before headers. reset reason: "
-                                          "connection timeout"
-                                        : "upstream connect error or disconnect/reset before headers. reset reason: "
-                                          "connection failure");
-    } else {
-        gy_stream_local_reply(s, 503, GY_RF_UC,
-                              "upstream connect error or disconnect/reset before headers. reset reason: "
-                              "connection termination");
-    }
-}
-
 /* ---- start ---- */
 
 static void reply_route(struct gy_stream *s)
@@ -375,42 +296,79 @@ static void start_body_state(struct gy_stream *s, const struct gy_h1_request *re
     s->req_done = req->body == GY_H1_BODY_NONE;
 }
 
-/* After a route to a cluster: pick a host, build the upstream head, connect. */
+/* After a route to a cluster (and the filters): build the upstream head, start the first attempt. */
 static void start_upstream(struct gy_stream *s, const struct gy_h1_request *req)
 {
     struct gy_dconn *dc = s->dc;
     struct gy_worker *w = dc->w;
 
-    s->cluster = s->route.cluster;
-    s->wcluster = &s->wcfg->clusters[s->cluster->index];
-    if (pick_host(s, req) != 0) {
-        gy_stat_inc(s->cluster->stats, w->id, GY_C_NO_HEALTHY);
-        gy_buf_consume(&dc->rbuf, req->head_len);
-        gy_stream_local_reply(s, 503, GY_RF_UH, "no healthy upstream");
-        return;
-    }
+    gy_attempt_init(s, req);
     int rc = gy_fwd_request_head(s, req, s->route.path);
     gy_buf_consume(&dc->rbuf, req->head_len);
     if (rc != 0) {
         gy_stream_local_reply(s, 431, GY_RF_DPE, "request headers too large");
         return;
     }
-    if (attach_upstream(s, true) != 0) {
-        if (s->uc != NULL) {
-            gy_uconn_close(s->uc);
-            s->uc = NULL;
-        }
-        gy_stream_local_reply(s, 503, GY_RF_UF,
-                              "upstream connect error or disconnect/reset before headers. reset reason: "
-                              "connection failure");
+    gy_attempt_begin(s);
+    if (s->resp_done || s->reset)
         return;
-    }
     if (req->expect_continue && !s->req_done && gy_buf_reserve(&w->bufs, &dc->wbuf) == 0)
         gy_buf_append(&dc->wbuf, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     gy_timer_start(&w->loop, &s->idle, idle_timeout_ms(s));
 }
 
-void gy_stream_start(struct gy_stream *s, const struct gy_h1_request *req)
+static bool is_grpc(const struct gy_h1_request *req)
+{
+    const struct gy_header *ct = gy_header_find(req->headers, req->nheaders, GY_SLICE_LIT("content-type"));
+    return ct != NULL && gy_slice_has_prefix(ct->value, GY_SLICE_LIT("application/grpc"));
+}
+
+/* Runs the listener's filters; true when the request goes on now. */
+static bool run_filters(struct gy_stream *s, const struct gy_h1_request *req)
+{
+    struct gy_dconn *dc = s->dc;
+    const struct gy_filter_chain *chain = s->lcfg->filters;
+    struct gy_filter_call c;
+    char extra[700];
+
+    if (chain == NULL)
+        return true;
+    memset(&c, 0, sizeof(c));
+    c.method = req->method;
+    c.path = req->path;
+    c.query = req->query;
+    c.host = req->host;
+    c.headers = req->headers;
+    c.nheaders = req->nheaders;
+    c.peer_ip = dc->peer_ip;
+    c.route = s->route.route;
+    c.listener = s->lcfg;
+    c.grpc = is_grpc(req);
+    c.random = gy_worker_rand(dc->w);
+    c.now_ms = gy_loop_now(&dc->w->loop);
+    c.reply_grpc_status = -1;
+    enum gy_filter_result r = gy_filter_chain_run(chain, s->route.route, &c, &s->filter_next);
+    if (r == GY_FILTER_CONTINUE)
+        return true;
+    gy_stat_inc(s->lcfg->stats, dc->w->id, GY_C_FAULT);
+    s->flags |= c.flags | GY_RF_FI;
+    if (r == GY_FILTER_PAUSE) {
+        gy_timer_start(&dc->w->loop, &s->filter_timer, c.delay_ms); /* the head stays in rbuf meanwhile */
+        return false;
+    }
+    gy_buf_consume(&dc->rbuf, req->head_len);
+    if (c.reply_grpc_status >= 0) {
+        snprintf(extra, sizeof(extra), "content-type: application/grpc\r\ngrpc-status: %d\r\ngrpc-message: %s\r\n",
+                 c.reply_grpc_status, c.reply_body);
+        reply(s, 200, GY_RF_FI, extra, NULL, 0);
+    } else {
+        gy_stream_reply_extra(s, c.reply_status, GY_RF_FI, c.reply_extra, c.reply_body);
+    }
+    return false;
+}
+
+/* Routes the request and runs the filters (again after a filter's delay: `resumed`). */
+static void proceed(struct gy_stream *s, const struct gy_h1_request *req, bool resumed)
 {
     struct gy_dconn *dc = s->dc;
     char pathbuf[8192];
@@ -421,8 +379,62 @@ void gy_stream_start(struct gy_stream *s, const struct gy_h1_request *req)
         .query = req->query,
         .headers = req->headers,
         .nheaders = req->nheaders,
-        .random = gy_worker_rand(dc->w),
+        .random = s->route_random,
     };
+
+    /* The same config and random number route a resumed request the same way. */
+    if (gy_router_route(s->lcfg, &rr, &s->route, pathbuf, sizeof(pathbuf)) != 0) {
+        gy_buf_consume(&dc->rbuf, req->head_len);
+        gy_stream_local_reply(s, 414, GY_RF_DPE, "rewritten URI too long");
+        return;
+    }
+    if (!resumed && s->route.route != NULL && s->route.route->stats != NULL)
+        gy_stat_inc(s->route.route->stats, dc->w->id, GY_C_RQ_ACTIVE);
+    if (s->route.action == GY_ROUTE_NOT_FOUND || s->route.route == NULL) { /* no route, or a domain redirect */
+        gy_buf_consume(&dc->rbuf, req->head_len);
+        reply_route(s);
+        return;
+    }
+    if (!resumed && s->route.route->max_stream_duration_ms > 0)
+        gy_timer_start(&dc->w->loop, &s->max_duration, s->route.route->max_stream_duration_ms);
+    if (!run_filters(s, req))
+        return;
+    if (s->route.action != GY_ROUTE_CLUSTER) {
+        /* The location or path may point into pathbuf: reply before it goes away. */
+        gy_buf_consume(&dc->rbuf, req->head_len);
+        reply_route(s);
+        return;
+    }
+    start_upstream(s, req);
+}
+
+static void filter_timer_cb(struct gy_timer *t)
+{
+    struct gy_stream *s = GY_CONTAINER_OF(t, struct gy_stream, filter_timer);
+    struct gy_dconn *dc = s->dc;
+    struct gy_h1_request req;
+
+    if (gy_dconn_parse_head(dc, &req) != 0) { /* cannot happen: it parsed before */
+        gy_stream_reset(s, GY_RF_DPE);
+    } else {
+        proceed(s, &req, true);
+    }
+    gy_dconn_run(dc);
+}
+
+static void max_duration_cb(struct gy_timer *t)
+{
+    struct gy_stream *s = GY_CONTAINER_OF(t, struct gy_stream, max_duration);
+    struct gy_dconn *dc = s->dc;
+
+    gy_stat_inc(s->lcfg->stats, dc->w->id, GY_C_RQ_TIMEOUT);
+    gy_stream_local_reply(s, 504, GY_RF_UT, "max stream duration reached");
+    gy_dconn_run(dc);
+}
+
+void gy_stream_start(struct gy_stream *s, const struct gy_h1_request *req)
+{
+    struct gy_dconn *dc = s->dc;
 
     copy_request_info(s, req);
     start_body_state(s, req);
@@ -431,20 +443,8 @@ void gy_stream_start(struct gy_stream *s, const struct gy_h1_request *req)
         gy_stream_local_reply(s, 405, GY_RF_NR, "CONNECT is not supported on this listener");
         return;
     }
-    if (gy_router_route(s->lcfg, &rr, &s->route, pathbuf, sizeof(pathbuf)) != 0) {
-        gy_buf_consume(&dc->rbuf, req->head_len);
-        gy_stream_local_reply(s, 414, GY_RF_DPE, "rewritten URI too long");
-        return;
-    }
-    if (s->route.route != NULL && s->route.route->stats != NULL)
-        gy_stat_inc(s->route.route->stats, dc->w->id, GY_C_RQ_ACTIVE);
-    if (s->route.action != GY_ROUTE_CLUSTER) {
-        /* The location or path may point into pathbuf: reply before it goes away. */
-        gy_buf_consume(&dc->rbuf, req->head_len);
-        reply_route(s);
-        return;
-    }
-    start_upstream(s, req);
+    s->route_random = gy_worker_rand(dc->w);
+    proceed(s, req, false);
 }
 
 /* ---- pumping ---- */
@@ -460,6 +460,7 @@ static bool pump_request(struct gy_stream *s)
     while (!s->req_done) {
         size_t before = gy_buf_len(&dc->rbuf);
         if (before > 0) {
+            size_t queued = gy_buf_len(&uc->wbuf);
             long n = gy_fwd_body(&dc->rbuf, &uc->wbuf, s->req_body, &s->req_remaining, &s->req_chunked,
                                  s->req_body == GY_H1_BODY_CHUNKED, &s->req_done);
             if (n < 0) {
@@ -467,6 +468,8 @@ static bool pump_request(struct gy_stream *s)
                 gy_stream_local_reply(s, 400, GY_RF_DPE, "malformed chunked request body");
                 return true;
             }
+            size_t added = gy_buf_len(&uc->wbuf) - queued; /* appended at the end, as sent upstream */
+            gy_attempt_replay_add(s, uc->wbuf.data + uc->wbuf.tail - added, added);
             s->bytes_rx += (uint64_t)n;
             if (gy_buf_len(&dc->rbuf) != before)
                 progress = true;
@@ -480,7 +483,7 @@ static bool pump_request(struct gy_stream *s)
             continue;
         }
         if (dc->eof) { /* the client went away in the middle of its request */
-            stream_reset(s, GY_RF_DC);
+            gy_stream_reset(s, GY_RF_DC);
             return true;
         }
         return progress;
@@ -489,11 +492,14 @@ static bool pump_request(struct gy_stream *s)
         if (gy_buf_room(&uc->wbuf) < 5)
             return progress;
         gy_buf_append(&uc->wbuf, "0\r\n\r\n", 5);
+        gy_attempt_replay_add(s, "0\r\n\r\n", 5);
     }
     s->req_sent = true;
-    uint32_t tmo = s->route.route->timeout_ms;
+    uint32_t tmo = s->retry != NULL && s->retry->timeout_ms ? s->retry->timeout_ms : s->route.route->timeout_ms;
     if (tmo > 0 && !s->resp_done)
         gy_timer_start(&dc->w->loop, &s->timeout, tmo);
+    if (s->route.rule != NULL && s->route.rule->ndark > 0)
+        gy_shadow_dark(s);
     return true;
 }
 
@@ -525,7 +531,7 @@ static bool flush_downstream(struct gy_stream *s)
         return false;
     ssize_t n = gy_conn_write(dc->io.fd, &dc->wbuf, &dc->can_write);
     if (n < 0) {
-        stream_reset(s, GY_RF_DC);
+        gy_stream_reset(s, GY_RF_DC);
         return true;
     }
     if (n > 0)
@@ -610,8 +616,17 @@ static int parse_response_head(struct gy_stream *s)
         gy_buf_consume(&uc->rbuf, res.head_len);
         return 1;
     }
+    if (!s->response_judged) {
+        if (gy_attempt_response(s, &res))
+            return 1; /* retried: this answer is dropped with its connection */
+        s->response_judged = true;
+    }
+    size_t before = gy_buf_len(&dc->wbuf);
     if (start_response(s, &res) != 0)
         return 0;
+    if (s->route.rule != NULL && s->route.rule->ntap > 0) /* taps get the head as forwarded */
+        s->resp_head = gy_pool_dup(&s->pool, gy_slice(dc->wbuf.data + dc->wbuf.tail - (gy_buf_len(&dc->wbuf) - before),
+                                                      gy_buf_len(&dc->wbuf) - before));
     gy_buf_consume(&uc->rbuf, res.head_len);
     if (res.body == GY_H1_BODY_NONE || (res.body == GY_H1_BODY_LENGTH && res.content_length == 0))
         response_complete(s);
@@ -645,7 +660,7 @@ static bool pump_response(struct gy_stream *s)
                                      s->resp_chunked_out, &done);
                 if (n < 0) {
                     gy_stat_inc(s->cluster->stats, dc->w->id, GY_C_CX_PROTOCOL_ERROR);
-                    stream_reset(s, GY_RF_UPE);
+                    gy_stream_reset(s, GY_RF_UPE);
                     return true;
                 }
                 s->bytes_tx += (uint64_t)n;
@@ -668,7 +683,7 @@ static bool pump_response(struct gy_stream *s)
                 s->upstream_reusable = false;
                 response_complete(s);
             } else {
-                upstream_failed(s);
+                gy_attempt_failed(s, uc->connect_failed ? GY_FAIL_CONNECT : GY_FAIL_RESET);
             }
             return true;
         }
@@ -692,7 +707,7 @@ bool gy_stream_pump(struct gy_stream *s)
     bool any = false;
 
     if (gy_buf_reserve(&w->bufs, &s->dc->wbuf) != 0) {
-        stream_reset(s, GY_RF_DC);
+        gy_stream_reset(s, GY_RF_DC);
         return true;
     }
     for (int guard = 0; guard < 256 && !s->reset; guard++) {

@@ -104,6 +104,22 @@ void gy_upools_close_idle(struct gy_worker *w)
     }
 }
 
+static void connect_settled(struct gy_uconn *uc)
+{
+    if (uc->cb_pending) {
+        gy_cb_give(uc->pool->stats, GY_CB_PENDING);
+        uc->cb_pending = false;
+    }
+}
+
+static void notify(struct gy_uconn *uc)
+{
+    if (uc->stream != NULL)
+        gy_stream_upstream_event(uc->stream);
+    else if (uc->shadow != NULL)
+        gy_shadow_event(uc->shadow);
+}
+
 static void uconn_timer(struct gy_timer *t)
 {
     struct gy_uconn *uc = GY_CONTAINER_OF(t, struct gy_uconn, timer);
@@ -112,13 +128,13 @@ static void uconn_timer(struct gy_timer *t)
         gy_uconn_close(uc);
         return;
     }
-    if (uc->state == GY_UC_CONNECTING && uc->stream != NULL) {
+    if (uc->state == GY_UC_CONNECTING) {
         gy_stat_inc(uc->pool->stats, uc->w->id, GY_C_CX_CONNECT_TIMEOUT);
         uc->eof = uc->connect_failed = uc->connect_timed_out = true;
         uc->can_read = uc->can_write = false;
         uc->state = GY_UC_ACTIVE;
-        struct gy_stream *s = uc->stream;
-        gy_stream_upstream_event(s);
+        connect_settled(uc);
+        notify(uc);
     }
 }
 
@@ -154,38 +170,51 @@ static void uconn_on_io(struct gy_io *io, unsigned events)
         int err = gy_connect_result(io->fd);
         gy_timer_stop(&uc->w->loop, &uc->timer);
         uc->state = GY_UC_ACTIVE;
+        connect_settled(uc);
         if (err != 0) {
             gy_stat_inc(uc->pool->stats, uc->w->id, GY_C_CX_CONNECT_FAIL);
             uc->eof = uc->connect_failed = true;
             uc->can_read = uc->can_write = false;
         }
     }
-    if (uc->stream != NULL)
-        gy_stream_upstream_event(uc->stream);
+    notify(uc);
 }
 
-struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, uint32_t connect_timeout_ms)
+struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, uint32_t connect_timeout_ms, bool *overflow)
 {
     struct gy_uconn *uc;
-    int fd = gy_connect((const struct sockaddr *)&p->addr, p->addrlen);
+    int fd;
 
-    if (fd < 0) {
-        gy_stat_inc(p->stats, w->id, GY_C_CX_CONNECT_FAIL);
+    *overflow = false;
+    if (!gy_cb_take(p->stats, GY_CB_CONNECTIONS)) {
+        *overflow = true;
         return NULL;
     }
-    uc = calloc(1, sizeof(*uc));
-    if (uc == NULL) {
-        close(fd);
+    if (!gy_cb_take(p->stats, GY_CB_PENDING)) {
+        gy_cb_give(p->stats, GY_CB_CONNECTIONS);
+        *overflow = true;
+        return NULL;
+    }
+    fd = gy_connect((const struct sockaddr *)&p->addr, p->addrlen);
+    if (fd < 0 || (uc = calloc(1, sizeof(*uc))) == NULL) {
+        if (fd >= 0)
+            close(fd);
+        gy_stat_inc(p->stats, w->id, GY_C_CX_CONNECT_FAIL);
+        gy_cb_give(p->stats, GY_CB_PENDING);
+        gy_cb_give(p->stats, GY_CB_CONNECTIONS);
         return NULL;
     }
     uc->w = w;
     uc->pool = p;
     uc->state = GY_UC_CONNECTING;
+    uc->cb_pending = true;
     gy_list_init(&uc->link);
     gy_timer_init(&uc->timer, uconn_timer);
     if (gy_io_start(&w->loop, &uc->io, fd, GY_IO_READ | GY_IO_WRITE, uconn_on_io) != 0) {
         close(fd);
         free(uc);
+        gy_cb_give(p->stats, GY_CB_PENDING);
+        gy_cb_give(p->stats, GY_CB_CONNECTIONS);
         return NULL;
     }
     p->crefs++;
@@ -218,6 +247,7 @@ void gy_uconn_release(struct gy_uconn *uc, bool reusable, uint32_t idle_timeout_
     struct gy_worker *w = uc->w;
 
     uc->stream = NULL;
+    uc->shadow = NULL;
     if (!reusable || uc->eof || uc->hup || w->stopping || w->draining || p->wrefs == 0 || p->nidle >= p->max_idle ||
         gy_buf_len(&uc->rbuf) != 0 || gy_buf_len(&uc->wbuf) != 0) {
         gy_uconn_close(uc);
@@ -247,6 +277,8 @@ void gy_uconn_close(struct gy_uconn *uc)
         gy_stat_dec(p->stats, w->id, GY_C_CX_IDLE);
     }
     gy_timer_stop(&w->loop, &uc->timer);
+    connect_settled(uc);
+    gy_cb_give(p->stats, GY_CB_CONNECTIONS);
     gy_io_stop(&uc->io);
     close(uc->io.fd);
     uc->io.fd = -1;
@@ -254,6 +286,7 @@ void gy_uconn_close(struct gy_uconn *uc)
     gy_buf_release(&w->bufs, &uc->wbuf);
     gy_stat_dec(p->stats, w->id, GY_C_CX_ACTIVE);
     uc->stream = NULL;
+    uc->shadow = NULL;
     uc->pool = NULL;
     p->crefs--;
     upool_maybe_free(w, p);

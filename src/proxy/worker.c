@@ -229,7 +229,7 @@ void gy_worker_post_config(struct gy_worker *w, struct gy_config *cfg, int *fds)
 
 static void maybe_exit(struct gy_worker *w)
 {
-    if ((w->draining && w->nconns == 0) || w->stopping)
+    if ((w->draining && w->nconns == 0 && w->nshadows == 0) || w->stopping)
         gy_loop_stop(&w->loop);
 }
 
@@ -301,6 +301,7 @@ static void worker_cleanup(struct gy_worker *w)
         wlistener_close(GY_CONTAINER_OF(w->listeners.next, struct gy_wlistener, link));
     while (!gy_list_empty(&w->conns))
         gy_dconn_close(GY_CONTAINER_OF(w->conns.next, struct gy_dconn, link));
+    gy_shadows_close(w);
     gy_upools_close_idle(w);
     if (w->wcfg != NULL) {
         gy_wcfg_release(w, w->wcfg);
@@ -347,6 +348,7 @@ int gy_worker_start(struct gy_worker *w)
     gy_list_init(&w->conns);
     gy_list_init(&w->dead);
     gy_list_init(&w->dead_conns);
+    gy_list_init(&w->shadows);
     gy_task_init(&w->reap, reap);
     gy_task_init(&w->alog_flush, alog_flush_task);
     w->rng = (gy_now_ns() ^ ((uint64_t)w->id << 32) ^ (uint64_t)(uintptr_t)w) | 1;
