@@ -126,7 +126,7 @@ def test_http_check_takes_host_out_and_back(gyrus_factory, backends):
 
     n0 = a.set_health(503)
     wait_health(g, a.addr, 0)
-    assert 3 <= a.nchecks() - n0 <= 4
+    assert 3 <= a.nchecks() - n0 <= 5
     assert g.output().count(f'host {a.addr} is unhealthy after 3 failed http checks in a row (status 503)') == 1
     assert g.metric("gyrus_cluster_health_check_failure_total", cluster=CLUSTER, host=a.addr) >= 3
 
@@ -194,7 +194,7 @@ def test_jitter_spreads_checks(gyrus_factory, backends):
     wait_for(lambda: a.nchecks() >= 12, timeout=15, what="twelve checks")
     times = [c[0] for c in a.checks]
     gaps = [b - a for a, b in zip(times[1:], times[2:])]
-    assert all(0.09 <= gap <= 0.45 for gap in gaps), gaps
+    assert all(0.09 <= gap <= 0.6 for gap in gaps), gaps
     assert max(gaps) - min(gaps) > 0.05, f"no jitter: {gaps}"
 
 
