@@ -93,10 +93,10 @@ static const struct gy_struct s_outlier = { "outlier_detection", "Passive health
 
 static const struct gy_struct s_circuit_breakers;
 static const struct gy_field f_circuit_breakers[] = {
-    GY_INT("max_connections", 0, GY_I64, .def = "1024", .doc = "Connections to the cluster."),
-    GY_INT("max_pending_requests", 0, GY_I64, .def = "1024", .doc = "Requests waiting for a connection."),
-    GY_INT("max_requests", 0, GY_I64, .def = "1024", .doc = "Requests in flight."),
-    GY_INT("max_retries", 0, GY_I64, .def = "3", .doc = "Retries in flight."),
+    GY_INT("max_connections", 0, GY_I64, .flags = GY_F_USED, .def = "1024", .doc = "Connections to the cluster."),
+    GY_INT("max_pending_requests", 0, GY_I64, .flags = GY_F_USED, .def = "1024", .doc = "Requests waiting for a connection."),
+    GY_INT("max_requests", 0, GY_I64, .flags = GY_F_USED, .def = "1024", .doc = "Requests in flight."),
+    GY_INT("max_retries", 0, GY_I64, .flags = GY_F_USED, .def = "3", .doc = "Retries in flight."),
     GY_INT("max_connection_pools", 0, GY_I64, .def = "unlimited", .doc = "Connection pools."),
     GY_BOOL("track_remaining", .def = "false", .doc = "Publish remaining capacity as stats."),
     GY_OBJ("high", s_circuit_breakers, .doc = "Thresholds for `high_priority` routes."),
@@ -107,8 +107,8 @@ static const struct gy_struct s_circuit_breakers = {
 };
 
 static const struct gy_field f_retry_budget[] = {
-    GY_INT("budget_percent", 0, 100, .def = "20", .doc = "Retries in flight, as a share of the requests in flight, %."),
-    GY_INT("min_retry_concurrency", 0, GY_U32, .def = "3", .doc = "Retries always allowed in flight, whatever the share."),
+    GY_INT("budget_percent", 0, 100, .flags = GY_F_USED, .def = "20", .doc = "Retries in flight, as a share of the requests in flight, %."),
+    GY_INT("min_retry_concurrency", 0, GY_U32, .flags = GY_F_USED, .def = "3", .doc = "Retries always allowed in flight, whatever the share."),
     GY_END,
 };
 static const struct gy_struct s_retry_budget = {
@@ -141,7 +141,7 @@ static const struct gy_field f_original_dst[] = {
 static const struct gy_struct s_original_dst = { "original_dst_lb_config", "Envoy's original-destination balancer.", f_original_dst, NULL };
 
 static const struct gy_field f_percent[] = {
-    GY_NUM("value", .doc = "Percentage, 0 to 100."),
+    GY_NUM("value", .flags = GY_F_USED, .doc = "Percentage, 0 to 100."),
     GY_END,
 };
 static const struct gy_struct s_percent = { "percent", "A percentage.", f_percent, NULL };
@@ -168,7 +168,7 @@ static const struct gy_field f_pb_duration[] = {
 static const struct gy_struct s_pb_duration = { "duration_object", "A duration as `{seconds, nanos}`.", f_pb_duration, NULL };
 
 static const struct gy_field f_common_lb[] = {
-    GY_OBJ("healthy_panic_threshold", s_percent, .def = "50", .doc = "Below this share of healthy hosts, use all hosts."),
+    GY_OBJ("healthy_panic_threshold", s_percent, .flags = GY_F_USED, .def = "50", .doc = "Below this share of healthy hosts, use all hosts."),
     GY_OBJ("zone_aware_lb_config", s_zone_aware, .doc = "Zone-aware routing."),
     GY_OBJ("consistent_hashing_lb_config", s_consistent_hashing, .doc = "Consistent hashing."),
     GY_OBJ("update_merge_window", s_pb_duration, .doc = "Merge host updates within this window."),
@@ -196,7 +196,7 @@ static const struct gy_field f_cluster[] = {
     GY_OBJ("least_request_lb_config", s_least_request, .flags = GY_F_USED, .doc = "Settings of `least_request`."),
     GY_OBJ("ring_hash_lb_config", s_ring_hash, .flags = GY_F_USED, .doc = "Settings of `ring_hash`."),
     GY_OBJ("original_dst_lb_config", s_original_dst, .doc = "Accepted for Grey Matter compatibility."),
-    GY_OBJ("common_lb_config", s_common_lb, .doc = "Balancer settings."),
+    GY_OBJ("common_lb_config", s_common_lb, .flags = GY_F_USED, .doc = "Balancer settings."),
     GY_STR("dns_type", .doc = "Envoy DNS discovery type (`strict_dns`, `logical_dns`...)."),
     GY_BOOL("require_tls", .def = "false", .doc = "Connect to instances with TLS."),
     GY_OBJ("ssl_config", gy_s_cluster_ssl, .doc = "TLS towards instances."),
@@ -206,8 +206,8 @@ static const struct gy_field f_cluster[] = {
     GY_STR("protocol_selection", .doc = "Envoy `USE_CONFIGURED_PROTOCOL` or `USE_DOWNSTREAM_PROTOCOL`."),
     GY_LIST("health_checks", e_health_check, .doc = "Active health checks."),
     GY_OBJ("outlier_detection", s_outlier, .doc = "Passive health checks."),
-    GY_OBJ("circuit_breakers", s_circuit_breakers, .doc = "Limits."),
-    GY_OBJ("retry_budget", s_retry_budget, .flags = GY_F_GYRUS, .doc = "How many retries may be in flight."),
+    GY_OBJ("circuit_breakers", s_circuit_breakers, .flags = GY_F_USED, .doc = "Limits."),
+    GY_OBJ("retry_budget", s_retry_budget, .flags = GY_F_GYRUS | GY_F_USED, .doc = "How many retries may be in flight."),
     GY_STR("checksum", .doc = "Opaque; optimistic concurrency."),
     GY_STR("org_key", .doc = "Organization."),
     GY_END,

@@ -64,8 +64,8 @@ static const struct gy_field e_constraint = GY_OBJ(NULL, s_constraint, .doc = NU
 static const struct gy_field f_all_constraints[] = {
     GY_LIST("light", e_constraint, .flags = GY_F_REQUIRED | GY_F_NONEMPTY | GY_F_USED,
             .doc = "Where requests go: one constraint is picked by weight. The total weight must be above 0."),
-    GY_LIST("dark", e_constraint, .doc = "Shadow clusters: each gets a copy of the request; responses are discarded."),
-    GY_LIST("tap", e_constraint, .doc = "Clusters that get a copy of the request and response for inspection."),
+    GY_LIST("dark", e_constraint, .flags = GY_F_USED, .doc = "Shadow clusters: each gets a copy of the request; responses are discarded."),
+    GY_LIST("tap", e_constraint, .flags = GY_F_USED, .doc = "Clusters that get a JSON record of each request and response (POST /), for inspection."),
     GY_END,
 };
 const struct gy_struct gy_s_all_constraints = {
@@ -107,9 +107,9 @@ static const struct gy_field e_match = GY_OBJ(NULL, s_match, .doc = NULL);
 static const char *const cohort_types[] = { "header", "cookie", "query", NULL };
 
 static const struct gy_field f_cohort_seed[] = {
-    GY_ENUM("type", cohort_types, .flags = GY_F_REQUIRED, .doc = "Where the seed comes from."),
-    GY_STR("name", .flags = GY_F_REQUIRED | GY_F_NONEMPTY, .doc = "Header, cookie or query parameter name."),
-    GY_BOOL("use_zero_value_seed", .def = "false", .doc = "Requests without the seed all go to one backend."),
+    GY_ENUM("type", cohort_types, .flags = GY_F_REQUIRED | GY_F_USED, .doc = "Where the seed comes from."),
+    GY_STR("name", .flags = GY_F_REQUIRED | GY_F_NONEMPTY | GY_F_USED, .doc = "Header, cookie or query parameter name."),
+    GY_BOOL("use_zero_value_seed", .flags = GY_F_USED, .def = "false", .doc = "Requests without the seed all go to one backend."),
     GY_END,
 };
 const struct gy_struct gy_s_cohort_seed = {
@@ -121,7 +121,7 @@ static const struct gy_field f_rule[] = {
     GY_LIST("methods", gy_e_token, .flags = GY_F_USED, .doc = "HTTP methods the rule applies to; empty: all."),
     GY_LIST("matches", e_match, .flags = GY_F_USED, .doc = "Conditions, all of which must hold."),
     GY_OBJ("constraints", gy_s_all_constraints, .flags = GY_F_USED, .doc = "Where matching requests go."),
-    GY_OBJ("cohort_seed", gy_s_cohort_seed, .doc = "Sticky choice among the constraints."),
+    GY_OBJ("cohort_seed", gy_s_cohort_seed, .flags = GY_F_USED, .doc = "Sticky choice among the constraints."),
     GY_END,
 };
 const struct gy_struct gy_s_rule = { "rule", "A routing rule. The first rule that applies decides.", f_rule, NULL };
@@ -130,8 +130,8 @@ static const struct gy_field e_rule = GY_OBJ(NULL, gy_s_rule, .doc = NULL);
 /* ---- retry policy ---- */
 
 static const struct gy_field f_back_off[] = {
-    GY_DUR("base_interval", .def = "25ms", .doc = "First back-off interval (jittered, doubling)."),
-    GY_DUR("max_interval", .def = "10 × base_interval", .doc = "Longest back-off interval."),
+    GY_DUR("base_interval", .flags = GY_F_USED, .def = "25ms", .doc = "First back-off interval (jittered, doubling)."),
+    GY_DUR("max_interval", .flags = GY_F_USED, .def = "10 × base_interval", .doc = "Longest back-off interval."),
     GY_END,
 };
 static const struct gy_struct s_back_off = { "retry_back_off", "Back-off between retries.", f_back_off, NULL };
@@ -176,24 +176,24 @@ static const struct gy_field e_header_matcher = GY_OBJ(NULL, s_header_matcher, .
 static const struct gy_field e_status = GY_INT(NULL, 100, 599, .doc = NULL);
 
 static const struct gy_field f_retry_policy[] = {
-    GY_INT("num_retries", 0, GY_I64, .def = "1", .doc = "Retries after the first attempt."),
-    GY_INT("per_try_timeout_msec", 0, GY_I64, .def = "the route timeout", .doc = "Timeout of each attempt, ms."),
-    GY_INT("timeout_msec", 0, GY_I64, .def = "the route timeout", .doc = "Timeout of all attempts together, ms."),
-    GY_STR("retry_on", .check = gy_check_retry_on, .type_doc = "comma-separated conditions",
+    GY_INT("num_retries", 0, GY_I64, .flags = GY_F_USED, .def = "1", .doc = "Retries after the first attempt."),
+    GY_INT("per_try_timeout_msec", 0, GY_I64, .flags = GY_F_USED, .def = "the route timeout", .doc = "Timeout of each attempt, ms."),
+    GY_INT("timeout_msec", 0, GY_I64, .flags = GY_F_USED, .def = "the route timeout", .doc = "Timeout of all attempts together, ms."),
+    GY_STR("retry_on", .flags = GY_F_USED, .check = gy_check_retry_on, .type_doc = "comma-separated conditions",
            .doc = "When to retry: `5xx`, `gateway-error`, `reset`, `connect-failure`, `retriable-4xx`, "
                   "`refused-stream`, `retriable-status-codes`, `retriable-headers`, `envoy-ratelimited`, "
                   "gRPC `cancelled`, `deadline-exceeded`, `internal`, `resource-exhausted`, `unavailable`."),
     GY_STR("retry_priority", .doc = "Envoy retry priority plugin name."),
     GY_STR("retry_host_predicate", .doc = "Envoy retry host predicate name (e.g. `envoy.retry_host_predicates.previous_hosts`)."),
     GY_INT("host_selection_retry_max_attempts", 0, GY_I64, .def = "1", .doc = "Host re-selection attempts."),
-    GY_LIST("retriable_status_codes", e_status, .flags = GY_F_ONE_OR_LIST,
+    GY_LIST("retriable_status_codes", e_status, .flags = GY_F_ONE_OR_LIST | GY_F_USED,
             .doc = "Status codes retried with `retriable-status-codes` (a code or a list)."),
-    GY_OBJ("retry_back_off", s_back_off, .doc = "Back-off between retries."),
+    GY_OBJ("retry_back_off", s_back_off, .flags = GY_F_USED, .doc = "Back-off between retries."),
     GY_LIST("retriable_headers", e_header_matcher, .flags = GY_F_ONE_OR_LIST,
             .doc = "Responses with a matching header are retried (one matcher or a list)."),
     GY_LIST("retriable_request_headers", e_header_matcher, .flags = GY_F_ONE_OR_LIST,
             .doc = "Only requests with a matching header are retried (one matcher or a list)."),
-    GY_INT("max_request_bytes", 0, 16777216, .flags = GY_F_GYRUS, .def = "65536",
+    GY_INT("max_request_bytes", 0, 16777216, .flags = GY_F_GYRUS | GY_F_USED, .def = "65536",
            .doc = "Request bodies up to this size are kept to be replayed; larger requests are not retried."),
     GY_END,
 };
@@ -270,10 +270,10 @@ static const struct gy_field f_route[] = {
     GY_STR("prefix_rewrite", .flags = GY_F_USED, .doc = "Replaces the matched prefix before the request goes upstream."),
     GY_LIST("rules", e_rule, .flags = GY_F_USED, .doc = "Rules tried first, in order."),
     GY_REF("shared_rules_key", "shared_rules", .flags = GY_F_USED, .doc = "Shared rules tried after `rules`; their `default` catches the rest."),
-    GY_OBJ("retry_policy", gy_s_retry_policy, .doc = "Retries; default: the shared_rules' policy."),
+    GY_OBJ("retry_policy", gy_s_retry_policy, .flags = GY_F_USED, .doc = "Retries; default: the shared_rules' policy."),
     GY_DUR("timeout", .flags = GY_F_USED, .def = "15s", .doc = "Whole-request timeout (504 when it fires); `0` disables it."),
     GY_DUR("idle_timeout", .flags = GY_F_USED, .def = "the listener's `stream_idle_timeout`", .doc = "Stream idle timeout."),
-    GY_DUR("max_stream_duration", .flags = GY_F_GYRUS, .def = "none", .doc = "Longest life of a request, whatever it is doing (504 or reset)."),
+    GY_DUR("max_stream_duration", .flags = GY_F_GYRUS | GY_F_USED, .def = "none", .doc = "Longest life of a request, whatever it is doing (504 or reset)."),
     GY_LIST("request_headers_to_add", e_header_op, .flags = GY_F_USED, .doc = "Headers added to requests going upstream."),
     GY_LIST("response_headers_to_add", e_header_op, .flags = GY_F_USED, .doc = "Headers added to responses."),
     GY_LIST("request_headers_to_remove", gy_e_token, .flags = GY_F_USED, .doc = "Headers removed from requests."),
@@ -281,7 +281,7 @@ static const struct gy_field f_route[] = {
     GY_LIST("redirects", e_redirect, .flags = GY_F_USED, .doc = "Redirects checked before the rules."),
     GY_OBJ("direct_response", s_direct_response, .flags = GY_F_USED | GY_F_GYRUS, .doc = "Answer without an upstream."),
     GY_LIST("hash_policy", e_hash_policy, .flags = GY_F_USED | GY_F_GYRUS, .doc = "What `ring_hash` clusters hash."),
-    GY_OBJ("cohort_seed", gy_s_cohort_seed, .doc = "Sticky choice among constraints."),
+    GY_OBJ("cohort_seed", gy_s_cohort_seed, .flags = GY_F_USED, .doc = "Sticky choice among constraints."),
     GY_BOOL("high_priority", .def = "false", .doc = "Use the high-priority circuit breaker thresholds."),
     GY_MAP("filter_configs", gy_e_any, .type_doc = "map of filter name → any", .doc = "Per-route filter settings, keyed by filter name."),
     GY_MAP("filter_metadata", e_metadata_list, .doc = "Per-route metadata for filters, keyed by filter name."),
@@ -302,8 +302,8 @@ static const struct gy_field f_shared_rules[] = {
     GY_REF("zone_key", "zone", .doc = "Zone."),
     GY_OBJ("default", gy_s_all_constraints, .flags = GY_F_REQUIRED | GY_F_USED, .doc = "Where requests go when no rule applies."),
     GY_LIST("rules", e_rule, .flags = GY_F_USED, .doc = "Rules tried after the route's own rules."),
-    GY_OBJ("retry_policy", gy_s_retry_policy, .doc = "Retries for routes without their own policy."),
-    GY_OBJ("cohort_seed", gy_s_cohort_seed, .doc = "Sticky choice among constraints."),
+    GY_OBJ("retry_policy", gy_s_retry_policy, .flags = GY_F_USED, .doc = "Retries for routes without their own policy."),
+    GY_OBJ("cohort_seed", gy_s_cohort_seed, .flags = GY_F_USED, .doc = "Sticky choice among constraints."),
     GY_LIST("properties", gy_e_metadatum, .doc = "Free-form properties."),
     GY_OBJ("response_data", gy_s_response_data, .doc = "Headers and cookies added to responses."),
     GY_STR("checksum", .doc = "Opaque; optimistic concurrency."),

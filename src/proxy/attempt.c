@@ -276,6 +276,23 @@ static void detach(struct gy_stream *s)
     release_host(s);
 }
 
+/* After a retriable answer: if all of it is already buffered and the upstream keeps the
+ * connection, drop the answer and pool the connection instead of closing it. */
+static void detach_after_answer(struct gy_stream *s, const struct gy_h1_response *res)
+{
+    struct gy_uconn *uc = s->uc;
+    uint64_t body = res->body == GY_H1_BODY_NONE ? 0 : res->body == GY_H1_BODY_LENGTH ? res->content_length : UINT64_MAX;
+
+    if (uc != NULL && res->keep_alive && body != UINT64_MAX && gy_buf_len(&uc->rbuf) == res->head_len + body &&
+        gy_buf_len(&uc->wbuf) == 0 && s->req_sent) {
+        gy_buf_consume(&uc->rbuf, gy_buf_len(&uc->rbuf));
+        gy_timer_stop(&s->dc->w->loop, &s->per_try);
+        gy_uconn_release(uc, true, s->cluster->idle_timeout_ms);
+        s->uc = NULL;
+    }
+    detach(s);
+}
+
 void gy_attempt_failed(struct gy_stream *s, enum gy_attempt_failure why)
 {
     struct gy_uconn *uc = s->uc;
@@ -310,7 +327,7 @@ bool gy_attempt_response(struct gy_stream *s, const struct gy_h1_response *res)
         if (retry(s, GY_RETRY_5XX | GY_RETRY_GATEWAY_ERROR | GY_RETRY_RETRIABLE_4XX | GY_RETRY_STATUS_CODES |
                          GY_RETRY_GRPC_CANCELLED | GY_RETRY_GRPC_DEADLINE_EXCEEDED | GY_RETRY_GRPC_INTERNAL |
                          GY_RETRY_GRPC_RESOURCE_EXHAUSTED | GY_RETRY_GRPC_UNAVAILABLE)) {
-            detach(s);
+            detach_after_answer(s, res);
             return true;
         }
         if (s->attempts > 1)

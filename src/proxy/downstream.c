@@ -15,17 +15,25 @@
 #define LINGER_MS 2000
 #define RUN_BUDGET 32
 
-ssize_t gy_conn_read(int fd, struct gy_buf *b, bool *can_read, bool *eof, bool hup)
+ssize_t gy_conn_read(int fd, struct gy_transport *t, struct gy_buf *b, bool *can_read, bool *eof, bool hup)
 {
     size_t room = gy_buf_room(b);
 
     if (room == 0)
         return 0;
     for (;;) {
-        ssize_t n = recv(fd, b->data + b->tail, room, 0);
+        bool more = false;
+        ssize_t n;
+        if (t != NULL) {
+            n = t->ops->read(t, fd, b->data + b->tail, room, &more);
+        } else {
+            n = recv(fd, b->data + b->tail, room, 0);
+            if (n < 0)
+                n = errno == EINTR ? -EINTR : (errno == EAGAIN || errno == EWOULDBLOCK) ? GY_EAGAIN : GY_EIO;
+        }
         if (n > 0) {
             b->tail += (uint32_t)n;
-            if ((size_t)n < room && !hup)
+            if ((size_t)n < room && !hup && !more)
                 *can_read = false; /* drained: edge-triggered epoll tells us about new data */
             return n;
         }
@@ -34,10 +42,10 @@ ssize_t gy_conn_read(int fd, struct gy_buf *b, bool *can_read, bool *eof, bool h
             *can_read = false;
             return 0;
         }
-        if (errno == EINTR)
+        if (n == -EINTR)
             continue;
         *can_read = false;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        if (n != GY_EAGAIN) {
             *eof = true;
             return -1;
         }
@@ -45,20 +53,27 @@ ssize_t gy_conn_read(int fd, struct gy_buf *b, bool *can_read, bool *eof, bool h
     }
 }
 
-ssize_t gy_conn_write(int fd, struct gy_buf *b, bool *can_write)
+ssize_t gy_conn_write(int fd, struct gy_transport *t, struct gy_buf *b, bool *can_write)
 {
     ssize_t total = 0;
 
     while (gy_buf_len(b) > 0) {
-        ssize_t n = send(fd, gy_buf_start(b), gy_buf_len(b), MSG_NOSIGNAL);
+        ssize_t n;
+        if (t != NULL) {
+            n = t->ops->write(t, fd, gy_buf_start(b), gy_buf_len(b));
+        } else {
+            n = send(fd, gy_buf_start(b), gy_buf_len(b), MSG_NOSIGNAL);
+            if (n < 0)
+                n = errno == EINTR ? -EINTR : (errno == EAGAIN || errno == EWOULDBLOCK) ? GY_EAGAIN : GY_EIO;
+        }
         if (n > 0) {
             gy_buf_consume(b, (size_t)n);
             total += n;
             continue;
         }
-        if (n < 0 && errno == EINTR)
+        if (n == -EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (n == GY_EAGAIN) {
             *can_write = false;
             return total;
         }
@@ -95,6 +110,10 @@ static void close_now(struct gy_dconn *dc)
     gy_timer_stop(&w->loop, &dc->timer);
     gy_task_cancel(&dc->run_task);
     gy_io_stop(&dc->io);
+    if (dc->transport != NULL) {
+        dc->transport->ops->destroy(dc->transport);
+        dc->transport = NULL;
+    }
     close(dc->io.fd);
     gy_buf_release(&w->bufs, &dc->rbuf);
     gy_buf_release(&w->bufs, &dc->wbuf);
@@ -261,7 +280,7 @@ bool gy_dconn_read(struct gy_dconn *dc)
 
     if (!dc->can_read || dc->eof || gy_buf_reserve(&w->bufs, &dc->rbuf) != 0)
         return false;
-    ssize_t n = gy_conn_read(dc->io.fd, &dc->rbuf, &dc->can_read, &dc->eof, dc->hup);
+    ssize_t n = gy_conn_read(dc->io.fd, dc->transport, &dc->rbuf, &dc->can_read, &dc->eof, dc->hup);
     if (n > 0)
         gy_stat_add(dc->lcfg->stats, w->id, GY_C_BYTES_RX, (uint64_t)n);
     return n > 0;
@@ -273,7 +292,7 @@ static bool run_between(struct gy_dconn *dc)
     struct gy_worker *w = dc->w;
 
     if (gy_buf_len(&dc->wbuf) > 0) {
-        if (dc->can_write && gy_conn_write(dc->io.fd, &dc->wbuf, &dc->can_write) < 0) {
+        if (dc->can_write && gy_conn_write(dc->io.fd, dc->transport, &dc->wbuf, &dc->can_write) < 0) {
             close_now(dc);
             return false;
         }

@@ -18,6 +18,7 @@
 #include "http/h1.h"
 #include "mesh/config.h"
 #include "net/sock.h"
+#include "net/transport.h"
 #include "proxy/lb.h"
 #include "proxy/router.h"
 #include "proxy/stats.h"
@@ -102,6 +103,7 @@ struct gy_uconn {
     struct gy_upool *pool;           /* holds a reference while the connection lives */
     struct gy_stream *stream;        /* NULL when idle */
     struct gy_shadow *shadow;        /* or a shadow copy (dark, tap) uses it */
+    struct gy_transport *transport;  /* NULL: raw TCP */
     bool cb_pending;                 /* holds a GY_CB_PENDING unit until connected */
     struct gy_list link;             /* in pool->idle */
     struct gy_buf rbuf, wbuf;
@@ -124,6 +126,7 @@ struct gy_dconn {
     struct gy_timer timer;           /* header timeout, keep-alive idle, lingering close */
     struct gy_task run_task;
     struct gy_stream *stream;
+    struct gy_transport *transport;  /* NULL: raw TCP */
     struct sockaddr_storage peer;
     char peer_ip[48];
     bool can_read, can_write, eof;
@@ -324,9 +327,9 @@ bool gy_dconn_read(struct gy_dconn *dc);
 /* Reads what the socket has into rbuf (up to its room); returns bytes read, 0 at EOF or nothing.
  * A short read means the socket is drained, unless the peer already closed (`hup`): then the
  * next read returns the EOF, which edge-triggered epoll will not announce again. */
-ssize_t gy_conn_read(int fd, struct gy_buf *b, bool *can_read, bool *eof, bool hup);
+ssize_t gy_conn_read(int fd, struct gy_transport *t, struct gy_buf *b, bool *can_read, bool *eof, bool hup);
 /* Writes as much of b as the socket takes; returns bytes written or -1 on a hard error. */
-ssize_t gy_conn_write(int fd, struct gy_buf *b, bool *can_write);
+ssize_t gy_conn_write(int fd, struct gy_transport *t, struct gy_buf *b, bool *can_write);
 
 /* stream.c */
 struct gy_stream *gy_stream_new(struct gy_dconn *dc);

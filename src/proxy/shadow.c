@@ -125,7 +125,7 @@ void gy_shadow_event(struct gy_shadow *sh)
         return;
     }
     for (int guard = 0; guard < 64; guard++) {
-        if (gy_buf_len(&uc->wbuf) > 0 && uc->can_write && gy_conn_write(uc->io.fd, &uc->wbuf, &uc->can_write) < 0) {
+        if (gy_buf_len(&uc->wbuf) > 0 && uc->can_write && gy_conn_write(uc->io.fd, uc->transport, &uc->wbuf, &uc->can_write) < 0) {
             shadow_free(sh, false);
             return;
         }
@@ -143,7 +143,7 @@ void gy_shadow_event(struct gy_shadow *sh)
                 shadow_free(sh, false);
             return;
         }
-        if (gy_conn_read(uc->io.fd, &uc->rbuf, &uc->can_read, &uc->eof, uc->hup) <= 0 && !uc->eof)
+        if (gy_conn_read(uc->io.fd, uc->transport, &uc->rbuf, &uc->can_read, &uc->eof, uc->hup) <= 0 && !uc->eof)
             return;
     }
 }

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "proxy/filter.h"
+#include "proxy/hosts.h"
 #include "proxy/proxy.h"
 
 #define RESP_MAX_HEADERS 256
@@ -234,6 +235,8 @@ static void timeout_cb(struct gy_timer *t)
     gy_stat_inc(s->lcfg->stats, dc->w->id, GY_C_RQ_TIMEOUT);
     if (s->cluster != NULL)
         gy_stat_inc(s->cluster->stats, dc->w->id, GY_C_RQ_TIMEOUT);
+    if (s->uc != NULL && s->host >= 0) /* a host that does not answer in time counts as failing */
+        gy_host_outcome(dc->w->proxy, s->cluster->instances[s->host].state, s->cluster, 0);
     gy_stream_local_reply(s, 504, GY_RF_UT, "upstream request timeout");
     gy_dconn_run(dc);
 }
@@ -509,7 +512,7 @@ static bool flush_upstream(struct gy_stream *s)
 
     if (uc == NULL || uc->state != GY_UC_ACTIVE || uc->connect_failed || !uc->can_write || gy_buf_len(&uc->wbuf) == 0)
         return false;
-    ssize_t n = gy_conn_write(uc->io.fd, &uc->wbuf, &uc->can_write);
+    ssize_t n = gy_conn_write(uc->io.fd, uc->transport, &uc->wbuf, &uc->can_write);
     if (n < 0) {
         uc->eof = true;
         return true;
@@ -529,7 +532,7 @@ static bool flush_downstream(struct gy_stream *s)
     }
     if (!dc->can_write || gy_buf_len(&dc->wbuf) == 0)
         return false;
-    ssize_t n = gy_conn_write(dc->io.fd, &dc->wbuf, &dc->can_write);
+    ssize_t n = gy_conn_write(dc->io.fd, dc->transport, &dc->wbuf, &dc->can_write);
     if (n < 0) {
         gy_stream_reset(s, GY_RF_DC);
         return true;
@@ -689,7 +692,7 @@ static bool pump_response(struct gy_stream *s)
         }
         if (!uc->can_read || gy_buf_reserve(&dc->w->bufs, &uc->rbuf) != 0)
             return progress;
-        ssize_t n = gy_conn_read(uc->io.fd, &uc->rbuf, &uc->can_read, &uc->eof, uc->hup);
+        ssize_t n = gy_conn_read(uc->io.fd, uc->transport, &uc->rbuf, &uc->can_read, &uc->eof, uc->hup);
         if (n > 0) {
             s->any_response_byte = true;
             gy_stat_add(s->cluster->stats, dc->w->id, GY_C_BYTES_RX, (uint64_t)n);

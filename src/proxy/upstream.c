@@ -280,6 +280,10 @@ void gy_uconn_close(struct gy_uconn *uc)
     connect_settled(uc);
     gy_cb_give(p->stats, GY_CB_CONNECTIONS);
     gy_io_stop(&uc->io);
+    if (uc->transport != NULL) {
+        uc->transport->ops->destroy(uc->transport);
+        uc->transport = NULL;
+    }
     close(uc->io.fd);
     uc->io.fd = -1;
     gy_buf_release(&w->bufs, &uc->rbuf);

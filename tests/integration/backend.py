@@ -36,9 +36,35 @@ class _Handler(socketserver.BaseRequestHandler):
             headers.setdefault(k.strip().lower(), []).append(v.strip())
         with srv.lock:
             srv.requests.append((method, target, {k: v[-1] for k, v in headers.items()}))
+            srv.times.append(time.monotonic())
+            action = srv.script.pop(0) if srv.script else srv.default_action
         path, _, query = target.partition("?")
         body_len, digest = self._read_body(f, headers)
+        with srv.lock:
+            srv.bodies.append((body_len, digest))
         keep = headers.get("connection", [""])[-1].lower() != "close" and version == "HTTP/1.1"
+        if action is not None:
+            kind, _, arg = action.partition(":")
+            if kind == "delay":
+                time.sleep(float(arg))
+            elif kind == "status":
+                return self._send(sock, int(arg), b"scripted\n", extra=f"x-backend: {srv.name}\r\n", keep=keep)
+            elif kind == "reset":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return False
+            elif kind == "close":
+                return False
+            elif kind == "first":  # the first attempt of each request id fails with 503, later ones wait `arg` s
+                rid = headers.get("x-request-id", [""])[-1]
+                with srv.lock:
+                    first = rid not in srv.seen_ids
+                    srv.seen_ids.add(rid)
+                if first:
+                    return self._send(sock, 503, b"first\n", keep=keep)
+                time.sleep(float(arg))
+            elif kind == "grpc":
+                return self._send(sock, 200, b"", extra=f"content-type: application/grpc\r\ngrpc-status: {arg}\r\n"
+                                  f"x-backend: {srv.name}\r\n", keep=keep)
         return self._respond(srv, sock, path, query, body_len, digest, keep)
 
     @staticmethod
@@ -136,6 +162,13 @@ class Backend:
         self.lock = threading.Lock()
         self.connections = 0
         self.requests = []
+        self.times = []           # arrival time of each request (time.monotonic)
+        self.bodies = []          # (length, sha256) of each request body
+        # Misbehaviour: each request takes the next action of `script` ("status:503", "reset",
+        # "close", "delay:0.5", "grpc:14", None = normal), then `default_action`.
+        self.script = []
+        self.default_action = None
+        self.seen_ids = set()
         self.server = _Server(("127.0.0.1", port), _Handler)
         self.server.owner = self
         self.port = self.server.server_address[1]
