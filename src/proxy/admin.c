@@ -13,6 +13,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "proxy/health.h"
 #include "proxy/proxy.h"
 
 #define ADMIN_MAX_REQ 16384
@@ -118,6 +119,7 @@ static char *server_metrics(struct gy_proxy *p)
             (unsigned long long)p->reload_failures);
     fprintf(f, "# HELP process_resident_memory_bytes Resident memory.\n# TYPE process_resident_memory_bytes gauge\n"
                "process_resident_memory_bytes %ld\n", rss_bytes());
+    gy_health_metrics(f);
     fclose(f);
     return out;
 }

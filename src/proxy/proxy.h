@@ -288,6 +288,8 @@ struct gy_proxy {
     bool live;
     bool serving;                    /* workers started (dynamic mode waits for a first view) */
     struct gy_xds *xds;
+    struct gy_health_state *health;   /* health.c: active health checks (main thread) */
+    struct gy_outlier_state *outlier; /* outlier.c: outlier detection (main thread) */
     char cache_path[4096];           /* dynamic mode: last applied view, "" if none */
     char version[256];               /* dynamic mode: version of the view being served */
     unsigned workers_running;        /* atomically updated by exiting workers */
