@@ -147,7 +147,8 @@ static char *clusters_text(struct gy_proxy *p, bool json)
                 gy_addr_format((const struct sockaddr *)&c->instances[h].addr, addr, sizeof(addr));
                 json_array_append_new(hosts, json_pack("{s:s,s:s,s:i,s:i,s:s}", "address", addr, "hostname",
                                                        c->instances[h].host, "port", c->instances[h].port, "weight",
-                                                       (int)c->instances[h].weight, "health", "healthy"));
+                                                       (int)c->instances[h].weight, "health",
+                                                       gy_host_health_string(c->instances[h].state)));
             }
             json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:I,s:I}", "name", c->name, "key", c->key, "lb_policy",
                                   lb_names[c->lb_policy], "hosts", hosts, "upstream_cx_active",
@@ -169,7 +170,7 @@ static char *clusters_text(struct gy_proxy *p, bool json)
             gy_addr_format((const struct sockaddr *)&c->instances[h].addr, addr, sizeof(addr));
             fprintf(f, "%s::%s::hostname::%s\n", c->name, addr, c->instances[h].host);
             fprintf(f, "%s::%s::weight::%u\n", c->name, addr, c->instances[h].weight);
-            fprintf(f, "%s::%s::health_flags::healthy\n", c->name, addr);
+            fprintf(f, "%s::%s::health_flags::%s\n", c->name, addr, gy_host_health_string(c->instances[h].state));
         }
     }
     if (json)

@@ -18,7 +18,9 @@
 #include "mesh/mesh.h"
 #include "core/fsutil.h"
 #include "proxy/filter.h"
+#include "proxy/health.h"
 #include "proxy/hosts.h"
+#include "proxy/outlier.h"
 #include "proxy/proxy.h"
 #include "proxy/xds.h"
 #include "tls/tls.h"
@@ -263,6 +265,8 @@ static void publish(struct gy_proxy *p, struct gy_config *cfg, int **fds)
         gy_config_unref(p->config);
     p->config = cfg;
     p->generation = cfg->generation;
+    gy_health_sync(p, cfg);
+    gy_outlier_sync(p, cfg);
 }
 
 static void refuse(struct gy_proxy *p, const char *why, const char *err)
@@ -438,6 +442,8 @@ static void shutdown_all(struct gy_proxy *p)
     }
     if (p->config != NULL)
         gy_config_unref(p->config);
+    gy_health_stop(p);
+    gy_outlier_stop(p);
     gy_io_stop(&p->signal_io);
     close(p->signal_io.fd);
     gy_loop_dispose(&p->loop);

@@ -91,15 +91,24 @@ def test_examples_validate():
 
 
 def test_readme_tour_example(tmp_path):
-    """The tour: a demo service, the example mesh's sidecar in front of it, curl, metrics."""
-    demo = Process([GYRUS, "demo-service", "--listen", "127.0.0.1:8080"], "tour-demo")
-    admin = free_port()
-    proxy = Process([GYRUS, "proxy", "--config", os.path.join(ROOT, "examples", "mesh.yaml"), "--name", "echo",
-                     "--admin", f"127.0.0.1:{admin}"], "tour-proxy")
+    """The tour: a demo service, the example mesh's sidecar in front of it, curl, metrics.
+    The example's fixed ports (8080, 10808, 10080) are swapped for free ones, nothing else."""
+    svc, sidecar, edge, admin = free_port(), free_port(), free_port(), free_port()
+    with open(os.path.join(ROOT, "examples", "mesh.yaml")) as f:
+        text = f.read()
+    text = text.replace("port: 8080", f"port: {svc}").replace("port: 10808", f"port: {sidecar}")
+    text = text.replace("port: 10080", f"port: {edge}")
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text(text)
+    demo = Process([GYRUS, "demo-service", "--listen", f"127.0.0.1:{svc}"], "tour-demo")
+    proxy = Process([GYRUS, "proxy", "--config", str(mesh), "--name", "echo", "--admin", f"127.0.0.1:{admin}"],
+                    "tour-proxy")
     try:
         wait_for(lambda: requests.get(f"http://127.0.0.1:{admin}/ready", timeout=1).status_code == 200, 10,
                  what="tour proxy")
-        r = requests.get("http://127.0.0.1:10808/echo", timeout=5)
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{svc}/healthz", timeout=1).status_code == 200, 10,
+                 what="demo service")
+        r = requests.get(f"http://127.0.0.1:{sidecar}/echo", timeout=5)
         assert r.status_code == 200 and r.json()["path"] == "/echo"
         metrics = requests.get(f"http://127.0.0.1:{admin}/stats/prometheus", timeout=5).text
         assert 'gyrus_listener_downstream_rq_total{listener="echo-ingress",status_class="2xx"} 1' in metrics
