@@ -15,6 +15,7 @@
 #include "core/time.h"
 #include "proxy/health.h"
 #include "proxy/proxy.h"
+#include "tls/tls.h"
 
 #define ADMIN_MAX_REQ 16384
 
@@ -120,6 +121,7 @@ static char *server_metrics(struct gy_proxy *p)
     fprintf(f, "# HELP process_resident_memory_bytes Resident memory.\n# TYPE process_resident_memory_bytes gauge\n"
                "process_resident_memory_bytes %ld\n", rss_bytes());
     gy_health_metrics(f);
+    gy_tls_metrics(f);
     fclose(f);
     return out;
 }
@@ -206,6 +208,8 @@ static void handle(struct admin_conn *c, struct gy_slice method, struct gy_slice
         respond_owned(c, "application/json", gy_stats_json());
     } else if (gy_slice_eq(path, GY_SLICE_LIT("/clusters"))) {
         respond_owned(c, json ? "application/json" : "text/plain; charset=utf-8", clusters_text(p, json));
+    } else if (gy_slice_eq(path, GY_SLICE_LIT("/certs"))) {
+        respond_owned(c, "application/json", gy_tls_certs_json());
     } else if (gy_slice_eq(path, GY_SLICE_LIT("/config_dump"))) {
         respond_owned(c, "application/json", config_dump(p));
     } else if (gy_slice_eq(path, GY_SLICE_LIT("/quitquitquit"))) {
@@ -218,7 +222,7 @@ static void handle(struct admin_conn *c, struct gy_slice method, struct gy_slice
     } else if (gy_slice_eq(path, GY_SLICE_LIT("/")) || gy_slice_eq(path, GY_SLICE_LIT("/help"))) {
         respond_text(c, 200,
                      "gyrus admin\n  /ready\n  /stats\n  /stats/prometheus (/metrics)\n  /clusters[?format=json]\n"
-                     "  /config_dump\n  POST /quitquitquit\n");
+                     "  /certs\n  /config_dump\n  POST /quitquitquit\n");
     } else {
         respond_text(c, 404, "not found; see /help\n");
     }
