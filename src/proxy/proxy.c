@@ -449,6 +449,7 @@ static void shutdown_all(struct gy_proxy *p)
     gy_loop_dispose(&p->loop);
     gy_stats_shutdown();
     gy_hosts_shutdown();
+    gy_tls_shutdown();
 }
 
 /* Opens the listeners of the first config and starts the workers with it. */
@@ -591,6 +592,8 @@ int gy_proxy_run(const struct gy_proxy_options *opt)
         gy_fatal("--access-log: %s", err);
     if (setup_signals(p) != 0)
         gy_fatal("cannot set up signal handling: %s", strerror(errno));
+    if (gy_tls_init(&p->loop, opt->fips, err, sizeof(err)) != 0)
+        gy_fatal("%s", err);
     if (opt->config_path != NULL) {
         if (load_config(p, &cfg, err, sizeof(err)) != 0 || start_serving(p, cfg, err, sizeof(err)) != 0)
             gy_fatal("%s", err);
