@@ -64,10 +64,15 @@ int tls_fips_setup(const char *m, char *err, size_t errlen)
     if (want == 0 || fips_prov != NULL)
         return 0;
     ERR_clear_error();
-    fips_prov = OSSL_PROVIDER_load(NULL, "fips");
+    /* retain_fallbacks: when it fails, the default provider must still load on first use */
+    fips_prov = OSSL_PROVIDER_try_load(NULL, "fips", 1);
     if (fips_prov == NULL) {
         char why[256];
-        snprintf(why, sizeof(why), "%s", tls_ossl_reason());
+        unsigned long e = ERR_peek_error();
+        if (e != 0)
+            ERR_error_string_n(e, why, sizeof(why));
+        else
+            snprintf(why, sizeof(why), "not found in %s", OPENSSL_info(OPENSSL_INFO_MODULES_DIR));
         ERR_clear_error();
         if (want == 2) {
             snprintf(err, errlen,

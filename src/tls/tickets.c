@@ -103,7 +103,6 @@ int tls_ticket_cb(SSL *s, unsigned char key_name[16], unsigned char *iv, EVP_CIP
     unsigned g = atomic_load_explicit(&gen, memory_order_acquire);
     const struct ticket_key *k;
 
-    (void)s;
     if (cipher == NULL)
         return enc ? -1 : 0;
     if (enc) {
@@ -121,7 +120,10 @@ int tls_ticket_cb(SSL *s, unsigned char key_name[16], unsigned char *iv, EVP_CIP
             continue;
         if (EVP_DecryptInit_ex(ctx, cipher, NULL, k->aes, iv) != 1 || hmac_init(hctx, k) != 0)
             return -1;
-        return i == 0 ? 1 : 2; /* 2: accepted, and a new ticket under the current key is issued */
+        /* 2: accepted, and a new ticket is issued under the current key. TLS 1.3 tickets are
+         * single-use for clients, and OpenSSL sends none after a resumption unless asked: always
+         * renew them, or a client falls back to a full handshake every few connections. */
+        return i == 0 && SSL_version(s) != TLS1_3_VERSION ? 1 : 2;
     }
     return 0; /* unknown key: a full handshake */
 }
