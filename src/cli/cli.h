@@ -12,6 +12,7 @@ int gy_cmd_proxy(int argc, char **argv);
 int gy_cmd_demo_service(int argc, char **argv);
 int gy_cmd_dev(int argc, char **argv);
 int gy_cmd_validate(int argc, char **argv);
+int gy_cmd_discover(int argc, char **argv);
 int gy_cmd_version(int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@ static const struct gy_command commands[] = {
     { "demo-service", "run the built-in demo HTTP service (echo, fibonacci)", gy_cmd_demo_service },
     { "dev", "run a demo mesh on this machine: demo service, sidecar, edge", gy_cmd_dev },
     { "validate", "validate a mesh file and print the first error", gy_cmd_validate },
+    { "discover", "run discovery sources and print what they see, as JSON lines", gy_cmd_discover },
     { "version", "print the version", gy_cmd_version },
 };
 
