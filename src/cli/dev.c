@@ -206,15 +206,23 @@ int gy_cmd_dev(int argc, char **argv)
         if ((ch[i].pid = spawn(argvs[i])) < 0)
             gy_fatal("cannot start the %s: %s", ch[i].what, strerror(errno));
 
-    bool ready = false;
-    for (int t = 0; t < 100 && !stop_requested && !ready; t++) {
+    bool ready = false, died = false;
+    for (int t = 0; t < 100 && !stop_requested && !ready && !died; t++) {
         nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
+        for (int i = 0; i < NCHILD; i++) {
+            if (ch[i].pid > 0 && waitpid(ch[i].pid, NULL, WNOHANG) == ch[i].pid) {
+                gy_error("the %s exited while starting", ch[i].what);
+                ch[i].pid = 0;
+                died = true;
+            }
+        }
         ready = http_ok(base + 10, "/ready") && http_ok(base + 11, "/ready") && http_ok(base + 12, "/ready") &&
                 http_ok(echo_svc, "/healthz") && http_ok(fib_svc, "/healthz");
     }
     if (!ready) {
         stop_all(ch, NCHILD);
-        gy_fatal("the demo mesh did not become ready in 10 s (ports %d-%d in use?)", base, base + 12);
+        gy_fatal("the demo mesh did not %s (ports %d-%d in use?)", died ? "start" : "become ready in 10 s", base,
+                 base + 12);
     }
     printf("\ngyrus dev mesh is up (mesh file: %s)\n\n"
            "  edge:          http://127.0.0.1:%d/\n"

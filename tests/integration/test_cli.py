@@ -117,8 +117,28 @@ def test_readme_tour_example(tmp_path):
         demo.check_clean_exit()
 
 
+def free_port_block(n):
+    """A base port below the ephemeral range with n free ports above it."""
+    import random
+    for _ in range(200):
+        base = random.randrange(20000, 32000)
+        socks = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no free block of ports")
+
+
 def test_gyrus_dev_runs_and_stops_cleanly():
-    base = 20000 + (os.getpid() % 2000) * 15
+    base = free_port_block(13)
     p = subprocess.Popen([GYRUS, "dev", "--port-base", str(base)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, start_new_session=True)
     try:
