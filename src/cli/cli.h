@@ -13,5 +13,6 @@ int gy_cmd_demo_service(int argc, char **argv);
 int gy_cmd_dev(int argc, char **argv);
 int gy_cmd_validate(int argc, char **argv);
 int gy_cmd_version(int argc, char **argv);
+int gy_cmd_control(int argc, char **argv);
 
 #endif

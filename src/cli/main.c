@@ -11,6 +11,7 @@ static const struct gy_command commands[] = {
     { "dev", "run a demo mesh on this machine: demo service, sidecar, edge", gy_cmd_dev },
     { "validate", "validate a mesh file and print the first error", gy_cmd_validate },
     { "version", "print the version", gy_cmd_version },
+    { "control", "run the control plane: mesh API, config distribution, discovery", gy_cmd_control },
 };
 
 static void usage(FILE *f)

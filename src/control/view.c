@@ -1,0 +1,479 @@
+/*
+ * Per-proxy views (view.h, docs/internals/xds.md). A view holds the proxy object, its listeners
+ * and domains (the listeners' and the proxy's own domain_keys, inline listeners' too), the
+ * routes on those domains, the shared_rules they use, the clusters their constraints reach
+ * (light, dark and tap) with instances = static ∪ discovered, and every zone those objects name.
+ * Objects go out in kind order, keys sorted, as canonical JSON; the version is a hash of it,
+ * so it changes exactly when the content does and is the same on every replica.
+ */
+#include "control/view.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "core/time.h"
+
+#define VIEW_IDLE_MS (10u * 60u * 1000u)
+
+/* ---- dependencies ---- */
+
+static const char *dep_name(char *buf, size_t len, const char *prefix, const char *a, const char *b)
+{
+    /* A cut name can only make more views recompute than needed, never fewer. */
+    snprintf(buf, len, "%s/%s%s%s", prefix, a, b ? "/" : "", b ? b : "");
+    return buf;
+}
+
+static void deps_mark(struct gy_control *ctl, const char *dep)
+{
+    struct ctl_ptrset *set = ctl_map_get(&ctl->deps, dep);
+
+    for (size_t i = 0; set != NULL && i < set->n; i++) {
+        struct ctl_view *v = set->items[i];
+        if (!gy_list_linked(&v->dirty_link))
+            gy_list_insert_tail(&ctl->dirty, &v->dirty_link);
+    }
+}
+
+static void deps_unregister(struct gy_control *ctl, struct ctl_view *v)
+{
+    size_t i;
+    json_t *d;
+
+    json_array_foreach(v->deps, i, d) {
+        struct ctl_ptrset *set = ctl_map_get(&ctl->deps, json_string_value(d));
+        if (set == NULL)
+            continue;
+        ctl_ptrset_remove(set, v);
+        if (set->n == 0) {
+            ctl_map_del(&ctl->deps, json_string_value(d));
+            ctl_ptrset_dispose(set);
+            free(set);
+        }
+    }
+    json_array_clear(v->deps);
+}
+
+static void deps_register(struct gy_control *ctl, struct ctl_view *v, json_t *deps)
+{
+    const char *dep;
+    json_t *tmp;
+
+    json_object_foreach(deps, dep, tmp) {
+        struct ctl_ptrset *set = ctl_map_get(&ctl->deps, dep);
+        if (set == NULL) {
+            if ((set = calloc(1, sizeof(*set))) == NULL || ctl_map_put(&ctl->deps, dep, set) != 0) {
+                free(set);
+                continue;
+            }
+        }
+        if (ctl_ptrset_add(set, v) == 0)
+            json_array_append_new(v->deps, json_string(dep));
+    }
+}
+
+void ctl_views_object_changed(struct gy_control *ctl, int ki, const char *key, const json_t *old_obj,
+                              const json_t *new_obj)
+{
+    char buf[1024];
+
+    deps_mark(ctl, dep_name(buf, sizeof(buf), "k", ctl_kind_name(ki), key));
+    if (ki == CTL_ROUTE) { /* a route joins the views of its domain */
+        const char *d = json_string_value(json_object_get(new_obj, "domain_key"));
+        if (d != NULL)
+            deps_mark(ctl, dep_name(buf, sizeof(buf), "k", "domain", d));
+    } else if (ki == CTL_PROXY) { /* a proxy may now answer a name */
+        const json_t *objs[2] = { old_obj, new_obj };
+        for (int i = 0; i < 2; i++) {
+            const char *name = json_string_value(json_object_get(objs[i], "name"));
+            if (name != NULL)
+                deps_mark(ctl, dep_name(buf, sizeof(buf), "n", name, NULL));
+        }
+        deps_mark(ctl, dep_name(buf, sizeof(buf), "n", key, NULL));
+    }
+}
+
+void ctl_views_cluster_name_changed(struct gy_control *ctl, const char *name)
+{
+    char buf[1024];
+
+    deps_mark(ctl, dep_name(buf, sizeof(buf), "c", name, NULL));
+}
+
+/* ---- collecting a view ---- */
+
+struct collect {
+    struct gy_control *ctl;
+    json_t *picked[CTL_NKINDS]; /* key → object */
+    json_t *deps;               /* dependency → true */
+};
+
+static void dep_add(struct collect *c, const char *prefix, const char *a, const char *b)
+{
+    char buf[1024];
+
+    json_object_set_new(c->deps, dep_name(buf, sizeof(buf), prefix, a, b), json_true());
+}
+
+static void pick(struct collect *c, int ki, const char *key);
+
+static void pick_keys(struct collect *c, int ki, const json_t *keys)
+{
+    size_t i;
+    json_t *k;
+
+    json_array_foreach(keys, i, k)
+        pick(c, ki, json_string_value(k));
+}
+
+static void pick_constraints(struct collect *c, const json_t *all)
+{
+    static const char *const sets[] = { "light", "dark", "tap" };
+
+    for (int s = 0; s < 3; s++) {
+        size_t i;
+        json_t *con;
+        json_array_foreach(json_object_get(all, sets[s]), i, con)
+            pick(c, CTL_CLUSTER, json_string_value(json_object_get(con, "cluster_key")));
+    }
+}
+
+static void pick_rules(struct collect *c, const json_t *rules)
+{
+    size_t i;
+    json_t *r;
+
+    json_array_foreach(rules, i, r)
+        pick_constraints(c, json_object_get(r, "constraints"));
+}
+
+static void pick(struct collect *c, int ki, const char *key)
+{
+    json_t *o;
+
+    if (key == NULL || key[0] == '\0')
+        return;
+    dep_add(c, "k", ctl_kind_name(ki), key);
+    if (json_object_get(c->picked[ki], key) != NULL || (o = ctl_mesh_get(c->ctl, ki, key)) == NULL)
+        return;
+    json_object_set(c->picked[ki], key, o);
+    if (ki != CTL_ZONE)
+        pick(c, CTL_ZONE, json_string_value(json_object_get(o, "zone_key")));
+    switch (ki) {
+    case CTL_PROXY: {
+        size_t i;
+        json_t *l;
+        pick_keys(c, CTL_LISTENER, json_object_get(o, "listener_keys"));
+        pick_keys(c, CTL_DOMAIN, json_object_get(o, "domain_keys"));
+        json_array_foreach(json_object_get(o, "listeners"), i, l) {
+            pick_keys(c, CTL_DOMAIN, json_object_get(l, "domain_keys"));
+            pick(c, CTL_ZONE, json_string_value(json_object_get(l, "zone_key")));
+        }
+        break;
+    }
+    case CTL_LISTENER:
+        pick_keys(c, CTL_DOMAIN, json_object_get(o, "domain_keys"));
+        break;
+    case CTL_DOMAIN: {
+        const char *rk;
+        json_t *t;
+        json_object_foreach(json_object_get(c->ctl->routes_by_domain, key), rk, t)
+            pick(c, CTL_ROUTE, rk);
+        break;
+    }
+    case CTL_ROUTE:
+        pick(c, CTL_SHARED_RULES, json_string_value(json_object_get(o, "shared_rules_key")));
+        pick_rules(c, json_object_get(o, "rules"));
+        break;
+    case CTL_SHARED_RULES:
+        pick_constraints(c, json_object_get(o, "default"));
+        pick_rules(c, json_object_get(o, "rules"));
+        break;
+    case CTL_CLUSTER: {
+        const char *name = json_string_value(json_object_get(o, "name"));
+        dep_add(c, "c", name && name[0] ? name : key, NULL);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* The proxy a (name, zone) poll gets: a proxy named `name` (the one in `zone` if several, else
+ * the smallest key, so that every replica picks the same), else the proxy whose key is `name`. */
+static const char *resolve_proxy(struct gy_control *ctl, const char *name, const char *zone)
+{
+    json_t *keys = json_object_get(ctl->proxies_by_name, name), *t;
+    const char *k, *best = NULL, *best_zone = NULL;
+
+    json_object_foreach(keys, k, t) {
+        const char *z = json_string_value(json_object_get(ctl_mesh_get(ctl, CTL_PROXY, k), "zone_key"));
+        if (zone[0] != '\0' && z != NULL && strcmp(z, zone) == 0) {
+            if (best_zone == NULL || strcmp(k, best_zone) < 0)
+                best_zone = k;
+        }
+        if (best == NULL || strcmp(k, best) < 0)
+            best = k;
+    }
+    if (best_zone != NULL)
+        return best_zone;
+    if (best != NULL)
+        return best;
+    json_t *byname = ctl_mesh_get(ctl, CTL_PROXY, name);
+    return byname != NULL ? json_string_value(json_object_get(byname, "proxy_key")) : NULL;
+}
+
+static const char *str_or(const json_t *v, const char *dflt)
+{
+    const char *s = json_string_value(v);
+    return s != NULL ? s : dflt;
+}
+
+json_t *ctl_cluster_instances(struct gy_control *ctl, const json_t *cluster)
+{
+    const char *name = json_string_value(json_object_get(cluster, "name"));
+    const json_t *stat = json_object_get(cluster, "instances"), *disc;
+    json_t *in;
+    json_t *out, *seen;
+    size_t i;
+
+    if (name == NULL || name[0] == '\0')
+        name = json_string_value(json_object_get(cluster, "cluster_key"));
+    disc = name ? json_object_get(ctl->discovered, name) : NULL;
+    if (disc == NULL)
+        return json_is_array(stat) ? json_incref((json_t *)stat) : json_array();
+    out = json_is_array(stat) ? json_copy((json_t *)stat) : json_array();
+    seen = json_object();
+    json_array_foreach(out, i, in) {
+        char hp[600];
+        snprintf(hp, sizeof(hp), "%s:%" JSON_INTEGER_FORMAT, str_or(json_object_get(in, "host"), ""),
+                 json_integer_value(json_object_get(in, "port")));
+        json_object_set_new(seen, hp, json_true());
+    }
+    json_array_foreach((json_t *)disc, i, in) {
+        char hp[600];
+        snprintf(hp, sizeof(hp), "%s:%" JSON_INTEGER_FORMAT, str_or(json_object_get(in, "host"), ""),
+                 json_integer_value(json_object_get(in, "port")));
+        if (json_object_get(seen, hp) == NULL) {
+            json_object_set_new(seen, hp, json_true());
+            json_array_append(out, in);
+        }
+    }
+    json_decref(seen);
+    return out;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The objects of a view in output order. */
+static json_t *view_objects(struct collect *c)
+{
+    json_t *out = json_array();
+
+    for (int k = 0; k < CTL_NKINDS && out != NULL; k++) {
+        size_t n = json_object_size(c->picked[k]), i = 0;
+        const char **keys = malloc((n ? n : 1) * sizeof(*keys)), *key;
+        json_t *o;
+        if (keys == NULL) {
+            json_decref(out);
+            return NULL;
+        }
+        json_object_foreach(c->picked[k], key, o)
+            keys[i++] = key;
+        qsort(keys, n, sizeof(*keys), cmp_str);
+        for (i = 0; i < n; i++) {
+            o = json_object_get(c->picked[k], keys[i]);
+            if (k == CTL_CLUSTER) {
+                json_t *inst = ctl_cluster_instances(c->ctl, o);
+                if (!json_equal(inst, json_object_get(o, "instances")) &&
+                    !(json_array_size(inst) == 0 && json_object_get(o, "instances") == NULL)) {
+                    json_t *copy = json_copy(o);
+                    json_object_set(copy, "instances", inst);
+                    json_array_append_new(out, copy);
+                    json_decref(inst);
+                    continue;
+                }
+                json_decref(inst);
+            }
+            json_array_append(out, o);
+        }
+        free(keys);
+    }
+    return out;
+}
+
+static struct ctl_blob *view_body(const char *version, const char *name, const char *objects)
+{
+    json_t *jn = json_string(name);
+    char *qname = jn ? json_dumps(jn, JSON_ENCODE_ANY) : NULL;
+    size_t len = strlen(objects) + (qname ? strlen(qname) : 0) + 64;
+    char *body = malloc(len);
+    int n;
+
+    json_decref(jn);
+    if (body == NULL || qname == NULL) {
+        free(body);
+        free(qname);
+        return NULL;
+    }
+    n = snprintf(body, len, "{\"version\":\"%s\",\"proxy\":%s,\"objects\":%s}", version, qname, objects);
+    free(qname);
+    return ctl_blob_take(body, (size_t)n);
+}
+
+/* Recomputes a view; true if its version changed. */
+static bool view_compute(struct gy_control *ctl, struct ctl_view *v)
+{
+    struct collect c = { .ctl = ctl };
+    const char *pk = resolve_proxy(ctl, v->name, v->zone);
+    char version[CTL_VERSION_LEN + 1] = "";
+    struct ctl_blob *body = NULL;
+    size_t nobjects = 0;
+    bool changed;
+
+    ctl->view_computes++;
+    c.deps = json_object();
+    for (int k = 0; k < CTL_NKINDS; k++)
+        c.picked[k] = json_object();
+    dep_add(&c, "n", v->name, NULL);
+    pick(&c, CTL_PROXY, pk);
+    if (pk != NULL) {
+        json_t *objs = view_objects(&c);
+        char *canon = objs ? ctl_canonical(objs) : NULL;
+        if (canon != NULL) {
+            ctl_sha256_hex(canon, strlen(canon), version, CTL_VERSION_LEN);
+            nobjects = json_array_size(objs);
+            if (strcmp(version, v->version) != 0)
+                body = view_body(version, v->name, canon);
+        } else {
+            gy_error("view of \"%s\": out of memory", v->name);
+        }
+        free(canon);
+        json_decref(objs);
+    }
+    changed = strcmp(version, v->version) != 0;
+    if (changed) {
+        ctl_blob_unref(v->body);
+        v->body = body;
+        memcpy(v->version, version, sizeof(version));
+        v->nobjects = nobjects;
+        if (v->body == NULL)
+            v->version[0] = '\0';
+    }
+    free(v->proxy_key);
+    v->proxy_key = pk ? strdup(pk) : NULL;
+    deps_unregister(ctl, v);
+    deps_register(ctl, v, c.deps);
+    json_decref(c.deps);
+    for (int k = 0; k < CTL_NKINDS; k++)
+        json_decref(c.picked[k]);
+    return changed;
+}
+
+/* ---- the views ---- */
+
+static void view_free(struct gy_control *ctl, struct ctl_view *v)
+{
+    deps_unregister(ctl, v);
+    if (gy_list_linked(&v->dirty_link))
+        gy_list_remove(&v->dirty_link);
+    ctl_blob_unref(v->body);
+    json_decref(v->deps);
+    free(v->id);
+    free(v->name);
+    free(v->zone);
+    free(v->proxy_key);
+    free(v);
+}
+
+struct ctl_view *ctl_view_get(struct gy_control *ctl, const char *name, const char *zone)
+{
+    size_t len = strlen(name) + strlen(zone) + 2;
+    char *id = malloc(len);
+    struct ctl_view *v;
+
+    if (id == NULL)
+        return NULL;
+    snprintf(id, len, "%s\x1f%s", name, zone);
+    if ((v = ctl_map_get(&ctl->views, id)) != NULL) {
+        free(id);
+        v->last_used_ms = gy_now_ms();
+        return v;
+    }
+    if ((v = calloc(1, sizeof(*v))) == NULL || (v->name = strdup(name)) == NULL || (v->zone = strdup(zone)) == NULL ||
+        (v->deps = json_array()) == NULL || ctl_map_put(&ctl->views, id, v) != 0) {
+        if (v != NULL) {
+            json_decref(v->deps);
+            free(v->name);
+            free(v->zone);
+        }
+        free(v);
+        free(id);
+        return NULL;
+    }
+    v->id = id;
+    gy_list_init(&v->parked);
+    gy_list_init(&v->dirty_link);
+    v->last_used_ms = gy_now_ms();
+    view_compute(ctl, v);
+    return v;
+}
+
+void ctl_views_init(struct gy_control *ctl)
+{
+    ctl_map_init(&ctl->views);
+    ctl_map_init(&ctl->deps);
+    gy_list_init(&ctl->dirty);
+}
+
+void ctl_views_flush(struct gy_control *ctl)
+{
+    while (!gy_list_empty(&ctl->dirty)) {
+        struct ctl_view *v = GY_CONTAINER_OF(ctl->dirty.next, struct ctl_view, dirty_link);
+        gy_list_remove(&v->dirty_link);
+        if (view_compute(ctl, v))
+            ctl_xds_wake(ctl, v);
+    }
+}
+
+void ctl_views_gc(struct gy_control *ctl, uint64_t now_ms)
+{
+    size_t pos = 0;
+    const char *id;
+    void *val;
+    json_t *gone = json_array();
+
+    while (ctl_map_next(&ctl->views, &pos, &id, &val)) {
+        struct ctl_view *v = val;
+        if (gy_list_empty(&v->parked) && now_ms - v->last_used_ms > VIEW_IDLE_MS)
+            json_array_append_new(gone, json_string(id));
+    }
+    size_t i;
+    json_t *g;
+    json_array_foreach(gone, i, g)
+        view_free(ctl, ctl_map_del(&ctl->views, json_string_value(g)));
+    json_decref(gone);
+}
+
+void ctl_views_dispose(struct gy_control *ctl)
+{
+    size_t pos = 0;
+    const char *id;
+    void *val;
+
+    while (ctl_map_next(&ctl->views, &pos, &id, &val)) {
+        struct ctl_view *v = val;
+        deps_unregister(ctl, v);
+    }
+    pos = 0;
+    while (ctl_map_next(&ctl->views, &pos, &id, &val))
+        view_free(ctl, val);
+    ctl_map_dispose(&ctl->views, NULL);
+    ctl_map_dispose(&ctl->deps, NULL);
+}
