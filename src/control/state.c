@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -22,7 +23,7 @@
 #include "core/log.h"
 #include "mesh/mesh.h"
 
-#define WRITE_RETRIES 3
+#define WRITE_RETRIES 8
 
 /* ---- kinds ---- */
 
@@ -490,6 +491,10 @@ int ctl_mesh_write(struct gy_control *ctl, const struct ctl_write *w, size_t n, 
         rc = try_write(ctl, w, n, &b, err);
         if (rc != GY_EAGAIN)
             break;
+        /* Contention between replicas: back off a little (a few ms, jittered) before reloading. */
+        struct timespec ts = { 0, (long)(1 + (unsigned)rand() % (2u << attempt)) * 1000000L };
+        if (attempt < WRITE_RETRIES)
+            nanosleep(&ts, NULL);
         if (attempt == WRITE_RETRIES || ctl_mesh_resync(ctl) != 0) {
             ctl_error_set(err, 409, "the mesh kept changing through other control planes; try again");
             rc = -1;
