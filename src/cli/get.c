@@ -67,7 +67,7 @@ static int run(int argc, char **argv, bool is_list)
         free(ef);
         free(ev);
     }
-    char path[4096];
+    char path[8192];
     if (key != NULL) {
         char *ek = gy_client_escape(&c, key);
         snprintf(path, sizeof(path), "/v1.0/%s/%s", kind, ek);

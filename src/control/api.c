@@ -417,7 +417,7 @@ static void apply(struct gy_control *ctl, struct ctl_req *r)
 {
     struct gy_mesh_error me;
     struct ctl_error err;
-    json_t *objs = NULL, *outcome = NULL, *in_file = NULL;
+    json_t *objs = NULL, *outcome = NULL, *in_file = NULL, *doomed = json_array();
     struct ctl_write *w = NULL;
     size_t n = 0, nfile;
     char *prune = ctl_query_param(r->query, "prune");
@@ -454,8 +454,12 @@ static void apply(struct gy_control *ctl, struct ctl_req *r)
             json_object_foreach(ctl->objects[k], key, o) {
                 char id[1024];
                 snprintf(id, sizeof(id), "%d\x1f%s", k, key);
-                if (json_object_get(in_file, id) == NULL)
-                    w[n++] = (struct ctl_write){ CTL_DELETE, k, key, NULL, NULL };
+                if (json_object_get(in_file, id) != NULL)
+                    continue;
+                /* The key must outlive the object it names, which the write deletes. */
+                json_t *copy = json_string(key);
+                json_array_append_new(doomed, copy);
+                w[n++] = (struct ctl_write){ CTL_DELETE, k, json_string_value(copy), NULL, NULL };
             }
         }
     }
@@ -481,6 +485,7 @@ static void apply(struct gy_control *ctl, struct ctl_req *r)
 out:
     free(prune);
     free(w);
+    json_decref(doomed);
     json_decref(in_file);
     json_decref(outcome);
     json_decref(objs);
