@@ -7,6 +7,7 @@
 #include "cli/flags.h"
 #include "control/control.h"
 #include "core/log.h"
+#include "net/sock.h"
 
 static const char usage[] =
     "usage: gyrus control --data-dir DIR [options]\n"
@@ -64,6 +65,10 @@ int gy_cmd_control(int argc, char **argv)
         gy_fatal("--store: want sqlite or etcd, got \"%s\"", o.store);
     if (strcmp(o.store, "sqlite") == 0 && o.data_dir == NULL)
         gy_fatal("--data-dir is required (the SQLite store lives there)");
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (gy_addr_parse(o.listen, &ss, &sl) != 0)
+        gy_fatal("--listen: cannot parse \"%s\" (want IP:PORT)", o.listen);
     if (o.etcd_prefix[0] != '/')
         gy_fatal("--etcd-prefix: want a prefix starting with '/', got \"%s\"", o.etcd_prefix);
     rc = gy_control_run(&o);

@@ -192,6 +192,7 @@ int gy_cmd_edit(int argc, char **argv)
         const char *text = skip_header(edited);
         if (blank(edited)) {
             printf("edit: cancelled (empty file); nothing changed\n");
+            free(edited);
             break;
         }
         if (strcmp(text, body) == 0) {
