@@ -143,6 +143,13 @@ void ctl_mesh_apply_changes(struct gy_control *ctl, const struct gy_store_change
 /* Reads the whole store again; 0 or -1 (logged, counted). */
 int ctl_mesh_resync(struct gy_control *ctl);
 
+/* ---- refs.c: references between objects ---- */
+
+typedef void (*ctl_ref_cb)(void *arg, int ki, const char *key);
+/* Calls cb for every key an object of kind ki refers to (zone_key, listener_keys, domain_keys,
+ * domain_key, shared_rules_key, the cluster_key of every constraint). */
+void ctl_refs(int ki, const json_t *obj, ctl_ref_cb cb, void *arg);
+
 /* ---- view.c: per-proxy views ---- */
 
 void ctl_views_init(struct gy_control *ctl);

@@ -401,21 +401,70 @@ static int prepare(struct gy_control *ctl, const struct ctl_write *w, size_t n, 
     return 0;
 }
 
-/* Step 2: the mesh the batch would produce, the batch's objects first. */
-static int validate(struct gy_control *ctl, struct batch *b, struct ctl_error *err)
+/* Step 2: validation of the mesh the batch would produce.
+ *
+ * The validator's checks are per object plus "every key reference resolves", so when a batch
+ * only creates or replaces objects (no key disappears) the objects it does not touch stay
+ * valid, and it is enough to validate the batch's objects together with what they refer to,
+ * transitively (so that every reference in that set resolves inside it): a few objects instead
+ * of the whole mesh. If that fails, or the batch deletes, the whole resulting mesh is
+ * validated, and that answer is the one given. Either way the batch's objects come first, so
+ * the first error reported is the same. */
+struct closure {
+    struct gy_control *ctl;
+    json_t *all;    /* the objects to validate */
+    json_t *seen;   /* "kind\x1fkey" of those */
+};
+
+static void closure_add(void *arg, int ki, const char *key)
+{
+    struct closure *c = arg;
+    char id[1024];
+    json_t *o;
+
+    snprintf(id, sizeof(id), "%s\x1f%s", ctl_kind_name(ki), key);
+    if (json_object_get(c->seen, id) != NULL || (o = ctl_mesh_get(c->ctl, ki, key)) == NULL)
+        return;
+    json_object_set_new(c->seen, id, json_true());
+    json_array_append(c->all, o);
+}
+
+static int validate_closure(struct gy_control *ctl, struct batch *b, struct gy_mesh_error *me)
+{
+    struct closure c = { ctl, json_array(), json_object() };
+    int rc = GY_ENOMEM;
+
+    if (c.all == NULL || c.seen == NULL)
+        goto out;
+    for (size_t i = 0; i < b->nchanges; i++) {
+        char id[1024];
+        snprintf(id, sizeof(id), "%s\x1f%s", b->changes[i].kind, b->changes[i].key);
+        json_object_set_new(c.seen, id, json_true());
+        json_array_append(c.all, b->changes[i].obj);
+    }
+    for (size_t i = 0; i < json_array_size(c.all); i++) { /* grows while walking */
+        json_t *o = json_array_get(c.all, i);
+        int ki = ctl_kind_index(json_string_value(json_object_get(o, "kind")));
+        if (ki >= 0)
+            ctl_refs(ki, o, closure_add, &c);
+    }
+    rc = gy_mesh_validate(c.all, me);
+out:
+    json_decref(c.all);
+    json_decref(c.seen);
+    return rc;
+}
+
+static int validate_all(struct gy_control *ctl, struct batch *b, struct gy_mesh_error *me)
 {
     json_t *all = json_array();
-    struct gy_mesh_error me;
-    size_t nnew = 0;
     int rc;
 
-    if (all == NULL) {
-        ctl_error_set(err, 500, "out of memory");
-        return -1;
-    }
+    if (all == NULL)
+        return GY_ENOMEM;
     for (size_t i = 0; i < b->nchanges; i++)
-        if (b->changes[i].obj != NULL && json_array_append(all, b->changes[i].obj) == 0)
-            nnew++;
+        if (b->changes[i].obj != NULL)
+            json_array_append(all, b->changes[i].obj);
     for (int k = 0; k < CTL_NKINDS; k++) {
         const char *key;
         json_t *o;
@@ -427,9 +476,26 @@ static int validate(struct gy_control *ctl, struct batch *b, struct ctl_error *e
                 json_array_append(all, o);
         }
     }
-    rc = gy_mesh_validate(all, &me);
+    rc = gy_mesh_validate(all, me);
     json_decref(all);
-    if (rc == 0)
+    return rc;
+}
+
+static int validate(struct gy_control *ctl, struct batch *b, struct ctl_error *err)
+{
+    struct gy_mesh_error me;
+    bool deletes = false;
+
+    size_t total = 0;
+
+    for (size_t i = 0; i < b->nchanges; i++)
+        deletes |= b->changes[i].obj == NULL;
+    for (int k = 0; k < CTL_NKINDS; k++)
+        total += ctl_mesh_count(ctl, k);
+    /* (a batch about as large as the mesh is validated whole at once) */
+    if (!deletes && b->nchanges * 4 < total && validate_closure(ctl, b, &me) == 0)
+        return 0;
+    if (validate_all(ctl, b, &me) == 0)
         return 0;
     /* An error in an object of the batch is the request's fault (400); one in an object the
      * batch did not touch can only come from what the batch removed: referential integrity. */

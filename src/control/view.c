@@ -120,36 +120,12 @@ static void dep_add(struct collect *c, const char *prefix, const char *a, const 
 
 static void pick(struct collect *c, int ki, const char *key);
 
-static void pick_keys(struct collect *c, int ki, const json_t *keys)
+static void pick_ref(void *arg, int ki, const char *key)
 {
-    size_t i;
-    json_t *k;
-
-    json_array_foreach(keys, i, k)
-        pick(c, ki, json_string_value(k));
+    pick(arg, ki, key);
 }
 
-static void pick_constraints(struct collect *c, const json_t *all)
-{
-    static const char *const sets[] = { "light", "dark", "tap" };
-
-    for (int s = 0; s < 3; s++) {
-        size_t i;
-        json_t *con;
-        json_array_foreach(json_object_get(all, sets[s]), i, con)
-            pick(c, CTL_CLUSTER, json_string_value(json_object_get(con, "cluster_key")));
-    }
-}
-
-static void pick_rules(struct collect *c, const json_t *rules)
-{
-    size_t i;
-    json_t *r;
-
-    json_array_foreach(rules, i, r)
-        pick_constraints(c, json_object_get(r, "constraints"));
-}
-
+/* An object, what it refers to, and for a domain the routes on it. */
 static void pick(struct collect *c, int ki, const char *key)
 {
     json_t *o;
@@ -160,45 +136,15 @@ static void pick(struct collect *c, int ki, const char *key)
     if (json_object_get(c->picked[ki], key) != NULL || (o = ctl_mesh_get(c->ctl, ki, key)) == NULL)
         return;
     json_object_set(c->picked[ki], key, o);
-    if (ki != CTL_ZONE)
-        pick(c, CTL_ZONE, json_string_value(json_object_get(o, "zone_key")));
-    switch (ki) {
-    case CTL_PROXY: {
-        size_t i;
-        json_t *l;
-        pick_keys(c, CTL_LISTENER, json_object_get(o, "listener_keys"));
-        pick_keys(c, CTL_DOMAIN, json_object_get(o, "domain_keys"));
-        json_array_foreach(json_object_get(o, "listeners"), i, l) {
-            pick_keys(c, CTL_DOMAIN, json_object_get(l, "domain_keys"));
-            pick(c, CTL_ZONE, json_string_value(json_object_get(l, "zone_key")));
-        }
-        break;
-    }
-    case CTL_LISTENER:
-        pick_keys(c, CTL_DOMAIN, json_object_get(o, "domain_keys"));
-        break;
-    case CTL_DOMAIN: {
+    ctl_refs(ki, o, pick_ref, c);
+    if (ki == CTL_DOMAIN) {
         const char *rk;
         json_t *t;
         json_object_foreach(json_object_get(c->ctl->routes_by_domain, key), rk, t)
             pick(c, CTL_ROUTE, rk);
-        break;
-    }
-    case CTL_ROUTE:
-        pick(c, CTL_SHARED_RULES, json_string_value(json_object_get(o, "shared_rules_key")));
-        pick_rules(c, json_object_get(o, "rules"));
-        break;
-    case CTL_SHARED_RULES:
-        pick_constraints(c, json_object_get(o, "default"));
-        pick_rules(c, json_object_get(o, "rules"));
-        break;
-    case CTL_CLUSTER: {
+    } else if (ki == CTL_CLUSTER) {
         const char *name = json_string_value(json_object_get(o, "name"));
         dep_add(c, "c", name && name[0] ? name : key, NULL);
-        break;
-    }
-    default:
-        break;
     }
 }
 
