@@ -213,3 +213,10 @@ def small_mesh(prefix="", port=10808, cluster_port=8080, zone="zone-1"):
         {"kind": "proxy", "proxy_key": f"{p}proxy", "name": f"{p}svc", "zone_key": zone,
          "listener_keys": [f"{p}ingress"], "domain_keys": [f"{p}ingress"]},
     ]
+
+
+def to_yaml_file(path, objects):
+    """Writes a mesh as YAML (flow mappings, one per item); returns the path as a string."""
+    with open(path, "w") as f:
+        f.write("".join("- " + json.dumps(o) + "\n" for o in objects))
+    return str(path)
