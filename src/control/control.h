@@ -63,6 +63,7 @@ struct gy_control {
 
     /* The mesh, in memory. */
     json_t *objects[CTL_NKINDS]; /* key → object (with "kind" and "checksum") */
+    struct ctl_map canon[CTL_NKINDS]; /* key → struct ctl_canon: each object's canonical JSON */
     json_t *routes_by_domain;    /* domain_key → { route_key: true } */
     json_t *proxies_by_name;     /* name → { proxy_key: true } */
 
@@ -109,6 +110,17 @@ static inline json_t *ctl_mesh_get(const struct gy_control *ctl, int ki, const c
     return key != NULL ? json_object_get(ctl->objects[ki], key) : NULL;
 }
 size_t ctl_mesh_count(const struct gy_control *ctl, int ki);
+
+/* An object's canonical JSON (ctl_canonical), kept beside it so that views are assembled
+ * from text instead of being serialized again. */
+struct ctl_canon {
+    size_t len;
+    char text[];
+};
+static inline const struct ctl_canon *ctl_mesh_canon(const struct gy_control *ctl, int ki, const char *key)
+{
+    return ctl_map_get(&ctl->canon[ki], key);
+}
 
 /* Sets "checksum" to the hex SHA-1 of the object's canonical JSON without it. */
 int ctl_checksum_set(json_t *obj);

@@ -141,9 +141,11 @@ static const char *checksum_of(const json_t *obj)
 
 int ctl_mesh_init(struct gy_control *ctl)
 {
-    for (int k = 0; k < CTL_NKINDS; k++)
+    for (int k = 0; k < CTL_NKINDS; k++) {
+        ctl_map_init(&ctl->canon[k]);
         if ((ctl->objects[k] = json_object()) == NULL)
             return GY_ENOMEM;
+    }
     ctl->routes_by_domain = json_object();
     ctl->proxies_by_name = json_object();
     ctl->discovered = json_object();
@@ -152,8 +154,10 @@ int ctl_mesh_init(struct gy_control *ctl)
 
 void ctl_mesh_dispose(struct gy_control *ctl)
 {
-    for (int k = 0; k < CTL_NKINDS; k++)
+    for (int k = 0; k < CTL_NKINDS; k++) {
         json_decref(ctl->objects[k]);
+        ctl_map_dispose(&ctl->canon[k], free);
+    }
     json_decref(ctl->routes_by_domain);
     json_decref(ctl->proxies_by_name);
     json_decref(ctl->discovered);
@@ -214,10 +218,22 @@ static void mesh_set(struct gy_control *ctl, int ki, const char *key, json_t *ob
         if (obj)
             index_add(ctl->proxies_by_name, str_field(obj, "name"), k);
     }
-    if (obj != NULL)
+    free(ctl_map_del(&ctl->canon[ki], k));
+    if (obj != NULL) {
         json_object_set(ctl->objects[ki], k, obj);
-    else
+        char *text = ctl_canonical(obj);
+        size_t len = text ? strlen(text) : 0;
+        struct ctl_canon *c = text ? malloc(sizeof(*c) + len + 1) : NULL;
+        if (c != NULL) {
+            c->len = len;
+            memcpy(c->text, text, len + 1);
+            if (ctl_map_put(&ctl->canon[ki], k, c) != 0)
+                free(c);
+        }
+        free(text); /* without it (ENOMEM), views serialize the object themselves */
+    } else {
         json_object_del(ctl->objects[ki], k);
+    }
     json_decref(old);
     free(k);
 }

@@ -217,41 +217,70 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The objects of a view in output order. */
-static json_t *view_objects(struct collect *c)
+/* One object of a view as canonical JSON: its cached text, or (a cluster whose instances
+ * discovery changes, an object without cached text) serialized now. */
+static void write_object(struct collect *c, FILE *out, int k, const char *key, const json_t *o)
 {
-    json_t *out = json_array();
+    const struct ctl_canon *cached = ctl_mesh_canon(c->ctl, k, key);
+    json_t *copy = NULL;
 
-    for (int k = 0; k < CTL_NKINDS && out != NULL; k++) {
-        size_t n = json_object_size(c->picked[k]), i = 0;
-        const char **keys = malloc((n ? n : 1) * sizeof(*keys)), *key;
+    if (k == CTL_CLUSTER) {
+        json_t *inst = ctl_cluster_instances(c->ctl, o);
+        const json_t *have = json_object_get(o, "instances");
+        if (!json_equal(inst, have) && !(json_array_size(inst) == 0 && have == NULL)) {
+            copy = json_copy((json_t *)o);
+            json_object_set(copy, "instances", inst);
+            cached = NULL;
+        }
+        json_decref(inst);
+    }
+    if (cached != NULL) {
+        fwrite(cached->text, 1, cached->len, out);
+        return;
+    }
+    char *text = ctl_canonical(copy ? copy : o);
+    fputs(text ? text : "null", out);
+    free(text);
+    json_decref(copy);
+}
+
+/* The view's objects as one canonical JSON array, in output order: kinds in order, keys
+ * sorted. The same text json_dumps(JSON_COMPACT | JSON_SORT_KEYS) would give. */
+static char *view_canonical(struct collect *c, size_t *nobjects)
+{
+    char *buf = NULL;
+    size_t len = 0, n = 0;
+    FILE *out = open_memstream(&buf, &len);
+
+    if (out == NULL)
+        return NULL;
+    fputc('[', out);
+    for (int k = 0; k < CTL_NKINDS; k++) {
+        size_t cnt = json_object_size(c->picked[k]), i = 0;
+        const char **keys = malloc((cnt ? cnt : 1) * sizeof(*keys)), *key;
         json_t *o;
         if (keys == NULL) {
-            json_decref(out);
+            fclose(out);
+            free(buf);
             return NULL;
         }
         json_object_foreach(c->picked[k], key, o)
             keys[i++] = key;
-        qsort(keys, n, sizeof(*keys), cmp_str);
-        for (i = 0; i < n; i++) {
-            o = json_object_get(c->picked[k], keys[i]);
-            if (k == CTL_CLUSTER) {
-                json_t *inst = ctl_cluster_instances(c->ctl, o);
-                if (!json_equal(inst, json_object_get(o, "instances")) &&
-                    !(json_array_size(inst) == 0 && json_object_get(o, "instances") == NULL)) {
-                    json_t *copy = json_copy(o);
-                    json_object_set(copy, "instances", inst);
-                    json_array_append_new(out, copy);
-                    json_decref(inst);
-                    continue;
-                }
-                json_decref(inst);
-            }
-            json_array_append(out, o);
+        qsort(keys, cnt, sizeof(*keys), cmp_str);
+        for (i = 0; i < cnt; i++) {
+            if (n++ > 0)
+                fputc(',', out);
+            write_object(c, out, k, keys[i], json_object_get(c->picked[k], keys[i]));
         }
         free(keys);
     }
-    return out;
+    fputc(']', out);
+    if (fclose(out) != 0) {
+        free(buf);
+        return NULL;
+    }
+    *nobjects = n;
+    return buf;
 }
 
 static struct ctl_blob *view_body(const char *version, const char *name, const char *objects)
@@ -290,18 +319,15 @@ static bool view_compute(struct gy_control *ctl, struct ctl_view *v)
     dep_add(&c, "n", v->name, NULL);
     pick(&c, CTL_PROXY, pk);
     if (pk != NULL) {
-        json_t *objs = view_objects(&c);
-        char *canon = objs ? ctl_canonical(objs) : NULL;
+        char *canon = view_canonical(&c, &nobjects);
         if (canon != NULL) {
             ctl_sha256_hex(canon, strlen(canon), version, CTL_VERSION_LEN);
-            nobjects = json_array_size(objs);
             if (strcmp(version, v->version) != 0)
                 body = view_body(version, v->name, canon);
         } else {
             gy_error("view of \"%s\": out of memory", v->name);
         }
         free(canon);
-        json_decref(objs);
     }
     changed = strcmp(version, v->version) != 0;
     if (changed) {

@@ -128,6 +128,12 @@ static void test_view_contents_are_a_valid_mesh(void **state)
     assert_int_equal(cfg->nlisteners, 1);
     gy_config_unref(cfg);
     assert_string_equal(json_string_value(json_object_get(j, "version")), b->version);
+    /* The view is assembled from cached text; it is exactly the canonical JSON of its objects. */
+    char *canon = ctl_canonical(objs), version[CTL_VERSION_LEN + 1];
+    ctl_sha256_hex(canon, strlen(canon), version, CTL_VERSION_LEN);
+    assert_string_equal(version, b->version);
+    assert_non_null(strstr(b->body->data, canon));
+    free(canon);
     assert_string_equal(json_string_value(json_object_get(j, "proxy")), "b");
     json_decref(j);
     /* No proxy of that name or key. */
