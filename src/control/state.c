@@ -10,6 +10,7 @@
  *      a concurrent write elsewhere makes us reload, revalidate and retry);
  *   4. apply it in memory, recompute the views it touches and answer their parked polls.
  */
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include "mesh/mesh.h"
 
 #define WRITE_RETRIES 8
+#define BIG_BATCH 1000 /* after this many objects, give the transient memory back to the system */
 
 /* ---- kinds ---- */
 
@@ -287,6 +289,7 @@ void ctl_mesh_replace_all(struct gy_control *ctl, json_t *objects)
         json_decref(next[k]);
     }
     ctl_views_flush(ctl);
+    malloc_trim(0);
 }
 
 void ctl_mesh_apply_changes(struct gy_control *ctl, const struct gy_store_change *c, size_t n)
@@ -310,6 +313,8 @@ void ctl_mesh_apply_changes(struct gy_control *ctl, const struct gy_store_change
             mesh_set(ctl, ki, key, c[i].obj);
     }
     ctl_views_flush(ctl);
+    if (n >= BIG_BATCH)
+        malloc_trim(0);
 }
 
 int ctl_mesh_resync(struct gy_control *ctl)
@@ -594,5 +599,7 @@ int ctl_mesh_write(struct gy_control *ctl, const struct ctl_write *w, size_t n, 
     }
 out:
     batch_free(&b);
+    if (n >= BIG_BATCH)
+        malloc_trim(0);
     return rc;
 }

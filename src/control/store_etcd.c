@@ -16,6 +16,7 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <malloc.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -43,6 +44,7 @@ struct gy_store {
     char rev_key[540];         /* "/gyrus/meta/rev" */
     CURL *curl;                /* the loop thread's handle */
     int64_t applied_rev;       /* loop thread: the revision the mesh in memory reflects */
+    _Atomic int64_t seen_rev;  /* a copy for the watch thread, which skips older events early */
     int64_t meta_mod_rev;      /* loop thread: mod_revision of rev_key as of applied_rev (0: absent) */
     /* the watch */
     struct gy_loop *loop;
@@ -265,6 +267,7 @@ static int etcd_open(const struct gy_store_options *o, struct gy_store **out, ch
     pthread_mutex_init(&s->lock, NULL);
     atomic_init(&s->stop, false);
     atomic_init(&s->inflight, 0);
+    atomic_init(&s->seen_rev, 0);
     while (pl > 1 && prefix[pl - 1] == '/')
         pl--;
     if (pl == 0 || pl > 400) {
@@ -322,6 +325,7 @@ static int etcd_load(struct gy_store *s, json_t **objects, char *err, size_t err
         free(val);
     }
     s->applied_rev = jint(json_object_get(json_object_get(resp, "header"), "revision"));
+    atomic_store(&s->seen_rev, s->applied_rev);
     s->meta_mod_rev = meta;
     json_decref(resp);
     set_state(s, "ok");
@@ -376,6 +380,7 @@ static int etcd_commit(struct gy_store *s, const struct gy_store_change *c, size
     }
     int64_t r = jint(json_object_get(json_object_get(resp, "header"), "revision"));
     s->applied_rev = r;
+    atomic_store(&s->seen_rev, r);
     s->meta_mod_rev = r;
     json_decref(resp);
     set_state(s, "ok");
@@ -440,12 +445,16 @@ static void deliver(struct gy_loop *loop, void *arg)
                 c[nc++] = (struct gy_store_change){ e->kind, e->key, e->obj };
         }
         s->applied_rev = top;
+        atomic_store(&s->seen_rev, top);
         if (nc > 0)
             s->watcher.changed(s->watcher.arg, c, nc);
     }
+    bool big = m->n >= 1000;
     free(c);
     msg_free(m);
     atomic_fetch_sub(&s->inflight, 1);
+    if (big)
+        malloc_trim(0);
 }
 
 static void post(struct gy_store *s, struct watch_msg *m)
@@ -461,6 +470,7 @@ struct stream {
     struct gy_store *s;
     char *buf;
     size_t len;
+    size_t scanned;      /* bytes of buf already searched for a newline */
     bool reconnect;      /* abort the transfer and start again (after a resync) */
 };
 
@@ -474,6 +484,10 @@ static bool event_from_kv(struct gy_store *s, const json_t *kv, bool deleted, st
     if (key == NULL)
         return false;
     e->mod_rev = jint(json_object_get(kv, "mod_revision"));
+    if (e->mod_rev <= atomic_load(&s->seen_rev)) { /* already in memory (our own write): skip early */
+        free(key);
+        return false;
+    }
     if (strcmp(key, s->rev_key) == 0) {
         e->meta = true;
         free(key);
@@ -543,15 +557,21 @@ static void on_message(struct stream *st, json_t *msg)
     json_array_foreach(events, i, ev) {
         const char *type = json_string_value(json_object_get(ev, "type"));
         bool deleted = type != NULL && strcmp(type, "DELETE") == 0;
-        if (event_from_kv(s, json_object_get(ev, "kv"), deleted, &m->ev[m->n])) {
-            if (m->ev[m->n].mod_rev >= s->watch_from)
-                s->watch_from = m->ev[m->n].mod_rev + 1;
+        int64_t rev = jint(json_object_get(json_object_get(ev, "kv"), "mod_revision"));
+        if (rev >= s->watch_from)
+            s->watch_from = rev + 1;
+        if (event_from_kv(s, json_object_get(ev, "kv"), deleted, &m->ev[m->n]))
             m->n++;
-        }
+    }
+    if (m->n == 0) {
+        msg_free(m);
+        return;
     }
     post(s, m);
 }
 
+/* The gateway writes one JSON message per line; a message is parsed once its line is complete
+ * (never re-parsed as more of a large one arrives). */
 static size_t on_stream(char *ptr, size_t size, size_t n, void *arg)
 {
     struct stream *st = arg;
@@ -565,26 +585,29 @@ static size_t on_stream(char *ptr, size_t size, size_t n, void *arg)
     st->buf = nb;
     memcpy(st->buf + st->len, ptr, add);
     st->len += add;
-    while (off < st->len && !st->reconnect) {
-        json_error_t je;
-        while (off < st->len && (st->buf[off] == '\n' || st->buf[off] == '\r' || st->buf[off] == ' '))
-            off++;
-        if (off == st->len)
-            break;
-        json_t *msg = json_loadb(st->buf + off, st->len - off, JSON_DISABLE_EOF_CHECK, &je);
-        if (msg == NULL) {
-            if ((size_t)je.position >= st->len - off)
-                break; /* incomplete: wait for more */
-            set_state(st->s, "watch: malformed answer: %.100s", je.text);
-            st->reconnect = true;
+    while (!st->reconnect) {
+        char *nl = memchr(st->buf + st->scanned, '\n', st->len - st->scanned);
+        if (nl == NULL) {
+            st->scanned = st->len;
             break;
         }
-        off += (size_t)je.position;
-        on_message(st, msg);
-        json_decref(msg);
+        size_t end = (size_t)(nl - st->buf);
+        json_error_t je;
+        json_t *msg = end > off ? json_loadb(st->buf + off, end - off, 0, &je) : NULL;
+        if (msg != NULL) {
+            on_message(st, msg);
+            json_decref(msg);
+            if (end - off > ((size_t)1 << 20))
+                malloc_trim(0); /* a large message's memory, back to the system */
+        } else if (end > off && strspn(st->buf + off, " \r") < end - off) {
+            set_state(st->s, "watch: malformed answer: %.100s", je.text);
+            st->reconnect = true;
+        }
+        off = st->scanned = end + 1;
     }
     memmove(st->buf, st->buf + off, st->len - off);
     st->len -= off;
+    st->scanned -= off;
     return st->reconnect ? 0 : add;
 }
 
