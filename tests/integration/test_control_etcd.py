@@ -109,3 +109,14 @@ def test_etcd_down_at_start_is_one_line(control_factory):
     assert len(out) == 1 and out[0].startswith("control: error: etcd http://127.0.0.1:"), out
     c.stop()
     assert http  # keep the import used
+
+
+def test_large_batch_reaches_the_other_replica(etcd, control_factory):
+    a = control_factory(etcd=etcd)
+    b = control_factory(etcd=etcd)
+    clusters = [{"kind": "cluster", "cluster_key": f"c{i}", "name": f"c{i}",
+                 "instances": [{"host": f"10.0.{i // 250}.{i % 250}", "port": 8080 + j} for j in range(5)]}
+                for i in range(3000)]
+    assert a.apply(clusters)["created"] == 3000
+    wait_for(lambda: b.metric("gyrus_control_objects", kind="cluster") == 3000, 15, what="3000 clusters on b")
+    assert b.ok("GET", "/v1.0/cluster/c2999")["instances"][4]["port"] == 8084
