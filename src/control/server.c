@@ -468,7 +468,7 @@ void ctl_respond(struct ctl_req *r, int status, const char *ctype, struct ctl_bl
                      status, gy_h1_reason(status), ctype, len, headers ? headers : "",
                      c->close_after ? "connection: close\r\n" : "");
     c->head_len = n > 0 && (size_t)n < sizeof(c->head) ? (size_t)n : 0;
-    c->out = ctl_blob_ref(body);
+    c->out = r->method != NULL && strcmp(r->method, "HEAD") == 0 ? NULL : ctl_blob_ref(body); /* HEAD: no body */
     c->out_off = 0;
     c->state = C_WRITE;
     gy_timer_start(c->srv->loop, &c->timer, CTL_IO_MS);

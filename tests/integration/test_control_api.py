@@ -303,6 +303,14 @@ def test_keepalive_and_pipelining(control):
             assert chunk, data
             data += chunk
         assert data.startswith(b"HTTP/1.1 200")
+        # HEAD: the head only, and the connection goes on.
+        s.sendall(b"HEAD /ready HTTP/1.1\r\nHost: x\r\n\r\nGET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while not data.endswith(b"ready\n"):
+            chunk = s.recv(4096)
+            assert chunk, data
+            data += chunk
+        assert data.count(b"HTTP/1.1 200") == 2 and data.count(b"ready\n") == 1
         s.sendall(b"GET /ready HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
         data = b""
         while True:
