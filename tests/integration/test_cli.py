@@ -150,13 +150,19 @@ def test_gyrus_dev_runs_and_stops_cleanly():
                 break
             banner += line
         assert f"http://127.0.0.1:{base}/" in banner, banner
+        assert f"control plane: http://127.0.0.1:{base + 5}/" in banner, banner
         r = requests.get(f"http://127.0.0.1:{base}/services/echo/echo", timeout=5)
         assert r.status_code == 200 and r.json()["service"] == "echo" and r.json()["path"] == "/echo"
         r = requests.get(f"http://127.0.0.1:{base}/services/fibonacci/fib/30", timeout=5)
         assert r.json()["fib"] == 832040
         assert requests.get(f"http://127.0.0.1:{base + 10}/ready", timeout=5).status_code == 200
+        # The proxies got their config from the control plane and the sidecars came from discovery.
+        status = run("status", "--control", f"http://127.0.0.1:{base + 5}").stdout
+        assert all(f"{name} " in status for name in ("echo", "fibonacci", "edge")), status
+        assert status.count("ACK") >= 3, status
+        assert "DISCOVERED" in status and "ok, 4 clusters, 4 instances" in status, status
         children = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
-        assert len(children) == 5
+        assert len(children) == 6
         os.killpg(p.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
         rest, _ = p.communicate(timeout=30)
         assert p.returncode == 0, rest
