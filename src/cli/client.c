@@ -5,35 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "core/log.h"
 #include "mesh/mesh.h"
 
 #define MAX_ANSWER ((size_t)256 << 20)
 
-struct answer {
-    char *p;
-    size_t len;
-    bool too_big;
-};
-
-static size_t on_data(char *ptr, size_t size, size_t n, void *arg)
-{
-    struct answer *a = arg;
-    size_t add = size * n;
-
-    if (a->len + add > MAX_ANSWER) {
-        a->too_big = true;
-        return 0;
-    }
-    char *np = realloc(a->p, a->len + add + 1);
-    if (np == NULL)
-        return 0;
-    memcpy(np + a->len, ptr, add);
-    a->p = np;
-    a->len += add;
-    a->p[a->len] = '\0';
-    return add;
-}
 
 void gy_client_init(struct gy_client *c, const char *url)
 {
@@ -68,7 +45,7 @@ int gy_client_call(struct gy_client *c, const char *method, const char *path, co
                    long *status, json_t **json, char *err, size_t errlen)
 {
     CURL *h = c->curl;
-    struct answer a = { 0 };
+    struct gy_bytes a = { .max = MAX_ANSWER };
     struct curl_slist *hdrs = NULL;
     char url[4096], cerr[CURL_ERROR_SIZE] = "";
     CURLcode rc;
@@ -79,7 +56,7 @@ int gy_client_call(struct gy_client *c, const char *method, const char *path, co
     curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, gy_bytes_curl_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &a);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);

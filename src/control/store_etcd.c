@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "control/store.h"
+#include "core/bytes.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -134,27 +135,6 @@ static int64_t jint(const json_t *v)
     return 0;
 }
 
-struct answer {
-    char *p;
-    size_t len;
-};
-
-static size_t collect(char *ptr, size_t size, size_t n, void *arg)
-{
-    struct answer *a = arg;
-    size_t add = size * n;
-
-    if (a->len + add > ETCD_MAX_ANSWER)
-        return 0;
-    char *np = realloc(a->p, a->len + add + 1);
-    if (np == NULL)
-        return 0;
-    memcpy(np + a->len, ptr, add);
-    a->p = np;
-    a->len += add;
-    a->p[a->len] = '\0';
-    return add;
-}
 
 /* POSTs a JSON request to one of the endpoints (moving on when one cannot be reached).
  * Returns 0 with *resp, or GY_EIO with err. */
@@ -170,7 +150,7 @@ static int etcd_call(struct gy_store *s, const char *path, json_t *req, json_t *
     }
     for (size_t attempt = 0; attempt < s->nendpoints; attempt++) {
         const char *ep = s->endpoints[s->cur];
-        struct answer a = { 0 };
+        struct gy_bytes a = { .max = ETCD_MAX_ANSWER };
         struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
         char url[1024], cerr[CURL_ERROR_SIZE] = "";
         long status = 0;
@@ -181,7 +161,7 @@ static int etcd_call(struct gy_store *s, const char *path, json_t *req, json_t *
         curl_easy_setopt(s->curl, CURLOPT_URL, url);
         curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, gy_bytes_curl_write);
         curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, &a);
         curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, cerr);
         curl_easy_setopt(s->curl, CURLOPT_NOSIGNAL, 1L);
