@@ -14,6 +14,7 @@ int gy_cmd_dev(int argc, char **argv);
 int gy_cmd_validate(int argc, char **argv);
 int gy_cmd_discover(int argc, char **argv);
 int gy_cmd_version(int argc, char **argv);
+int gy_cmd_token(int argc, char **argv);
 int gy_cmd_control(int argc, char **argv);
 int gy_cmd_apply(int argc, char **argv);
 int gy_cmd_get(int argc, char **argv);

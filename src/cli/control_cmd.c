@@ -24,6 +24,10 @@ static const char usage[] =
     "      --discovery SPEC         a discovery source (repeatable): file:PATH, dns:NAME[:PORT]=CLUSTER,\n"
     "                               etcd:URL/PREFIX, consul:URL, kubernetes:URL\n"
     "      --drain-time DURATION    how long SIGTERM waits for responses in flight, default 5s\n"
+    "      --trust-domain NAME      SPIFFE trust domain of the mesh CA, default gyrus.local\n"
+    "      --svid-ttl DURATION      lifetime of the SVIDs the CA issues, default 1h\n"
+    "      --ca-cert FILE           sign with this (intermediate) CA instead of a root in DIR/ca\n"
+    "      --ca-key FILE            its private key\n"
     "      --log-level LEVEL        debug, info, warn, error (default info)\n"
     "      --log-format FORMAT      text or json (default text)\n";
 
@@ -58,6 +62,14 @@ int gy_cmd_control(int argc, char **argv)
             o.discovery[o.ndiscovery++] = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--drain-time"))
             o.drain_ms = gy_flag_duration_ms(&f);
+        else if (gy_flag_is(&f, NULL, "--trust-domain"))
+            o.trust_domain = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--svid-ttl"))
+            o.svid_ttl_s = (gy_flag_duration_ms(&f) + 999) / 1000;
+        else if (gy_flag_is(&f, NULL, "--ca-cert"))
+            o.ca_cert = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--ca-key"))
+            o.ca_key = gy_flag_value(&f);
         else if (!gy_flags_common(&f))
             gy_flags_unknown(&f);
     }
@@ -69,6 +81,10 @@ int gy_cmd_control(int argc, char **argv)
     socklen_t sl;
     if (gy_addr_parse(o.listen, &ss, &sl) != 0)
         gy_fatal("--listen: cannot parse \"%s\" (want IP:PORT)", o.listen);
+    if ((o.ca_cert == NULL) != (o.ca_key == NULL))
+        gy_fatal("--ca-cert and --ca-key go together");
+    if (o.trust_domain != NULL && (strchr(o.trust_domain, '/') || strchr(o.trust_domain, ':') || !o.trust_domain[0]))
+        gy_fatal("--trust-domain: want a name like example.org, got \"%s\"", o.trust_domain);
     if (o.etcd_prefix[0] != '/')
         gy_fatal("--etcd-prefix: want a prefix starting with '/', got \"%s\"", o.etcd_prefix);
     rc = gy_control_run(&o);

@@ -19,6 +19,7 @@ static const struct gy_command commands[] = {
     { "delete", "delete a mesh object: delete KIND KEY", gy_cmd_delete },
     { "edit", "edit a mesh object in $EDITOR: edit KIND KEY", gy_cmd_edit },
     { "status", "proxies, their config versions and ACK/NACK, clusters and instances", gy_cmd_status },
+    { "token", "create join tokens for proxies to get their first SVID", gy_cmd_token },
 };
 
 static void usage(FILE *f)

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "control/ca.h"
 #include "control/control.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -568,6 +569,8 @@ void ctl_handle(void *arg, struct ctl_req *r)
         else
             ctl_xds_handle(ctl, r, name);
         free(name);
+    } else if (strncmp(p, "/v1.0/ca/", 9) == 0) {
+        ctl_ca_handle(ctl->ca, r, p + 9);
     } else if (path_is(p, "/v1.0/apply")) {
         if (!path_is(r->method, "POST"))
             ctl_respond_errorf(r, 405, "use POST with a mesh file (YAML or JSON)");

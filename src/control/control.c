@@ -13,6 +13,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "control/ca.h"
 #include "control/control.h"
 #include "control/discovery.h"
 #include "control/view.h"
@@ -279,6 +280,7 @@ static void shutdown_all(struct gy_control *ctl)
 {
     stop_sources(ctl);
     ctl_server_free(ctl->server);
+    ctl_ca_close(ctl->ca);
     if (ctl->store != NULL)
         ctl->store_ops->close(ctl->store);
     ctl_views_dispose(ctl);
@@ -320,6 +322,9 @@ int gy_control_run(const struct gy_control_options *opt)
     ctl_map_init(&ctl->nodes);
     setup_signals(ctl);
     open_store(ctl);
+    struct ctl_ca_options cao = { opt->data_dir, opt->ca_cert, opt->ca_key, opt->trust_domain, opt->svid_ttl_s };
+    if ((ctl->ca = ctl_ca_open(&cao, err, sizeof(err))) == NULL)
+        gy_fatal("ca: %s", err);
     if (ctl_server_start(&ctl->loop, opt->listen, ctl_handle, ctl, &ctl->server, err, sizeof(err)) != 0)
         gy_fatal("%s", err);
     start_sources(ctl);

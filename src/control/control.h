@@ -38,6 +38,10 @@ struct gy_control_options {
     const char **discovery;      /* --discovery specs */
     size_t ndiscovery;
     uint32_t drain_ms;           /* how long SIGTERM waits for responses in flight */
+    const char *trust_domain;    /* the mesh CA's SPIFFE trust domain, default gyrus.local */
+    uint32_t svid_ttl_s;         /* lifetime of issued SVIDs, default 3600 */
+    const char *ca_cert;         /* an intermediate CA to sign with, instead of a self-signed root */
+    const char *ca_key;
 };
 
 struct gy_discovery;
@@ -60,6 +64,7 @@ struct gy_control {
     struct ctl_server *server;
     const struct gy_store_ops *store_ops;
     struct gy_store *store;
+    struct ctl_ca *ca;
 
     /* The mesh, in memory. */
     json_t *objects[CTL_NKINDS]; /* key → object (with "kind" and "checksum") */
