@@ -84,7 +84,8 @@ static X509 *issue(struct ctl_ca *ca, X509_REQ *req, const char *service, const 
     }
     ok = true;
     X509_set_version(x, 2);
-    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    /* Backdated a little for clocks behind ours, never by more than a tenth of its life. */
+    X509_gmtime_adj(X509_getm_notBefore(x), -(long)(ca->ttl_s / 10 < 30 ? ca->ttl_s / 10 : 30));
     X509_gmtime_adj(X509_getm_notAfter(x), (long)ca->ttl_s);
     X509_set_pubkey(x, pub);
     X509_NAME *name = X509_get_subject_name(x);
