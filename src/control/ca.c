@@ -182,7 +182,7 @@ void ca_save_tokens(struct ctl_ca *ca)
 struct ctl_ca *ctl_ca_open(const struct ctl_ca_options *o, char *err, size_t errlen)
 {
     struct ctl_ca *ca = calloc(1, sizeof(*ca));
-    char dir[4096] = "", cert[4200], key[4200];
+    char dir[3900] = "", cert[4200], key[4200];
 
     if (ca == NULL)
         return NULL;
