@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "proxy/health.h"
+#include "proxy/identity.h"
 #include "proxy/proxy.h"
 #include "tls/tls.h"
 
@@ -121,8 +122,26 @@ static char *server_metrics(struct gy_proxy *p)
     fprintf(f, "# HELP process_resident_memory_bytes Resident memory.\n# TYPE process_resident_memory_bytes gauge\n"
                "process_resident_memory_bytes %ld\n", rss_bytes());
     gy_health_metrics(f);
+    gy_identity_metrics(p->identity, f);
     gy_tls_metrics(f);
     fclose(f);
+    return out;
+}
+
+/* The SVID (identity.c) and the certificates TLS loaded from files (tls/metrics.c). */
+static char *certs_json(struct gy_proxy *p)
+{
+    char *svid = p->identity ? gy_identity_json(p->identity) : NULL, *tls = gy_tls_certs_json(), *out = NULL;
+    json_t *doc = tls != NULL ? json_loads(tls, 0, NULL) : NULL;
+    json_t *sv = svid != NULL ? json_loads(svid, 0, NULL) : NULL;
+
+    if (doc != NULL && json_object_set_new(doc, "svid", sv != NULL ? sv : json_null()) == 0)
+        out = json_dumps(doc, JSON_INDENT(2));
+    else
+        json_decref(sv);
+    json_decref(doc);
+    free(svid);
+    free(tls);
     return out;
 }
 
@@ -209,7 +228,7 @@ static void handle(struct admin_conn *c, struct gy_slice method, struct gy_slice
     } else if (gy_slice_eq(path, GY_SLICE_LIT("/clusters"))) {
         respond_owned(c, json ? "application/json" : "text/plain; charset=utf-8", clusters_text(p, json));
     } else if (gy_slice_eq(path, GY_SLICE_LIT("/certs"))) {
-        respond_owned(c, "application/json", gy_tls_certs_json());
+        respond_owned(c, "application/json", certs_json(p));
     } else if (gy_slice_eq(path, GY_SLICE_LIT("/config_dump"))) {
         respond_owned(c, "application/json", config_dump(p));
     } else if (gy_slice_eq(path, GY_SLICE_LIT("/quitquitquit"))) {
@@ -222,7 +241,7 @@ static void handle(struct admin_conn *c, struct gy_slice method, struct gy_slice
     } else if (gy_slice_eq(path, GY_SLICE_LIT("/")) || gy_slice_eq(path, GY_SLICE_LIT("/help"))) {
         respond_text(c, 200,
                      "gyrus admin\n  /ready\n  /stats\n  /stats/prometheus (/metrics)\n  /clusters[?format=json]\n"
-                     "  /certs\n  /config_dump\n  POST /quitquitquit\n");
+                     "  /config_dump\n  /certs\n  POST /quitquitquit\n");
     } else {
         respond_text(c, 404, "not found; see /help\n");
     }
