@@ -570,7 +570,7 @@ void ctl_handle(void *arg, struct ctl_req *r)
             ctl_xds_handle(ctl, r, name);
         free(name);
     } else if (strncmp(p, "/v1.0/ca/", 9) == 0) {
-        ctl_ca_handle(ctl->ca, r, p + 9);
+        ctl_ca_handle(ctl, r, p + 9);
     } else if (path_is(p, "/v1.0/apply")) {
         if (!path_is(r->method, "POST"))
             ctl_respond_errorf(r, 405, "use POST with a mesh file (YAML or JSON)");

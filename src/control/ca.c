@@ -238,6 +238,17 @@ void ctl_ca_close(struct ctl_ca *ca)
     free(ca);
 }
 
+const char *ctl_ca_identities_path(const struct ctl_ca *ca)
+{
+    static _Thread_local char path[4200];
+    size_t n = strlen(ca->tokens_path);
+
+    if (n < 11) /* "tokens.json" */
+        return "";
+    snprintf(path, sizeof(path), "%.*sidentities.json", (int)(n - 11), ca->tokens_path);
+    return path;
+}
+
 const char *ctl_ca_trust_domain(const struct ctl_ca *ca)
 {
     return ca->trust_domain;

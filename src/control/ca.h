@@ -29,7 +29,9 @@ struct ctl_ca_options {
 struct ctl_ca *ctl_ca_open(const struct ctl_ca_options *o, char *err, size_t errlen);
 void ctl_ca_close(struct ctl_ca *ca);
 /* Handles /v1.0/ca/<sub>. */
-void ctl_ca_handle(struct ctl_ca *ca, struct ctl_req *r, const char *sub);
+void ctl_ca_handle(struct gy_control *ctl, struct ctl_req *r, const char *sub);
+/* Where the services that got SVIDs are remembered across restarts (DIR/ca/identities.json), "" if none. */
+const char *ctl_ca_identities_path(const struct ctl_ca *ca);
 const char *ctl_ca_trust_domain(const struct ctl_ca *ca);
 
 #endif

@@ -193,7 +193,7 @@ static X509_REQ *pem_csr(const char *pem)
     return r;
 }
 
-static void sign(struct ctl_ca *ca, struct ctl_req *r)
+static void sign(struct gy_control *ctl, struct ctl_ca *ca, struct ctl_req *r)
 {
     json_t *in = json_loadb(r->body, r->body_len, 0, NULL);
     const char *csr = json_string_value(json_object_get(in, "csr"));
@@ -230,6 +230,7 @@ static void sign(struct ctl_ca *ca, struct ctl_req *r)
     }
     ca->issued++;
     gy_info("ca: issued %s to %s (%s)", id, r->peer, token ? "join token" : "renewal");
+    ctl_identity_seen(ctl, zone, service);
     ctl_respond_result(r, 200,
                        json_pack("{s:s,s:s,s:s,s:I}", "certificate", pem, "bundle", ca->bundle, "spiffe_id", id,
                                  "expires_at", (json_int_t)(time(NULL) + ca->ttl_s)));
@@ -278,8 +279,9 @@ static void create_token(struct ctl_ca *ca, struct ctl_req *r)
     json_decref(in);
 }
 
-void ctl_ca_handle(struct ctl_ca *ca, struct ctl_req *r, const char *sub)
+void ctl_ca_handle(struct gy_control *ctl, struct ctl_req *r, const char *sub)
 {
+    struct ctl_ca *ca = ctl->ca;
     bool get = strcmp(r->method, "GET") == 0, post = strcmp(r->method, "POST") == 0;
 
     if (ca == NULL) {
@@ -287,7 +289,7 @@ void ctl_ca_handle(struct ctl_ca *ca, struct ctl_req *r, const char *sub)
     } else if (strcmp(sub, "bundle") == 0 && get) {
         ctl_respond_result(r, 200, json_pack("{s:s,s:s}", "trust_domain", ca->trust_domain, "bundle", ca->bundle));
     } else if (strcmp(sub, "sign") == 0 && post) {
-        sign(ca, r);
+        sign(ctl, ca, r);
     } else if (strcmp(sub, "tokens") == 0 && post) {
         create_token(ca, r);
     } else {

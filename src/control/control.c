@@ -18,6 +18,7 @@
 #include "control/discovery.h"
 #include "control/view.h"
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/time.h"
 #include "mesh/mesh.h"
@@ -25,6 +26,41 @@
 
 #define GC_INTERVAL_MS 60000u
 #define DRAIN_TICK_MS 20u
+
+/* ---- identities (automatic mTLS) ---- */
+
+static void load_identities(struct gy_control *ctl)
+{
+    const char *path = ctl_ca_identities_path(ctl->ca);
+    json_t *ids = path[0] ? json_load_file(path, 0, NULL) : NULL;
+
+    if (json_is_object(ids)) {
+        json_decref(ctl->identities);
+        ctl->identities = ids;
+    } else {
+        json_decref(ids);
+    }
+}
+
+void ctl_identity_seen(struct gy_control *ctl, const char *zone, const char *service)
+{
+    const char *known = json_string_value(json_object_get(ctl->identities, service)), *path;
+    char *text;
+
+    if (known != NULL && strcmp(known, zone) == 0)
+        return;
+    json_object_set_new(ctl->identities, service, json_string(zone));
+    path = ctl_ca_identities_path(ctl->ca);
+    if (path[0] && (text = json_dumps(ctl->identities, JSON_COMPACT)) != NULL) {
+        if (gy_write_file_atomic(path, text, strlen(text)) != 0)
+            gy_warn("ca: cannot write %s: %s", path, strerror(errno));
+        free(text);
+    }
+    gy_info("mtls: %s (zone %s) has an SVID: traffic to and from it is mutual TLS from now on", service, zone);
+    ctl_views_cluster_name_changed(ctl, service); /* others' clusters to it */
+    ctl_views_name_changed(ctl, service);         /* its own clusters and listeners */
+    ctl_views_flush(ctl);
+}
 
 /* ---- discovery ---- */
 
@@ -325,6 +361,7 @@ int gy_control_run(const struct gy_control_options *opt)
     struct ctl_ca_options cao = { opt->data_dir, opt->ca_cert, opt->ca_key, opt->trust_domain, opt->svid_ttl_s };
     if ((ctl->ca = ctl_ca_open(&cao, err, sizeof(err))) == NULL)
         gy_fatal("ca: %s", err);
+    load_identities(ctl);
     if (ctl_server_start(&ctl->loop, opt->listen, ctl_handle, ctl, &ctl->server, err, sizeof(err)) != 0)
         gy_fatal("%s", err);
     start_sources(ctl);

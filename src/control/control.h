@@ -71,6 +71,8 @@ struct gy_control {
     struct ctl_map canon[CTL_NKINDS]; /* key → struct ctl_canon: each object's canonical JSON */
     json_t *routes_by_domain;    /* domain_key → { route_key: true } */
     json_t *proxies_by_name;     /* name → { proxy_key: true } */
+    json_t *clusters_by_name;    /* name → { cluster_key: true } */
+    json_t *identities;          /* service → zone of the SVIDs the CA issued (automatic mTLS) */
 
     /* Discovery. */
     struct ctl_source *sources;
@@ -176,6 +178,10 @@ void ctl_views_object_changed(struct gy_control *ctl, int ki, const char *key, c
                               const json_t *new_obj);
 /* Marks the views that hold clusters named `name` (their discovered instances changed). */
 void ctl_views_cluster_name_changed(struct gy_control *ctl, const char *name);
+/* Marks the views polled under `name` (something about that proxy's own view changed). */
+void ctl_views_name_changed(struct gy_control *ctl, const char *name);
+/* The CA issued an SVID to service in zone: views start using mTLS towards and from it. */
+void ctl_identity_seen(struct gy_control *ctl, const char *zone, const char *service);
 /* Recomputes the marked views and answers the polls parked on those whose version changed. */
 void ctl_views_flush(struct gy_control *ctl);
 /* Drops views nobody polled for a while. */

@@ -150,8 +150,14 @@ int ctl_mesh_init(struct gy_control *ctl)
     }
     ctl->routes_by_domain = json_object();
     ctl->proxies_by_name = json_object();
+    ctl->clusters_by_name = json_object();
+    if (ctl->identities == NULL)
+        ctl->identities = json_object();
     ctl->discovered = json_object();
-    return ctl->routes_by_domain && ctl->proxies_by_name && ctl->discovered ? 0 : GY_ENOMEM;
+    return ctl->routes_by_domain && ctl->proxies_by_name && ctl->clusters_by_name && ctl->identities &&
+                   ctl->discovered
+               ? 0
+               : GY_ENOMEM;
 }
 
 void ctl_mesh_dispose(struct gy_control *ctl)
@@ -162,6 +168,8 @@ void ctl_mesh_dispose(struct gy_control *ctl)
     }
     json_decref(ctl->routes_by_domain);
     json_decref(ctl->proxies_by_name);
+    json_decref(ctl->clusters_by_name);
+    json_decref(ctl->identities);
     json_decref(ctl->discovered);
 }
 
@@ -219,6 +227,16 @@ static void mesh_set(struct gy_control *ctl, int ki, const char *key, json_t *ob
         index_del(ctl->proxies_by_name, str_field(old, "name"), k);
         if (obj)
             index_add(ctl->proxies_by_name, str_field(obj, "name"), k);
+    } else if (ki == CTL_CLUSTER) {
+        /* A proxy whose name gains or loses its first cluster name changes its listeners' mTLS. */
+        const char *on = str_field(old, "name"), *nn = str_field(obj, "name");
+        index_del(ctl->clusters_by_name, on, k);
+        if (obj)
+            index_add(ctl->clusters_by_name, nn, k);
+        if (on != NULL)
+            ctl_views_name_changed(ctl, on);
+        if (nn != NULL && (on == NULL || strcmp(on, nn) != 0))
+            ctl_views_name_changed(ctl, nn);
     }
     free(ctl_map_del(&ctl->canon[ki], k));
     if (obj != NULL) {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "control/ca.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/time.h"
@@ -96,6 +97,13 @@ void ctl_views_object_changed(struct gy_control *ctl, int ki, const char *key, c
     }
 }
 
+void ctl_views_name_changed(struct gy_control *ctl, const char *name)
+{
+    char dep[600];
+
+    deps_mark(ctl, dep_name(dep, sizeof(dep), "n", name, NULL));
+}
+
 void ctl_views_cluster_name_changed(struct gy_control *ctl, const char *name)
 {
     char buf[1024];
@@ -107,6 +115,7 @@ void ctl_views_cluster_name_changed(struct gy_control *ctl, const char *name)
 
 struct collect {
     struct gy_control *ctl;
+    const char *viewer;         /* the name the view is polled under */
     json_t *picked[CTL_NKINDS]; /* key → object */
     json_t *deps;               /* dependency → true */
 };
@@ -217,18 +226,60 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* Automatic mTLS: when the CA issued SVIDs both to the viewing proxy and to a meshed service
+ * (a proxy whose name is a cluster name), the viewer's clusters to that service present the
+ * viewer's SVID and check the service's SPIFFE ID, and the service's listeners require a client
+ * SVID of the trust domain. Objects with their own TLS settings are left as they are.
+ * Returns a decorated copy, or NULL. */
+static json_t *mtls_decorate(struct collect *c, int k, const json_t *o)
+{
+    struct gy_control *ctl = c->ctl;
+    const char *vz = json_string_value(json_object_get(ctl->identities, c->viewer)), *td;
+    char me[700], trust[400], peer[700];
+
+    if (ctl->ca == NULL || vz == NULL || (k != CTL_CLUSTER && k != CTL_LISTENER) ||
+        json_object_get(o, "secret") != NULL || json_object_get(o, "ssl_config") != NULL ||
+        json_is_true(json_object_get(o, "require_tls")))
+        return NULL;
+    td = ctl_ca_trust_domain(ctl->ca);
+    snprintf(me, sizeof(me), "spiffe://%s/%s/%s", td, vz, c->viewer);
+    snprintf(trust, sizeof(trust), "spiffe://%s", td);
+    if (k == CTL_LISTENER) {
+        if (json_object_get(ctl->clusters_by_name, c->viewer) == NULL) /* nobody in the mesh calls it */
+            return NULL;
+        json_t *copy = json_copy((json_t *)o);
+        json_object_set_new(copy, "secret", json_pack("{s:s,s:s}", "secret_name", me, "secret_validation_name", trust));
+        return copy;
+    }
+    const char *name = json_string_value(json_object_get(o, "name"));
+    const char *tz = name ? json_string_value(json_object_get(ctl->identities, name)) : NULL;
+    if (tz == NULL)
+        return NULL;
+    snprintf(peer, sizeof(peer), "spiffe://%s/%s/%s", td, tz, name);
+    json_t *copy = json_copy((json_t *)o);
+    json_object_set_new(copy, "secret", json_pack("{s:s,s:s,s:[s]}", "secret_name", me, "secret_validation_name",
+                                                  trust, "subject_names", peer));
+    return copy;
+}
+
 /* One object of a view as canonical JSON: its cached text, or (a cluster whose instances
- * discovery changes, an object without cached text) serialized now. */
+ * discovery changes, an object decorated for mTLS, an object without cached text) serialized now. */
 static void write_object(struct collect *c, FILE *out, int k, const char *key, const json_t *o)
 {
     const struct ctl_canon *cached = ctl_mesh_canon(c->ctl, k, key);
-    json_t *copy = NULL;
+    json_t *copy = mtls_decorate(c, k, o);
+
+    if (copy != NULL) {
+        cached = NULL;
+        o = copy;
+    }
 
     if (k == CTL_CLUSTER) {
         json_t *inst = ctl_cluster_instances(c->ctl, o);
         const json_t *have = json_object_get(o, "instances");
         if (!json_equal(inst, have) && !(json_array_size(inst) == 0 && have == NULL)) {
-            copy = json_copy((json_t *)o);
+            if (copy == NULL)
+                copy = json_copy((json_t *)o);
             json_object_set(copy, "instances", inst);
             cached = NULL;
         }
@@ -305,7 +356,7 @@ static struct ctl_blob *view_body(const char *version, const char *name, const c
 /* Recomputes a view; true if its version changed. */
 static bool view_compute(struct gy_control *ctl, struct ctl_view *v)
 {
-    struct collect c = { .ctl = ctl };
+    struct collect c = { .ctl = ctl, .viewer = v->name };
     const char *pk = resolve_proxy(ctl, v->name, v->zone);
     char version[CTL_VERSION_LEN + 1] = "";
     struct ctl_blob *body = NULL;

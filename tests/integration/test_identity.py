@@ -156,3 +156,59 @@ def test_control_plane_down_keeps_the_valid_svid(control_factory):
     finally:
         p.check_clean_exit()
         shutil.rmtree(p.data_dir, ignore_errors=True)
+
+
+def sign_for(control, zone, service):
+    key = openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout")
+    csr = openssl("req", "-new", "-key", "/dev/stdin", "-subj", f"/CN={service}", input=key).decode()
+    tok = token(control, "--service", service)
+    status, body = control.api("POST", "/v1.0/ca/sign", {"csr": csr, "zone": zone, "service": service, "token": tok})
+    assert status == 200, body
+
+
+def view(control, name):
+    status, body = control.api("GET", f"/v1.0/xds/{name}?wait=0")
+    assert status == 200, body
+    return {(o["kind"], o.get(f"{o['kind']}_key")): o for o in body["objects"]}
+
+
+def test_views_turn_to_mtls_between_services_with_svids(control_factory, tmp_path):
+    data = str(tmp_path / "control")
+    control = control_factory(data_dir=data, extra=["--trust-domain", "mesh.test"])
+    # edge → web (a meshed service: a proxy named "web"), web → its local app
+    p1, p2 = free_port(), free_port()
+    objs = [
+        {"kind": "listener", "listener_key": "edge-in", "name": "edge-in", "ip": "127.0.0.1", "port": p1,
+         "domain_keys": ["edge-in"]},
+        {"kind": "domain", "domain_key": "edge-in", "name": "*", "port": p1},
+        {"kind": "proxy", "proxy_key": "edge", "name": "edge", "listener_keys": ["edge-in"]},
+        {"kind": "cluster", "cluster_key": "to-web", "name": "web"},
+        {"kind": "route", "route_key": "edge-r", "domain_key": "edge-in", "route_match": {"path": "/"},
+         "rules": [{"constraints": {"light": [{"cluster_key": "to-web"}]}}]},
+        {"kind": "listener", "listener_key": "web-in", "name": "web-in", "ip": "127.0.0.1", "port": p2,
+         "domain_keys": ["web-in"]},
+        {"kind": "domain", "domain_key": "web-in", "name": "*", "port": p2},
+        {"kind": "proxy", "proxy_key": "web", "name": "web", "listener_keys": ["web-in"]},
+        {"kind": "cluster", "cluster_key": "web-app", "name": "web-app",
+         "instances": [{"host": "127.0.0.1", "port": free_port()}]},
+        {"kind": "route", "route_key": "web-r", "domain_key": "web-in", "route_match": {"path": "/"},
+         "rules": [{"constraints": {"light": [{"cluster_key": "web-app"}]}}]},
+    ]
+    control.apply(objs)
+    assert "secret" not in view(control, "edge")[("cluster", "to-web")]
+    sign_for(control, "z1", "edge")
+    assert "secret" not in view(control, "edge")[("cluster", "to-web")]  # web has no SVID yet
+    sign_for(control, "z2", "web")
+    edge, web = view(control, "edge"), view(control, "web")
+    assert edge[("cluster", "to-web")]["secret"] == {
+        "secret_name": "spiffe://mesh.test/z1/edge", "secret_validation_name": "spiffe://mesh.test",
+        "subject_names": ["spiffe://mesh.test/z2/web"]}
+    assert "secret" not in edge[("listener", "edge-in")]  # nobody calls the edge through the mesh
+    assert web[("listener", "web-in")]["secret"] == {"secret_name": "spiffe://mesh.test/z2/web",
+                                                     "secret_validation_name": "spiffe://mesh.test"}
+    assert "secret" not in web[("cluster", "web-app")]  # the local app is not a meshed service
+    # The stored objects themselves are unchanged; a restart keeps the decoration.
+    assert "secret" not in control.api("GET", "/v1.0/cluster/to-web")[1]["result"]
+    control.stop()
+    c2 = control_factory(data_dir=data, extra=["--trust-domain", "mesh.test"])
+    assert "secret" in view(c2, "edge")[("cluster", "to-web")]
