@@ -202,9 +202,10 @@ static const struct gy_struct s_client_cert_details = {
 
 static const struct gy_field f_secret[] = {
     GY_STR("secret_key", .doc = "Identifier of this secret."),
-    GY_STR("secret_name", .doc = "SPIFFE ID of this side, e.g. `spiffe://example.org/echo`."),
-    GY_STR("secret_validation_name", .doc = "Trust bundle name, e.g. `spiffe://example.org`."),
-    GY_LIST("subject_names", gy_e_string, .doc = "SPIFFE IDs the peer may present."),
+    GY_STR("secret_name", .doc = "SPIFFE ID of this side, e.g. `spiffe://example.org/echo` (gyrus presents its SVID, whose ID this is)."),
+    GY_STR("secret_validation_name", .flags = GY_F_USED,
+           .doc = "Trust domain the peer's SPIFFE ID must belong to, e.g. `spiffe://example.org`."),
+    GY_LIST("subject_names", gy_e_string, .flags = GY_F_USED, .doc = "SPIFFE IDs the peer may present (instead of any of the trust domain)."),
     GY_LIST("ecdh_curves", gy_e_string, .doc = "ECDH curves, e.g. `X25519:P-256`."),
     GY_ENUM("forward_client_cert_details", fcc_values, .doc = "Handling of `x-forwarded-client-cert`."),
     GY_OBJ("set_current_client_cert_details", s_client_cert_details, .doc = "Fields of the client certificate to forward."),

@@ -607,6 +607,9 @@ int gy_proxy_run(const struct gy_proxy_options *opt)
         struct gy_identity_options io = { opt->control_url, opt->data_dir ? opt->data_dir : "/var/lib/gyrus",
                                           opt->name, opt->zone, opt->join_token };
         p->identity = gy_identity_start(&io);
+        if (p->identity != NULL) /* `secret` (SPIFFE) in views: TLS with the SVID files */
+            gy_tls_set_identity(gy_identity_cert_path(p->identity), gy_identity_key_path(p->identity),
+                                gy_identity_bundle_path(p->identity));
         const char *cached = p->cache_path[0] ? start_from_cache(p) : NULL;
         if (opt->node == NULL) {
             char host[256] = "localhost";

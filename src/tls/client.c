@@ -33,21 +33,27 @@ int tls_client_spec(const struct gy_config *cfg, const struct gy_cluster *c, jso
     bool secret = json_is_object(json_object_get(co, "secret"));
     char what[300];
 
+    json_t *made = NULL;
+
     *spec = NULL;
     if (!json_is_object(ssl))
         ssl = NULL;
     if (secret && ssl == NULL) {
-        snprintf(err, errlen, "cluster \"%s\": secret: SPIFFE certificates from the mesh CA are not available in this "
-                              "release; give the cluster an ssl_config with certificate files", c->key);
-        return GY_ECONFIG;
+        if ((ssl = made = tls_secret_ssl(json_object_get(co, "secret"), false)) == NULL) {
+            snprintf(err, errlen, "cluster \"%s\": secret: this proxy has no SVID (it gets one from the mesh CA with "
+                                  "--control and a join token); give the cluster an ssl_config with certificate files "
+                                  "instead", c->key);
+            return GY_ECONFIG;
+        }
+    } else if (secret) {
+        gy_warn("cluster \"%s\": secret is ignored: TLS comes from ssl_config", c->key);
     }
     if (ssl == NULL && !require)
         return 0;
-    if (secret)
-        gy_warn("cluster \"%s\": secret is not used (SPIFFE certificates are not available in this release); TLS "
-                "uses ssl_config", c->key);
     snprintf(what, sizeof(what), "cluster \"%s\"", c->key);
-    if ((*spec = json_pack("{s:s,s:O?}", "what", what, "ssl", ssl)) == NULL) {
+    *spec = json_pack("{s:s,s:O?}", "what", what, "ssl", ssl);
+    json_decref(made);
+    if (*spec == NULL) {
         snprintf(err, errlen, "%s: out of memory", what);
         return GY_ENOMEM;
     }

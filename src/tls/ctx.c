@@ -365,6 +365,63 @@ static int load_crl(struct tls_build *b, SSL_CTX *ctx, const json_t *crl)
     return 0;
 }
 
+/* ---- SPIFFE IDs (`secret`) ---- */
+
+static int ctx_index = -1; /* SSL_CTX ex_data: its struct tls_ctx (set on the main thread, then read-only) */
+
+static bool spiffe_allowed(const struct tls_ctx *c, const char *id)
+{
+    for (size_t i = 0; i < c->nspiffe_ids; i++)
+        if (strcmp(id, c->spiffe_ids[i]) == 0)
+            return true;
+    if (c->nspiffe_ids > 0 || c->spiffe_td == NULL)
+        return c->nspiffe_ids == 0;
+    size_t n = strlen(c->spiffe_td);
+    return strncmp(id, c->spiffe_td, n) == 0 && id[n] == '/';
+}
+
+/* After OpenSSL verified the chain: the leaf's SPIFFE ID must be one the `secret` allows. */
+static int spiffe_verify(int ok, X509_STORE_CTX *xs)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    const struct tls_ctx *c = ssl != NULL ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index) : NULL;
+
+    if (!ok || X509_STORE_CTX_get_error_depth(xs) != 0 || c == NULL)
+        return ok;
+    char *id = tls_spiffe_id(X509_STORE_CTX_get_current_cert(xs));
+    bool good = id != NULL && spiffe_allowed(c, id);
+    free(id);
+    if (!good)
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+    return good;
+}
+
+static int apply_spiffe(struct tls_build *b, const json_t *ssl, struct tls_ctx *c)
+{
+    const json_t *sp = json_object_get(ssl, "spiffe"), *ids = json_object_get(sp, "subject_names"), *v;
+    const char *td = jstr(sp, "trust_domain");
+    size_t i;
+
+    if (!json_is_object(sp))
+        return 0;
+    if (ctx_index < 0 && (ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL)) < 0)
+        return tls_berr(b, NULL, "%s", tls_ossl_reason());
+    if (td != NULL && (c->spiffe_td = strdup(td)) == NULL)
+        return tls_berr(b, NULL, "out of memory");
+    if (c->spiffe_td != NULL && c->spiffe_td[0] != '\0' && c->spiffe_td[strlen(c->spiffe_td) - 1] == '/')
+        c->spiffe_td[strlen(c->spiffe_td) - 1] = '\0';
+    if (json_array_size(ids) > 0 && (c->spiffe_ids = calloc(json_array_size(ids), sizeof(char *))) == NULL)
+        return tls_berr(b, NULL, "out of memory");
+    json_array_foreach(ids, i, v)
+    {
+        if (json_is_string(v) && (c->spiffe_ids[c->nspiffe_ids++] = strdup(json_string_value(v))) == NULL)
+            return tls_berr(b, NULL, "out of memory");
+    }
+    SSL_CTX_set_ex_data(c->ctx, ctx_index, c);
+    SSL_CTX_set_verify(c->ctx, c->verify_mode, spiffe_verify);
+    return 0;
+}
+
 /* ---- contexts ---- */
 
 static int alpn_select(SSL *s, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
@@ -443,7 +500,7 @@ int tls_ctx_server(struct tls_build *b, const json_t *ssl, const struct tls_alpn
     out->verify_mode = require ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
                        : trust != NULL ? SSL_VERIFY_PEER : SSL_VERIFY_NONE;
     SSL_CTX_set_verify(out->ctx, out->verify_mode, NULL);
-    if (set_session_context(b, out->ctx, ssl) != 0)
+    if (apply_spiffe(b, ssl, out) != 0 || set_session_context(b, out->ctx, ssl) != 0)
         goto fail;
     SSL_CTX_set_timeout(out->ctx, SESSION_TIMEOUT_S);
     if (SSL_CTX_set_tlsext_ticket_key_evp_cb(out->ctx, tls_ticket_cb) != 1) {
@@ -480,6 +537,8 @@ int tls_ctx_client(struct tls_build *b, const json_t *ssl, struct tls_ctx *out, 
         goto fail;
     out->verify_mode = SSL_VERIFY_PEER;
     SSL_CTX_set_verify(out->ctx, SSL_VERIFY_PEER, NULL);
+    if (apply_spiffe(b, ssl, out) != 0)
+        goto fail;
     if (SSL_CTX_set_alpn_protos(out->ctx, http11, sizeof(http11) - 1) != 0) { /* 0 is success here */
         tls_berr(b, NULL, "cannot set ALPN: %s", tls_ossl_reason());
         goto fail;
@@ -494,5 +553,9 @@ void tls_ctx_dispose(struct tls_ctx *c)
 {
     SSL_CTX_free(c->ctx);
     free(c->ciphers);
+    free(c->spiffe_td);
+    for (size_t i = 0; i < c->nspiffe_ids; i++)
+        free(c->spiffe_ids[i]);
+    free(c->spiffe_ids);
     memset(c, 0, sizeof(*c));
 }

@@ -131,19 +131,27 @@ int tls_server_spec(const struct gy_config *cfg, const struct gy_listener *l, js
         if (add_entry(entries, "domain", l->vhosts[i]->key, dssl, names) != 0)
             goto nomem;
     }
-    if (json_array_size(entries) == 0) {
-        json_decref(entries);
-        if (secret) {
-            snprintf(err, errlen, "listener \"%s\": secret: SPIFFE certificates from the mesh CA are not available "
-                                  "in this release; give the listener (or its domains) an ssl_config with certificate files",
-                     l->key);
+    if (json_array_size(entries) == 0 && secret) {
+        json_t *ssl = tls_secret_ssl(json_object_get(lo, "secret"), true);
+        if (ssl == NULL) {
+            json_decref(entries);
+            snprintf(err, errlen, "listener \"%s\": secret: this proxy has no SVID (it gets one from the mesh CA "
+                                  "with --control and a join token); give the listener an ssl_config with certificate "
+                                  "files instead", l->key);
             return GY_ECONFIG;
         }
+        int rc = add_entry(entries, "listener", l->key, ssl, json_array());
+        json_decref(ssl);
+        if (rc != 0)
+            goto nomem;
+        dflt = 0;
+    } else if (secret) {
+        gy_warn("listener \"%s\": secret is ignored: TLS comes from ssl_config", l->key);
+    }
+    if (json_array_size(entries) == 0) {
+        json_decref(entries);
         return 0;
     }
-    if (secret)
-        gy_warn("listener \"%s\": secret is not used (SPIFFE certificates are not available in this release); "
-                "TLS uses ssl_config", l->key);
     if (dflt == SIZE_MAX)
         dflt = json_array_size(entries) - 1; /* domains are sorted most specific first */
     if (dflt != 0) {
@@ -283,8 +291,7 @@ static int client_hello(SSL *s, int *al, void *arg)
         *al = SSL_AD_INTERNAL_ERROR;
         return SSL_CLIENT_HELLO_ERROR;
     }
-    if (c->verify_mode != d->verify_mode)
-        SSL_set_verify(s, c->verify_mode, NULL);
+    SSL_set_verify(s, c->verify_mode, SSL_CTX_get_verify_callback(c->ctx)); /* the callback checks SPIFFE IDs */
     if ((c->min_version != d->min_version && SSL_set_min_proto_version(s, c->min_version) != 1) ||
         (c->max_version != d->max_version && SSL_set_max_proto_version(s, c->max_version) != 1) ||
         (!same_str(c->ciphers, d->ciphers) &&

@@ -13,6 +13,35 @@
 
 /* ---- process ---- */
 
+/* Set once on the main thread before configs are attached (gy_tls_set_identity). */
+static char *id_cert, *id_key, *id_bundle;
+
+void gy_tls_set_identity(const char *cert_path, const char *key_path, const char *bundle_path)
+{
+    free(id_cert), free(id_key), free(id_bundle);
+    id_cert = id_key = id_bundle = NULL;
+    if (cert_path == NULL || key_path == NULL || bundle_path == NULL)
+        return;
+    id_cert = strdup(cert_path);
+    id_key = strdup(key_path);
+    id_bundle = strdup(bundle_path);
+}
+
+json_t *tls_secret_ssl(const json_t *secret, bool server)
+{
+    const char *td = json_string_value(json_object_get(secret, "secret_validation_name"));
+    json_t *names = json_object_get(secret, "subject_names");
+
+    if (id_cert == NULL || id_key == NULL || id_bundle == NULL)
+        return NULL;
+    json_t *ssl = json_pack("{s:[{s:s,s:s}],s:s,s:{s:s?,s:O?}}", "cert_key_pairs", "certificate_path", id_cert,
+                            "key_path", id_key, "trust_file", id_bundle, "spiffe", "trust_domain", td,
+                            "subject_names", json_is_array(names) ? names : NULL);
+    if (ssl != NULL && server)
+        json_object_set_new(ssl, "require_client_certs", json_true());
+    return ssl;
+}
+
 int gy_tls_init(struct gy_loop *loop, const char *fips, char *err, size_t errlen)
 {
     int rc = tls_fips_setup(fips, err, errlen);
@@ -32,6 +61,7 @@ void gy_tls_shutdown(void)
     tls_tickets_free();
     tls_counters_free();
     tls_fips_free();
+    gy_tls_set_identity(NULL, NULL, NULL);
 }
 
 const json_t *tls_find_object(const json_t *objects, const char *kind, const char *keyfield, const char *key)

@@ -34,6 +34,14 @@ int gy_tls_init(struct gy_loop *loop, const char *fips, char *err, size_t errlen
 /* Stops the timer and frees the process-wide state (after the last config is released). */
 void gy_tls_shutdown(void);
 
+/* The proxy's SVID files (proxy/identity.c): certificate chain, key, trust bundle. With them,
+ * Grey Matter's `secret` (SPIFFE) works: a listener with `secret` (and no ssl_config) serves the
+ * SVID and requires a client SVID of the trust domain `secret_validation_name` (or one of
+ * `subject_names`); a cluster with `secret` presents the SVID and checks the server's SPIFFE ID
+ * the same way. Main thread, before configs are attached; the files are watched like any
+ * certificate, so renewals are picked up. NULL: none (then `secret` is refused). */
+void gy_tls_set_identity(const char *cert_path, const char *key_path, const char *bundle_path);
+
 /* Builds listener->tls and cluster->tls for every listener and cluster of cfg that asks for TLS
  * (NULL otherwise) and registers their release in cfg. Returns 0, or GY_ECONFIG with
  * `listener "x": ssl_config.cert_key_pairs[0].certificate_path: cannot read ...` in err. */

@@ -45,6 +45,9 @@ struct tls_ctx {
     int min_version, max_version;   /* TLS1_2_VERSION...; 0: no limit */
     char *ciphers;                  /* the TLS <= 1.2 cipher list applied, NULL: OpenSSL's default */
     int verify_mode;                /* SSL_VERIFY_* */
+    char *spiffe_td;                /* `secret`: the peer's SPIFFE ID must be in this trust domain... */
+    char **spiffe_ids;              /* ... or one of these (subject_names) */
+    size_t nspiffe_ids;
 };
 
 enum tls_name_match { TLS_NAME_EXACT, TLS_NAME_SUFFIX /* *.example.com */, TLS_NAME_PREFIX /* api.* */ };
@@ -158,6 +161,9 @@ int tls_client_build(struct tls_owner *o, struct tls_set **out, char *err, size_
 int tls_client_setup(const struct tls_set *set, SSL *ssl, const char *host);
 
 /* tls.c */
+/* The ssl_config that stands for a `secret` (the SVID files, the SPIFFE rule), or NULL with no
+ * SVID (gy_tls_set_identity). */
+json_t *tls_secret_ssl(const json_t *secret, bool server);
 /* The object of `kind` whose `keyfield` is `key` in the validated objects, or NULL. */
 const json_t *tls_find_object(const json_t *objects, const char *kind, const char *keyfield, const char *key);
 struct tls_set *tls_set_new(bool server, struct tls_counters *ctr);

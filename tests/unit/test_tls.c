@@ -385,6 +385,91 @@ static void test_attach_errors_name_the_field(void **state)
     release(cfg);
 }
 
+/* `secret`: the proxy's SVID on both sides, SPIFFE IDs checked against the trust domain or subject_names. */
+static struct gy_config *compile_secret_config(const char *listener_secret, const char *cluster_secret, char *err,
+                                               size_t errlen)
+{
+    char text[4096];
+    json_t *objects = NULL;
+    struct gy_config *cfg = NULL;
+    struct gy_mesh_error me;
+
+    snprintf(text, sizeof(text),
+             "[{\"kind\":\"listener\",\"listener_key\":\"l\",\"port\":1,\"ip\":\"127.0.0.1\",\"domain_keys\":[\"d\"],"
+             "  \"secret\":%s},"
+             "{\"kind\":\"domain\",\"domain_key\":\"d\",\"name\":\"*\",\"port\":1},"
+             "{\"kind\":\"proxy\",\"proxy_key\":\"p\",\"name\":\"p\",\"listener_keys\":[\"l\"]},"
+             "{\"kind\":\"cluster\",\"cluster_key\":\"c\",\"instances\":[{\"host\":\"127.0.0.1\",\"port\":1}],"
+             "  \"secret\":%s},"
+             "{\"kind\":\"route\",\"route_key\":\"r\",\"domain_key\":\"d\",\"route_match\":{\"path\":\"/\"},"
+             "  \"rules\":[{\"constraints\":{\"light\":[{\"cluster_key\":\"c\",\"weight\":1}]}}]}]",
+             listener_secret, cluster_secret);
+    assert_int_equal(gy_mesh_parse(text, strlen(text), "unit", &objects, &me), 0);
+    if (gy_mesh_validate(objects, &me) != 0)
+        fail_msg("%s", me.msg);
+    assert_int_equal(gy_config_compile(objects, "p", &cfg, &me), 0);
+    json_decref(objects);
+    if (gy_tls_attach(cfg, err, errlen) != 0) {
+        release(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+static int secret_pair(const char *lsecret, const char *csecret, char *spiffe, size_t len)
+{
+    char err[512];
+    struct gy_config *cfg = compile_secret_config(lsecret, csecret, err, sizeof(err));
+    int sv[2], rs = GY_EAGAIN, rc = GY_EAGAIN;
+
+    if (cfg == NULL)
+        fail_msg("%s", err);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct gy_transport *s = gy_tls_server(cfg->listeners[0].tls);
+    struct gy_transport *c = gy_tls_client(cfg->clusters[0].tls, "127.0.0.1");
+    for (int i = 0; i < 100 && (rs == GY_EAGAIN || rc == GY_EAGAIN); i++) {
+        bool ww;
+        if (rc == GY_EAGAIN)
+            rc = c->ops->handshake(c, sv[1], &ww);
+        if (rs == GY_EAGAIN)
+            rs = s->ops->handshake(s, sv[0], &ww);
+        if (rc == GY_EIO || rs == GY_EIO)
+            break;
+    }
+    if (rc == 0 && rs == 0)
+        snprintf(spiffe, len, "%s", gy_tls_peer(s)->spiffe_id ? gy_tls_peer(s)->spiffe_id : "");
+    s->ops->destroy(s);
+    c->ops->destroy(c);
+    close(sv[0]), close(sv[1]);
+    release(cfg);
+    ERR_clear_error();
+    return rc == 0 && rs == 0 ? 0 : -1;
+}
+
+static void test_secret_uses_the_svid(void **state)
+{
+    char cert[128], key[128], bundle[128], spiffe[256] = "", err[512];
+
+    (void)state;
+    snprintf(cert, sizeof(cert), "%s/cli.pem", dir);
+    snprintf(key, sizeof(key), "%s/cli.key", dir);
+    snprintf(bundle, sizeof(bundle), "%s/ca.pem", dir);
+    assert_null(compile_secret_config("{}", "{}", err, sizeof(err))); /* no SVID yet */
+    assert_non_null(strstr(err, "secret: this proxy has no SVID"));
+    gy_tls_set_identity(cert, key, bundle);
+    assert_int_equal(secret_pair("{\"secret_validation_name\":\"spiffe://unit.test\"}",
+                                 "{\"subject_names\":[\"spiffe://unit.test/ns/a/sa/b\"]}", spiffe, sizeof(spiffe)), 0);
+    assert_string_equal(spiffe, "spiffe://unit.test/ns/a/sa/b");
+    /* the server is not the one the cluster expects */
+    assert_int_equal(secret_pair("{\"secret_validation_name\":\"spiffe://unit.test\"}",
+                                 "{\"subject_names\":[\"spiffe://unit.test/ns/a/sa/other\"]}", spiffe, sizeof(spiffe)),
+                     -1);
+    /* the client is from another trust domain */
+    assert_int_equal(secret_pair("{\"secret_validation_name\":\"spiffe://other.test\"}",
+                                 "{\"secret_validation_name\":\"spiffe://unit.test\"}", spiffe, sizeof(spiffe)), -1);
+    gy_tls_set_identity(NULL, NULL, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_client_without_certificate_is_refused),
         cmocka_unit_test(test_ticket_keys_rotate),
         cmocka_unit_test(test_attach_errors_name_the_field),
+        cmocka_unit_test(test_secret_uses_the_svid),
     };
     int rc = cmocka_run_group_tests(tests, setup_pki, teardown_pki);
 
