@@ -6,6 +6,7 @@
  * "RBAC: access denied", count in metrics and write an audit line: who, what, which policy.
  */
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -180,6 +181,19 @@ static void destroy(void *compiled)
 
 static int parse_node(struct gy_fconf *f, const json_t *v, struct node *n, bool principal);
 
+/* An error in field `key` of the object being read. */
+__attribute__((format(printf, 3, 4))) static int fail_at(struct gy_fconf *f, const char *key, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    gy_fconf_push(f, key);
+    return gy_fconf_fail(f, "%s", msg);
+}
+
 static bool only_key(const json_t *o, const char **key, const json_t **val)
 {
     if (!json_is_object(o) || json_object_size(o) != 1)
@@ -232,7 +246,7 @@ static int parse_strmatch(struct gy_fconf *f, const json_t *o, struct strmatch *
         if ((v = json_object_get(o, forms[i])) == NULL)
             continue;
         if (!json_is_string(v))
-            return gy_fconf_fail(f, "%s: want a string", forms[i]);
+            return fail_at(f, forms[i], "want a string");
         m->how = i;
         if ((m->s = strdup(json_string_value(v))) == NULL)
             return gy_fconf_fail(f, "out of memory");
@@ -244,13 +258,13 @@ static int parse_strmatch(struct gy_fconf *f, const json_t *o, struct strmatch *
     int err;
     PCRE2_SIZE off;
     if (re == NULL)
-        return gy_fconf_fail(f, "safe_regex: want {regex: ...}");
+        return fail_at(f, "safe_regex", "want {regex: ...}");
     m->how = SM_REGEX;
     m->re = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED,
                           PCRE2_ANCHORED | PCRE2_ENDANCHORED | (m->ignore_case ? PCRE2_CASELESS : 0), &err, &off,
                           NULL);
     if (m->re == NULL)
-        return gy_fconf_fail(f, "safe_regex.regex: bad regex \"%s\"", re);
+        return fail_at(f, "safe_regex.regex", "bad regex \"%s\"", re);
     return 0;
 }
 
@@ -270,7 +284,8 @@ static int parse_header(struct gy_fconf *f, const json_t *o, struct node *n)
     if ((found = count_keys(f, o, forms, also)) < 0)
         return -1;
     if (found != 1)
-        return gy_fconf_fail(f, "header \"%s\": want exactly one way to match", name);
+        return gy_fconf_fail(f, "want exactly one of exact_match, prefix_match, suffix_match, contains_match, "
+                                "safe_regex_match, present_match, string_match");
     n->kind = N_HEADER;
     if ((n->name = strdup(name)) == NULL)
         return gy_fconf_fail(f, "out of memory");
@@ -281,7 +296,7 @@ static int parse_header(struct gy_fconf *f, const json_t *o, struct node *n)
         if ((v = json_object_get(o, forms[i])) == NULL)
             continue;
         if (!json_is_string(v))
-            return gy_fconf_fail(f, "%s: want a string", forms[i]);
+            return fail_at(f, forms[i], "want a string");
         n->m.how = i; /* same order as SM_EXACT.. SM_CONTAINS */
         if ((n->m.s = strdup(json_string_value(v))) == NULL)
             return gy_fconf_fail(f, "out of memory");
@@ -290,7 +305,7 @@ static int parse_header(struct gy_fconf *f, const json_t *o, struct node *n)
     }
     if ((v = json_object_get(o, "present_match")) != NULL) {
         if (!json_is_boolean(v))
-            return gy_fconf_fail(f, "present_match: want true or false");
+            return fail_at(f, "present_match", "want true or false");
         n->m.how = SM_PRESENT;
         n->invert ^= json_is_false(v);
         return 0;
@@ -318,11 +333,11 @@ static int parse_cidr(struct gy_fconf *f, const json_t *o, struct node *n)
     else if (inet_pton(AF_INET6, addr, n->addr) == 1)
         n->family = AF_INET6;
     else
-        return gy_fconf_fail(f, "address_prefix: not an IP address: \"%s\"", addr);
+        return fail_at(f, "address_prefix", "not an IP address: \"%s\"", addr);
     unsigned max = n->family == AF_INET ? 32 : 128;
     n->prefix = pl == NULL ? max : (unsigned)json_integer_value(pl);
     if ((pl != NULL && !json_is_integer(pl)) || n->prefix > max)
-        return gy_fconf_fail(f, "prefix_len: want 0..%u", max);
+        return fail_at(f, "prefix_len", "want 0..%u", max);
     return 0;
 }
 
@@ -446,9 +461,9 @@ static int parse_ruleset(struct gy_fconf *f, const json_t *o, struct ruleset *r)
     r->present = true;
     r->allow = action == NULL || strcasecmp(action, "ALLOW") == 0;
     if (action != NULL && !r->allow && strcasecmp(action, "DENY") != 0)
-        return gy_fconf_fail(f, "action: want ALLOW or DENY, got \"%s\"", action);
+        return fail_at(f, "action", "want ALLOW or DENY, got \"%s\"", action);
     if (policies != NULL && !json_is_object(policies))
-        return gy_fconf_fail(f, "policies: want an object of named policies");
+        return fail_at(f, "policies", "want an object of named policies");
     r->n = json_object_size(policies);
     if (r->n > 0 && (r->p = calloc(r->n, sizeof(*r->p))) == NULL)
         return gy_fconf_fail(f, "out of memory");

@@ -166,9 +166,9 @@ static void test_rbac_config_bad(void **state)
         { "5", "want {rules, shadow_rules, stat_prefix}" },
         { "{'rulez':{}}", "unknown field \"rulez\"" },
         { "{'rules':[]}", "rules: want an object {action, policies}" },
-        { "{'rules':{'action':'LOG'}}", "rules: action: want ALLOW or DENY, got \"LOG\"" },
+        { "{'rules':{'action':'LOG'}}", "rules.action: want ALLOW or DENY, got \"LOG\"" },
         { "{'rules':{'policy':{}}}", "rules: unknown field \"policy\"" },
-        { "{'rules':{'policies':[]}}", "rules: policies: want an object of named policies" },
+        { "{'rules':{'policies':[]}}", "rules.policies: want an object of named policies" },
         { "{'rules':{'policies':{'p':{'permissions':[{'any':true}]}}}}",
           "rules.policies.p.principals: want a non-empty list" },
         { "{'rules':{'policies':{'p':{'permissions':[],'principals':[{'any':true}]}}}}",
@@ -182,29 +182,31 @@ static void test_rbac_config_bad(void **state)
         { "{'rules':{'policies':{'p':{'permissions':[{'any':true}],'principals':[{'method':'GET'}]}}}}",
           "rules.policies.p.principals[0].method: unknown principal" },
         { "{'rules':{'policies':{'p':{'permissions':[{'header':{'name':'x'}}],'principals':[{'any':true}]}}}}",
-          "rules.policies.p.permissions[0].header: header \"x\": want exactly one way to match" },
+          "rules.policies.p.permissions[0].header: want exactly one of exact_match, prefix_match, "
+          "suffix_match, contains_match, safe_regex_match, present_match, string_match" },
         { "{'rules':{'policies':{'p':{'permissions':[{'header':{'name':'x','exact_match':'a','prefix_match':'b'}}],"
           "'principals':[{'any':true}]}}}}",
-          "rules.policies.p.permissions[0].header: header \"x\": want exactly one way to match" },
+          "rules.policies.p.permissions[0].header: want exactly one of exact_match, prefix_match, "
+          "suffix_match, contains_match, safe_regex_match, present_match, string_match" },
         { "{'rules':{'policies':{'p':{'permissions':[{'header':{'name':'x','exact':'a'}}],"
           "'principals':[{'any':true}]}}}}",
           "rules.policies.p.permissions[0].header: unknown field \"exact\"" },
         { "{'rules':{'policies':{'p':{'permissions':[{'header':{'name':'x','exact_match':5}}],"
           "'principals':[{'any':true}]}}}}",
-          "rules.policies.p.permissions[0].header: exact_match: want a string" },
+          "rules.policies.p.permissions[0].header.exact_match: want a string" },
         { "{'rules':{'policies':{'p':{'permissions':[{'url_path':{'path':{'prefix':'/','exact':'/'}}}],"
           "'principals':[{'any':true}]}}}}",
           "rules.policies.p.permissions[0].url_path.path: want exactly one of exact, prefix, suffix, contains, "
           "safe_regex" },
         { "{'rules':{'policies':{'p':{'permissions':[{'url_path':{'path':{'safe_regex':{'regex':'(('}}}}],"
           "'principals':[{'any':true}]}}}}",
-          "rules.policies.p.permissions[0].url_path.path: safe_regex.regex: bad regex \"((\"" },
+          "rules.policies.p.permissions[0].url_path.path.safe_regex.regex: bad regex \"((\"" },
         { "{'rules':{'policies':{'p':{'permissions':[{'any':true}],"
           "'principals':[{'source_ip':{'address_prefix':'10.0.0.300'}}]}}}}",
-          "rules.policies.p.principals[0].source_ip: address_prefix: not an IP address: \"10.0.0.300\"" },
+          "rules.policies.p.principals[0].source_ip.address_prefix: not an IP address: \"10.0.0.300\"" },
         { "{'rules':{'policies':{'p':{'permissions':[{'any':true}],"
           "'principals':[{'source_ip':{'address_prefix':'10.0.0.0','prefix_len':33}}]}}}}",
-          "rules.policies.p.principals[0].source_ip: prefix_len: want 0..32" },
+          "rules.policies.p.principals[0].source_ip.prefix_len: want 0..32" },
         { "{'rules':{'policies':{'p':{'permissions':[{'and_rules':{'rules':[]}}],'principals':[{'any':true}]}}}}",
           "rules.policies.p.permissions[0].and_rules.rules: want a non-empty list" },
         { "{'rules':{'policies':{'p':{'permissions':[{'any':true}],'principals':[{'and_ids':{'ids':[{'nope':1}]}}]}}}}",
