@@ -13,6 +13,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "filters/rbac.h"
 #include "proxy/health.h"
 #include "proxy/identity.h"
 #include "proxy/proxy.h"
@@ -122,6 +123,7 @@ static char *server_metrics(struct gy_proxy *p)
     fprintf(f, "# HELP process_resident_memory_bytes Resident memory.\n# TYPE process_resident_memory_bytes gauge\n"
                "process_resident_memory_bytes %ld\n", rss_bytes());
     gy_health_metrics(f);
+    gy_rbac_metrics(f);
     gy_identity_metrics(p->identity, f);
     gy_tls_metrics(f);
     fclose(f);

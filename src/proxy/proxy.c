@@ -15,6 +15,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "filters/rbac.h"
 #include "mesh/mesh.h"
 #include "core/fsutil.h"
 #include "proxy/filter.h"
@@ -452,6 +453,7 @@ static void shutdown_all(struct gy_proxy *p)
     gy_loop_dispose(&p->loop);
     gy_stats_shutdown();
     gy_hosts_shutdown();
+    gy_rbac_shutdown();
     gy_tls_shutdown();
 }
 
