@@ -536,6 +536,33 @@ def test_upstream_mtls(gyrus_factory, tls_backend, pki):
     assert plain_get(p2)[0] == 503
 
 
+def test_health_checks_to_tls_clusters_go_over_tls(gyrus_factory, tls_backend, pki):
+    good, bad = tls_backend(pki.backend, name="good"), tls_backend(pki.backend, name="bad")
+    hc = {"interval_msec": 100, "timeout_msec": 1000, "unhealthy_threshold": 2, "healthy_threshold": 1,
+          "health_checker": {"http_health_check": {"path": "/health"}}}
+    p1, p2 = free_port(), free_port()
+    g = gyrus_factory(tls_mesh(p1, good.port, cluster_extra={"ssl_config": {"trust_file": pki.ca.cert,
+                                                                            "sni": "backend.local"},
+                                                             "health_checks": [hc]}), "test")
+    addr = f"127.0.0.1:{good.port}"
+    wait_for(lambda: g.metric("gyrus_cluster_health_check_success_total", cluster="backend", host=addr) >= 3,
+             what="three passing checks over TLS")
+    assert g.metric("gyrus_cluster_host_healthy", cluster="backend", host=addr) == 1
+    checks = [r for r in good.requests if r[1] == "/health"]
+    assert len(checks) >= 3 and checks[0][2]["user-agent"] == "gyrus-health-check"
+    assert "backend.local" in good.snis and not good.handshake_errors
+    assert plain_get(p1)[0] == 200
+    # a server whose certificate the cluster does not trust fails its checks
+    g2 = gyrus_factory(tls_mesh(p2, bad.port, cluster_extra={"ssl_config": {"trust_file": pki.other_ca.cert},
+                                                             "health_checks": [hc]}), "test")
+    addr = f"127.0.0.1:{bad.port}"
+    wait_for(lambda: g2.metric("gyrus_cluster_health_check_failure_total", cluster="backend", host=addr) >= 2,
+             what="failed checks")
+    wait_for(lambda: g2.metric("gyrus_cluster_host_healthy", cluster="backend", host=addr) == 0, what="unhealthy")
+    wait_for(lambda: "is unhealthy after 2 failed http checks in a row (TLS handshake failed)" in g2.output(),
+             what="the reason in the log")
+
+
 # ---- reload ----
 
 def copy_pair(src, dst_dir, name="live"):
