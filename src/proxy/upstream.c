@@ -116,7 +116,9 @@ static void connect_settled(struct gy_uconn *uc)
 
 static void notify(struct gy_uconn *uc)
 {
-    if (uc->stream != NULL)
+    if (uc->h2 != NULL)
+        gy_h2u_event(uc);
+    else if (uc->stream != NULL)
         gy_stream_upstream_event(uc->stream);
     else if (uc->shadow != NULL)
         gy_shadow_event(uc->shadow);
@@ -238,6 +240,7 @@ struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, const st
     }
     uc->w = w;
     uc->pool = p;
+    uc->ops = &gy_up_h1;
     uc->state = GY_UC_CONNECTING;
     uc->cb_pending = true;
     if (c->tls != NULL && (uc->transport = gy_tls_client(c->tls, in->host)) == NULL) {
@@ -265,6 +268,17 @@ struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, const st
     if (connect_timeout_ms > 0)
         gy_timer_start(&w->loop, &uc->timer, connect_timeout_ms);
     return uc;
+}
+
+int gy_uconn_attach(struct gy_uconn *uc, struct gy_stream *s)
+{
+    if (uc->h2 != NULL)
+        return gy_h2u_attach(uc, s);
+    uc->stream = s;
+    uc->nrequests++;
+    s->uc = uc;
+    s->up = uc->ops;
+    return 0;
 }
 
 struct gy_uconn *gy_upool_take(struct gy_upool *p)
