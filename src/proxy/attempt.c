@@ -66,6 +66,7 @@ void gy_attempt_init(struct gy_stream *s, const struct gy_req_head *req)
     s->cluster = s->route.cluster;
     s->wcluster = &s->wcfg->clusters[s->cluster->index];
     s->retry = s->route.route->retry;
+    s->up_h2 = s->cluster->http2 || (s->cluster->use_downstream_protocol && req->version == 20);
     gy_timer_init(&s->backoff, backoff_cb);
     gy_timer_init(&s->per_try, per_try_cb);
     if (s->cluster->lb_policy == GY_LB_RING_HASH)
@@ -74,6 +75,10 @@ void gy_attempt_init(struct gy_stream *s, const struct gy_req_head *req)
     s->keep_replay = req->body &&
                      (s->retry != NULL || (rule != NULL && (rule->ndark > 0 || rule->ntap > 0)));
     s->replay_limit = s->retry != NULL ? s->retry->max_request_bytes : DEFAULT_REPLAY;
+    if (s->grpc_web.mode == GY_GRPCWEB_TEXT)
+        s->keep_replay = false; /* the replay would be base64: no retries for these */
+    if (!s->up_h2)
+        s->grpc_web.mode = GY_GRPCWEB_NONE; /* translated only for gRPC (HTTP/2) upstreams */
     gy_stat_inc(s->cluster->stats, s->dc->w->id, GY_C_RQ_ACTIVE);
 }
 
@@ -387,8 +392,8 @@ static void begin(struct gy_stream *s, bool fresh)
     s->wcluster->active[idx]++;
     s->attempts++;
     struct gy_upool *p = s->wcluster->hosts[idx];
-    struct gy_uconn *uc = fresh ? NULL : gy_upool_take(p);
-    if (uc == NULL && (uc = gy_uconn_open(w, p, s->cluster, &s->cluster->instances[idx], &overflow)) == NULL) {
+    struct gy_uconn *uc = fresh ? NULL : s->up_h2 ? gy_upool_take_h2(p) : gy_upool_take(p);
+    if (uc == NULL && (uc = gy_uconn_open(w, p, s->cluster, &s->cluster->instances[idx], s->up_h2, &overflow)) == NULL) {
         if (overflow) {
             release_host(s);
             gy_stream_overflow_reply(s);

@@ -44,6 +44,10 @@ static void to_head(const struct gy_h1_request *r, struct gy_req_head *h)
     h->is_connect = r->is_connect;
     h->upgrade = r->upgrade;
     h->version = r->minor_version == 0 ? 10 : 11;
+    if (r->upgrade) {
+        const struct gy_header *up = gy_header_find(r->headers, r->nheaders, GY_SLICE_LIT("upgrade"));
+        h->protocol = up != NULL ? gy_slice_trim(up->value) : GY_SLICE_NULL;
+    }
     h->head_len = r->head_len;
 }
 
@@ -112,6 +116,10 @@ static bool req_pump(struct gy_stream *s)
             progress = true;
             continue;
         }
+        if (dc->eof && s->req_dec.framing == GY_H1_BODY_TUNNEL) { /* the client closed its side of a tunnel */
+            s->req_done = true;
+            return true;
+        }
         if (dc->eof) { /* the client went away in the middle of its request */
             gy_stream_reset(s, GY_RF_DC);
             return true;
@@ -154,7 +162,7 @@ static int resp_head(struct gy_stream *s, const struct gy_resp_head *h)
     struct gy_dconn *dc = s->dc;
     struct gy_worker *w = dc->w;
 
-    if (h->status < 200)
+    if (h->status < 200 && !h->tunnel)
         return informational(s, h);
     s->resp_chunked_out = s->resp_eof_out = false;
     if (h->body && h->content_length < 0 && !h->tunnel) {
@@ -162,7 +170,7 @@ static int resp_head(struct gy_stream *s, const struct gy_resp_head *h)
         s->resp_eof_out = !s->resp_chunked_out;
     }
     s->resp_body_out = h->body;
-    bool keep = s->client_keep_alive && !s->resp_eof_out && !dc->closing && !w->draining && s->req_done;
+    bool keep = s->client_keep_alive && !s->resp_eof_out && !dc->closing && !w->draining && s->req_done && !h->tunnel;
     if (gy_buf_reserve(&w->bufs, &dc->wbuf) != 0)
         return GY_EAGAIN;
     size_t before = gy_buf_len(&dc->wbuf);
@@ -172,7 +180,7 @@ static int resp_head(struct gy_stream *s, const struct gy_resp_head *h)
                                                                           : GY_ENOMEM;
     if (rc != 0)
         return rc;
-    if (!keep)
+    if (!keep || h->tunnel)
         dc->closing = true;
     if (s->route.rule != NULL && s->route.rule->ntap > 0) { /* taps get the head as forwarded */
         size_t n = gy_buf_len(&dc->wbuf) - before;
@@ -261,27 +269,6 @@ const struct gy_down_ops gy_down_h1 = {
 
 /* ---- the connection ---- */
 
-/* When the config changed under a keep-alive connection, the next request uses the new one. */
-static void follow_config(struct gy_dconn *dc)
-{
-    struct gy_worker *w = dc->w;
-    struct gy_config *cfg = w->wcfg->cfg;
-
-    if (dc->wcfg == w->wcfg)
-        return;
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        if (strcmp(cfg->listeners[i].key, dc->lcfg->key) == 0) {
-            gy_stat_dec(dc->lcfg->stats, w->id, GY_C_CX_ACTIVE);
-            gy_wcfg_release(w, dc->wcfg);
-            dc->wcfg = gy_wcfg_acquire(w->wcfg);
-            dc->lcfg = &cfg->listeners[i];
-            gy_stat_inc(dc->lcfg->stats, w->id, GY_C_CX_ACTIVE);
-            return;
-        }
-    }
-    dc->closing = true; /* its listener is gone: finish and close */
-}
-
 static void end_stream(struct gy_dconn *dc)
 {
     struct gy_stream *s = dc->stream;
@@ -294,9 +281,8 @@ static void end_stream(struct gy_dconn *dc)
         gy_dconn_close(dc);
         return;
     }
-    if (dc->w->draining)
+    if (dc->w->draining || !gy_dconn_follow_config(dc))
         dc->closing = true;
-    follow_config(dc);
     if (!dc->closing)
         gy_dconn_set_timer(dc, gy_buf_len(&dc->rbuf) ? GY_DT_HEADER : GY_DT_IDLE,
                            gy_buf_len(&dc->rbuf) ? dc->lcfg->request_headers_timeout_ms : dc->lcfg->idle_timeout_ms);

@@ -164,6 +164,26 @@ void gy_dconn_begin_close(struct gy_dconn *dc)
     linger(dc);
 }
 
+bool gy_dconn_follow_config(struct gy_dconn *dc)
+{
+    struct gy_worker *w = dc->w;
+    struct gy_config *cfg = w->wcfg->cfg;
+
+    if (dc->wcfg == w->wcfg)
+        return true;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        if (strcmp(cfg->listeners[i].key, dc->lcfg->key) == 0) {
+            gy_stat_dec(dc->lcfg->stats, w->id, GY_C_CX_ACTIVE);
+            gy_wcfg_release(w, dc->wcfg);
+            dc->wcfg = gy_wcfg_acquire(w->wcfg);
+            dc->lcfg = &cfg->listeners[i];
+            gy_stat_inc(dc->lcfg->stats, w->id, GY_C_CX_ACTIVE);
+            return true;
+        }
+    }
+    return false;
+}
+
 bool gy_dconn_read(struct gy_dconn *dc)
 {
     struct gy_worker *w = dc->w;

@@ -144,6 +144,32 @@ static struct gy_slice forwarded_for(struct gy_stream *s)
     return gy_slice(p, k > 0 ? (size_t)k : 0);
 }
 
+/* WebSocket towards an HTTP/1.1 upstream: the upgrade asked again, and for an extended CONNECT
+ * (RFC 8441) the handshake fields HTTP/2 does without. */
+static void put_tunnel_headers(struct gy_stream *s, struct writer *w, const struct gy_req_head *req)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char key[25];
+
+    put_cstr(w, "connection: upgrade\r\nupgrade: websocket\r\n");
+    if (!req->is_connect)
+        return;
+    if (gy_header_find(req->headers, req->nheaders, GY_SLICE_LIT("sec-websocket-key")) == NULL) {
+        uint64_t a = gy_worker_rand(s->dc->w), b = gy_worker_rand(s->dc->w);
+        for (int i = 0; i < 21; i++) {
+            key[i] = b64[(i < 10 ? a >> (6 * i) : b >> (6 * (i - 10))) & 63];
+        }
+        key[21] = b64[(b >> 60) & 0x30];
+        memcpy(key + 22, "==", 2);
+        key[24] = '\0';
+        put_cstr(w, "sec-websocket-key: ");
+        put_cstr(w, key);
+        put(w, "\r\n", 2);
+    }
+    if (gy_header_find(req->headers, req->nheaders, GY_SLICE_LIT("sec-websocket-version")) == NULL)
+        put_cstr(w, "sec-websocket-version: 13\r\n");
+}
+
 int gy_fwd_request_head(struct gy_stream *s, const struct gy_req_head *req, struct gy_slice path)
 {
     const struct gy_route *r = s->route.route;
@@ -162,7 +188,7 @@ int gy_fwd_request_head(struct gy_stream *s, const struct gy_req_head *req, stru
     if (w.p == NULL)
         return GY_ENOMEM;
 
-    put_slice(&w, req->method);
+    put_slice(&w, s->tunnel && req->is_connect ? GY_SLICE_LIT("GET") : req->method);
     put(&w, " ", 1);
     put_slice(&w, path);
     if (req->query.len > 0 || (req->target.len > 0 && req->target.ptr[req->target.len - 1] == '?')) {
@@ -193,6 +219,8 @@ int gy_fwd_request_head(struct gy_stream *s, const struct gy_req_head *req, stru
     put_header(&w, GY_SLICE_LIT("x-request-id"), s->request_id);
     put_cstr(&w, "via: 1.1 gyrus\r\n");
     put_ops(&w, r->request_headers_to_add, r->nrequest_headers_to_add);
+    if (s->tunnel)
+        put_tunnel_headers(s, &w, req);
     if (s->req_chunked_up)
         put_cstr(&w, "transfer-encoding: chunked\r\n");
     put(&w, "\r\n", 2);
@@ -271,6 +299,14 @@ int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct
             te |= gy_slice_eqi(gy_slice_trim(h->value), GY_SLICE_LIT("trailers"));
         if (gy_fwd_skip_request_header(s, h, req->headers, req->nheaders) || gy_slice_eqi_cstr(h->name, "host"))
             continue;
+        if (s->grpc_web.mode && gy_slice_eqi_cstr(h->name, "content-type")) {
+            char *ct = gy_pool_alloc(&s->pool, h->value.len + 1);
+            if (ct != NULL)
+                nv_add(&l, h->name, gy_grpcweb_to_grpc(h->value, ct, h->value.len));
+            continue;
+        }
+        if (s->grpc_web.mode == GY_GRPCWEB_TEXT && gy_slice_eqi_cstr(h->name, "content-length"))
+            continue;
         nv_add(&l, h->name, h->value);
     }
     if (te || s->grpc)
@@ -296,8 +332,10 @@ void gy_fwd_response_fields(struct gy_stream *s, const struct gy_resp_head *res,
 
     for (unsigned i = 0; i < res->nheaders; i++) {
         const struct gy_header *h = &res->headers[i];
-        if (!gy_fwd_skip_response_header(s, h, res->headers, res->nheaders))
-            fn(arg, h->name, h->value);
+        if (gy_fwd_skip_response_header(s, h, res->headers, res->nheaders) ||
+            (res->tunnel && gy_slice_eqi_cstr(h->name, "sec-websocket-accept")))
+            continue;
+        fn(arg, h->name, h->value);
     }
     for (size_t i = 0; i < r->nresponse_headers_to_add; i++)
         fn(arg, gy_slice_cstr(r->response_headers_to_add[i].name), gy_slice_cstr(r->response_headers_to_add[i].value));
@@ -339,7 +377,12 @@ int gy_fwd_response_head(struct gy_stream *s, const struct gy_resp_head *res, st
     put_cstr(&w, "via: 1.1 gyrus\r\n");
     if (s->resp_chunked_out)
         put_cstr(&w, "transfer-encoding: chunked\r\n");
-    if (!keep)
+    else if (!res->body && res->content_length < 0 && !s->is_head && res->status != 204 && res->status != 304 &&
+             !res->tunnel)
+        put_cstr(&w, "content-length: 0\r\n"); /* an HTTP/2 answer without a body (gRPC trailers-only) */
+    if (res->tunnel)
+        put_cstr(&w, "connection: upgrade\r\nupgrade: websocket\r\n");
+    else if (!keep)
         put_cstr(&w, "connection: close\r\n");
     else if (s->version == 10)
         put_cstr(&w, "connection: keep-alive\r\n");

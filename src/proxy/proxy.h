@@ -19,6 +19,7 @@
 #include "mesh/config.h"
 #include "net/sock.h"
 #include "net/transport.h"
+#include "proxy/grpcweb.h"
 #include "proxy/lb.h"
 #include "proxy/router.h"
 #include "proxy/stats.h"
@@ -74,6 +75,7 @@ struct gy_upool {
     struct gy_upool *next;           /* hash chain */
     char *key;                       /* "cluster|addr" */
     struct gy_list idle;             /* struct gy_uconn, most recently used first */
+    struct gy_list h2conns;          /* HTTP/2 connections (multiplexed; none of them in idle) */
     uint32_t nidle;
     uint32_t max_idle;
     unsigned wrefs;                  /* wclusters pointing here */
@@ -264,6 +266,7 @@ struct gy_stream {
     const struct gy_up_ops *up;      /* uc->ops while an attempt is attached */
     int32_t usid;                    /* HTTP/2 upstream stream id */
     struct gy_list ulink;            /* HTTP/2 upstream: in the session's streams */
+    struct gy_list uwake;            /* HTTP/2 upstream: to be woken once nghttp2 is out of the way */
     struct gy_wcfg *wcfg;            /* referenced */
     const struct gy_listener *lcfg;
     struct gy_route_result route;
@@ -292,8 +295,13 @@ struct gy_stream {
     size_t nunv;
     struct gy_buf req_buf;           /* decoded request body between an HTTP/2 side and the other */
     bool req_buf_end;                /* HTTP/2 downstream: END_STREAM received */
-    uint32_t up_replay_off;          /* HTTP/2 upstream: replay bytes already given to nghttp2 */
+    bool up_h2;                      /* the attempts speak HTTP/2 to the upstream */
+    struct gy_buf ureq_buf;          /* HTTP/2 upstream: request body waiting for nghttp2 */
+    struct gy_buf uresp_buf;         /* HTTP/2 upstream: response body waiting for the client side */
+    struct gy_resp_head *uresp_head; /* HTTP/2 upstream: a response head to pass on (in the pool) */
     bool grpc;                       /* content-type application/grpc* */
+    bool tunnel;                     /* WebSocket: h1 Upgrade or h2 extended CONNECT; raw bytes both ways */
+    struct gy_grpcweb grpc_web;      /* gRPC-Web caller, translated to gRPC for an HTTP/2 upstream */
     bool retried;
 
     /* response */
@@ -315,6 +323,7 @@ struct gy_stream {
     bool need_last_chunk;            /* "0\r\n\r\n" still to be queued for the client */
     bool reset;                      /* ended abnormally */
     bool closed;                     /* HTTP/2: nghttp2 closed the stream */
+    uint32_t rst_code;               /* HTTP/2: the code to reset the client's stream with (0: INTERNAL_ERROR) */
 
     /* upstream attempts (attempt.c) */
     const struct gy_retry_policy *retry;
@@ -446,6 +455,8 @@ void gy_dconn_drain(struct gy_dconn *dc);
 /* Starts closing politely: shut the write side, discard input for a while. */
 void gy_dconn_begin_close(struct gy_dconn *dc);
 void gy_dconn_set_timer(struct gy_dconn *dc, int mode, uint32_t ms);
+/* When the config changed, the next request uses the new one; false when the listener is gone. */
+bool gy_dconn_follow_config(struct gy_dconn *dc);
 /* Reads more of the client's bytes if the socket may have some and rbuf has room; true if any came. */
 bool gy_dconn_read(struct gy_dconn *dc);
 /* Writes wbuf out; false on a hard error. */
@@ -557,7 +568,9 @@ struct gy_uconn *gy_upool_take(struct gy_upool *p);
 /* Opens a new connection (connecting). NULL on immediate failure, with *overflow set when a
  * circuit breaker (max_connections, max_pending_requests) refused it. */
 struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, const struct gy_cluster *c,
-                               const struct gy_instance *in, bool *overflow);
+                               const struct gy_instance *in, bool h2, bool *overflow);
+/* An HTTP/2 connection to the host with room for one more stream (or NULL). */
+struct gy_uconn *gy_upool_take_h2(struct gy_upool *p);
 /* Gives the connection (idle, new, or an HTTP/2 one with room) to a stream's attempt. */
 int gy_uconn_attach(struct gy_uconn *uc, struct gy_stream *s);
 /* The stream is done with the connection: back to the pool if reusable, else closed. */
@@ -566,8 +579,14 @@ void gy_uconn_close(struct gy_uconn *uc);
 void gy_upools_close_idle(struct gy_worker *w);
 
 /* up_h2.c: multiplexed HTTP/2 upstream connections */
+int gy_h2u_open(struct gy_uconn *uc, const struct gy_cluster *c);
 void gy_h2u_event(struct gy_uconn *uc);
+void gy_h2u_timer(struct gy_uconn *uc);
 int gy_h2u_attach(struct gy_uconn *uc, struct gy_stream *s);
+bool gy_h2u_has_room(struct gy_uconn *uc);
+unsigned gy_h2u_streams(const struct gy_uconn *uc);
+/* Fails the streams still on it and frees the session (from gy_uconn_close). */
+void gy_h2u_free(struct gy_uconn *uc);
 
 /* accesslog.c */
 struct gy_alog_sink *gy_alog_sink_open(struct gy_proxy *p, const char *path, const char *format, char *err,

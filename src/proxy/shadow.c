@@ -169,7 +169,7 @@ static void send_copy(struct gy_stream *s, const struct gy_cluster *c, char *dat
     if (sh == NULL)
         goto drop;
     struct gy_uconn *uc = gy_upool_take(wc->hosts[idx]);
-    if (uc == NULL && (uc = gy_uconn_open(w, wc->hosts[idx], c, &c->instances[idx], &overflow)) == NULL) {
+    if (uc == NULL && (uc = gy_uconn_open(w, wc->hosts[idx], c, &c->instances[idx], false, &overflow)) == NULL) {
         free(sh);
         goto drop;
     }

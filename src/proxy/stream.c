@@ -35,6 +35,7 @@ struct gy_stream *gy_stream_new(struct gy_dconn *dc)
     gy_list_init(&s->link);
     gy_list_init(&s->ready);
     gy_list_init(&s->ulink);
+    gy_list_init(&s->uwake);
     s->wcfg = gy_wcfg_acquire(dc->wcfg);
     s->lcfg = dc->lcfg;
     s->host = -1;
@@ -99,6 +100,7 @@ static void copy_request_info(struct gy_stream *s, const struct gy_req_head *req
     s->request_id = h != NULL && valid_request_id(h->value) ? gy_pool_dup(&s->pool, h->value) : new_request_id(s);
     h = gy_header_find(req->headers, req->nheaders, GY_SLICE_LIT("content-type"));
     s->grpc = h != NULL && gy_slice_has_prefix(h->value, GY_SLICE_LIT("application/grpc"));
+    s->grpc_web.mode = h != NULL ? (uint8_t)gy_grpcweb_mode(h->value) : GY_GRPCWEB_NONE;
 }
 
 /* ---- ending ---- */
@@ -109,8 +111,7 @@ void gy_stream_reset(struct gy_stream *s, uint32_t flag)
     if (s->reset)
         return;
     s->reset = true;
-    if (s->uc != NULL)
-        s->up->abort(s);
+    gy_attempt_detach(s);
     gy_timer_stop(&s->dc->w->loop, &s->timeout);
     gy_timer_stop(&s->dc->w->loop, &s->idle);
     s->down->reset(s);
@@ -253,6 +254,8 @@ void gy_stream_free(struct gy_stream *s)
 
     if (s->uc != NULL)
         gy_attempt_detach(s);
+    if (gy_list_linked(&s->uwake))
+        gy_list_remove(&s->uwake);
     if (!s->resp_done)
         s->flags |= s->flags ? 0 : GY_RF_DC;
     record_stats(s);
@@ -268,6 +271,8 @@ void gy_stream_free(struct gy_stream *s)
     gy_timer_stop(&w->loop, &s->filter_timer);
     gy_buf_release(&w->bufs, &s->req_buf);
     gy_buf_release(&w->bufs, &s->resp_buf);
+    gy_buf_release(&w->bufs, &s->ureq_buf);
+    gy_buf_release(&w->bufs, &s->uresp_buf);
     gy_pool_dispose(&s->pool);
     gy_wcfg_release(w, s->wcfg);
     free(s);
@@ -402,8 +407,15 @@ static void start_upstream(struct gy_stream *s, const struct gy_req_head *req)
     struct gy_worker *w = s->dc->w;
 
     gy_attempt_init(s, req);
-    s->req_chunked_up = req->body && req->content_length < 0;
-    int rc = s->cluster->http2 ? gy_fwd_request_nv(s, req, s->route.path) : gy_fwd_request_head(s, req, s->route.path);
+    s->req_chunked_up = req->body && req->content_length < 0 && !s->tunnel;
+    if (s->tunnel && s->up_h2) {
+        s->down->head_done(s, req);
+        gy_stream_local_reply(s, 501, 0, "WebSocket to an HTTP/2 upstream is not supported");
+        return;
+    }
+    int rc = s->up_h2 ? gy_fwd_request_nv(s, req, s->route.path) : gy_fwd_request_head(s, req, s->route.path);
+    if (rc == 0 && s->up_h2 && s->route.rule != NULL && (s->route.rule->ndark > 0 || s->route.rule->ntap > 0))
+        rc = gy_fwd_request_head(s, req, s->route.path); /* shadow copies and taps go over HTTP/1.1 */
     s->down->head_done(s, req);
     if (rc != 0) {
         gy_stream_local_reply(s, 431, GY_RF_DPE, "request headers too large");
@@ -523,15 +535,34 @@ static void max_duration_cb(struct gy_timer *t)
     s->down->wake(s);
 }
 
+/* WebSocket: an h1 Upgrade or an h2 extended CONNECT (RFC 8441) becomes a tunnel. */
+static bool start_tunnel(struct gy_stream *s, const struct gy_req_head *req)
+{
+    bool ws = gy_slice_eqi(req->protocol, GY_SLICE_LIT("websocket"));
+
+    if (req->is_connect && !ws) {
+        s->down->head_done(s, req);
+        gy_stream_local_reply(s, req->protocol.len ? 501 : 405, GY_RF_NR,
+                              req->protocol.len ? "only the websocket protocol can be tunnelled"
+                                                : "CONNECT is not supported on this listener");
+        return false;
+    }
+    if (ws && (req->upgrade || req->is_connect)) {
+        s->tunnel = true;
+        s->req_has_body = true;
+        s->req_length = -1;
+        s->req_done = false;
+        gy_h1_bodydec_init(&s->req_dec, GY_H1_BODY_TUNNEL, 0);
+    }
+    return true;
+}
+
 void gy_stream_start(struct gy_stream *s, const struct gy_req_head *req)
 {
     copy_request_info(s, req);
     start_body_state(s, req);
-    if (req->is_connect && req->protocol.len == 0) {
-        s->down->head_done(s, req);
-        gy_stream_local_reply(s, 405, GY_RF_NR, "CONNECT is not supported on this listener");
+    if (!start_tunnel(s, req))
         return;
-    }
     s->route_random = gy_worker_rand(s->dc->w);
     proceed(s, req, false);
 }
@@ -599,7 +630,7 @@ void gy_stream_trailers(struct gy_stream *s, const struct gy_header *h, unsigned
 
 int gy_stream_response_head(struct gy_stream *s, const struct gy_resp_head *h)
 {
-    if (h->status < 200) {
+    if (h->status < 200 && !h->tunnel) {
         int rc = s->down->resp_head(s, h);
         return rc == GY_EAGAIN ? 0 : 1;
     }

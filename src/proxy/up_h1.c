@@ -6,6 +6,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "core/err.h"
 #include "core/log.h"
@@ -55,6 +56,13 @@ static int req_end(struct gy_stream *s)
 {
     struct gy_uconn *uc = s->uc;
 
+    if (s->tunnel) { /* the client closed its side: so do we, once its last bytes are out */
+        if (gy_buf_len(&uc->wbuf) > 0)
+            return GY_EAGAIN;
+        if (s->resp_started)
+            shutdown(uc->io.fd, SHUT_WR);
+        return 0;
+    }
     if (!s->req_chunked_up)
         return 0;
     if (gy_buf_room(&uc->wbuf) < 5)
@@ -110,7 +118,7 @@ static int parse_head(struct gy_stream *s)
             return bad_response(s);
         return 0;
     }
-    if (rc < 0 || res.status == 101) /* we never ask for an upgrade */
+    if (rc < 0 || (res.status == 101 && !s->tunnel)) /* we asked for no upgrade */
         return bad_response(s);
     struct gy_resp_head h = {
         .status = res.status,
@@ -121,14 +129,17 @@ static int parse_head(struct gy_stream *s)
         .body = res.body != GY_H1_BODY_NONE && !(res.body == GY_H1_BODY_LENGTH && res.content_length == 0),
         .keep_alive = res.keep_alive && res.body != GY_H1_BODY_EOF,
         .head_len = res.head_len,
+        .tunnel = res.status == 101,
     };
-    if (res.status < 200) {
+    if (res.status < 200 && res.status != 101) {
         if (res.status != 100 && gy_stream_response_head(s, &h) == 0)
             return 0;
         gy_buf_consume(&uc->rbuf, res.head_len);
         return 1;
     }
-    s->upstream_reusable = res.keep_alive && res.body != GY_H1_BODY_EOF;
+    s->upstream_reusable = res.keep_alive && res.body != GY_H1_BODY_EOF && res.status != 101;
+    if (s->tunnel && res.status != 101)
+        s->tunnel = false; /* refused: an ordinary answer */
     rc = gy_stream_response_head(s, &h);
     if (rc <= 0)
         return rc;
@@ -204,7 +215,8 @@ static bool resp_pump(struct gy_stream *s)
             return true;
         }
         if (uc->eof) {
-            if (s->resp_started && s->resp_dec.framing == GY_H1_BODY_EOF && gy_buf_len(&uc->rbuf) == 0) {
+            if (s->resp_started && (s->resp_dec.framing == GY_H1_BODY_EOF || s->resp_dec.framing == GY_H1_BODY_TUNNEL) &&
+                gy_buf_len(&uc->rbuf) == 0) {
                 s->upstream_reusable = false;
                 complete(s);
             } else {
