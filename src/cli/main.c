@@ -10,7 +10,16 @@ static const struct gy_command commands[] = {
     { "demo-service", "run the built-in demo HTTP service (echo, fibonacci)", gy_cmd_demo_service },
     { "dev", "run a demo mesh on this machine: demo service, sidecar, edge", gy_cmd_dev },
     { "validate", "validate a mesh file and print the first error", gy_cmd_validate },
+    { "discover", "run discovery sources and print what they see, as JSON lines", gy_cmd_discover },
     { "version", "print the version", gy_cmd_version },
+    { "control", "run the control plane: mesh API, config distribution, discovery", gy_cmd_control },
+    { "apply", "create or replace the objects of mesh files (-f FILE|-) on the control plane", gy_cmd_apply },
+    { "get", "print mesh objects: get KIND [KEY] [-o json|yaml|table]", gy_cmd_get },
+    { "list", "list the objects of a kind as a table: list KIND", gy_cmd_list },
+    { "delete", "delete a mesh object: delete KIND KEY", gy_cmd_delete },
+    { "edit", "edit a mesh object in $EDITOR: edit KIND KEY", gy_cmd_edit },
+    { "status", "proxies, their config versions and ACK/NACK, clusters and instances", gy_cmd_status },
+    { "token", "create join tokens for proxies to get their first SVID", gy_cmd_token },
 };
 
 static void usage(FILE *f)

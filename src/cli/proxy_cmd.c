@@ -23,6 +23,7 @@ static const char usage[] =
     "      --zone ZONE            zone the proxy announces to the control plane\n"
     "      --node ID              this instance's id for the control plane, default HOSTNAME:PID\n"
     "      --data-dir DIR         where the last view from the control plane is cached, default /var/lib/gyrus\n"
+    "      --join-token TOKEN     proves the proxy to the mesh CA for its first SVID ($GYRUS_JOIN_TOKEN)\n"
     "      --admin ADDR           admin listener, default 127.0.0.1:8001; \"off\" to disable\n"
     "      --workers N            worker threads, default: number of CPUs\n"
     "      --drain-time DURATION  how long SIGTERM waits for in-flight requests, default 10s\n"
@@ -57,6 +58,8 @@ int gy_cmd_proxy(int argc, char **argv)
             o.node = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--data-dir"))
             o.data_dir = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--join-token"))
+            o.join_token = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--admin"))
             o.admin_addr = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--workers"))
@@ -76,6 +79,8 @@ int gy_cmd_proxy(int argc, char **argv)
         o.control_url = getenv("GYRUS_CONTROL");
     if (o.config_path == NULL && o.control_url == NULL)
         gy_fatal("--config FILE or --control URL is required");
+    if (o.join_token == NULL)
+        o.join_token = getenv("GYRUS_JOIN_TOKEN");
     if (o.config_path != NULL && o.control_url != NULL)
         gy_fatal("--config and --control exclude each other");
     if (o.name == NULL)

@@ -37,7 +37,7 @@ typedef void (*gy_discovery_cb)(void *arg, const char *source, json_t *snapshot)
  *   consul:URL[?dc=DC]            Consul catalog: services tagged "tbn-cluster", health passing only,
  *                                 blocking queries (URL is http://host:8500)
  *   kubernetes:URL[?namespace=NS&label=KEY&port=NAME]
- *                                 EndpointSlices watched from the API server at URL; pods whose label
+ *                                 pods watched from the API server at URL (Ready ones); pods whose label
  *                                 KEY (default greymatter.io/cluster) names the cluster, port named NAME
  *                                 (default "proxy"); a token from $KUBERNETES_TOKEN if set
  * Returns NULL with a one-line reason in err on a bad spec (no I/O errors: a source that

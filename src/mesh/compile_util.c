@@ -158,7 +158,7 @@ int cc_duration(struct cc *cc, const json_t *o, const char *field, uint32_t def,
 {
     const json_t *v = json_object_get(o, field);
 
-    if (v == NULL || json_is_null(v)) {
+    if (v == NULL || json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0)) {
         *ms = def;
         return 0;
     }

@@ -298,6 +298,11 @@ static int check_value(struct gy_vctx *v, const struct gy_field *f, const json_t
 {
     int rc = 0;
 
+    /* Go exports (Grey Matter's own) write "" for an unset enum or duration: absent, like null. */
+    if ((f->type == GY_T_DURATION || f->type == GY_T_ENUM) && !(f->flags & GY_F_REQUIRED) && json_is_string(val) &&
+        json_string_length(val) == 0)
+        return 0;
+
     switch (f->type) {
     case GY_T_STRING:
     case GY_T_KEY:

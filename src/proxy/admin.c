@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "proxy/health.h"
+#include "proxy/identity.h"
 #include "proxy/proxy.h"
 
 #define ADMIN_MAX_REQ 16384
@@ -120,7 +121,20 @@ static char *server_metrics(struct gy_proxy *p)
     fprintf(f, "# HELP process_resident_memory_bytes Resident memory.\n# TYPE process_resident_memory_bytes gauge\n"
                "process_resident_memory_bytes %ld\n", rss_bytes());
     gy_health_metrics(f);
+    gy_identity_metrics(p->identity, f);
     fclose(f);
+    return out;
+}
+
+static char *certs_json(struct gy_proxy *p)
+{
+    char *svid = p->identity ? gy_identity_json(p->identity) : NULL;
+    size_t n = (svid ? strlen(svid) : 4) + 64;
+    char *out = malloc(n);
+
+    if (out != NULL)
+        snprintf(out, n, "{\"svid\":%s}\n", svid ? svid : "null");
+    free(svid);
     return out;
 }
 
@@ -206,6 +220,8 @@ static void handle(struct admin_conn *c, struct gy_slice method, struct gy_slice
         respond_owned(c, "application/json", gy_stats_json());
     } else if (gy_slice_eq(path, GY_SLICE_LIT("/clusters"))) {
         respond_owned(c, json ? "application/json" : "text/plain; charset=utf-8", clusters_text(p, json));
+    } else if (gy_slice_eq(path, GY_SLICE_LIT("/certs"))) {
+        respond_owned(c, "application/json", certs_json(p));
     } else if (gy_slice_eq(path, GY_SLICE_LIT("/config_dump"))) {
         respond_owned(c, "application/json", config_dump(p));
     } else if (gy_slice_eq(path, GY_SLICE_LIT("/quitquitquit"))) {
@@ -218,7 +234,7 @@ static void handle(struct admin_conn *c, struct gy_slice method, struct gy_slice
     } else if (gy_slice_eq(path, GY_SLICE_LIT("/")) || gy_slice_eq(path, GY_SLICE_LIT("/help"))) {
         respond_text(c, 200,
                      "gyrus admin\n  /ready\n  /stats\n  /stats/prometheus (/metrics)\n  /clusters[?format=json]\n"
-                     "  /config_dump\n  POST /quitquitquit\n");
+                     "  /config_dump\n  /certs\n  POST /quitquitquit\n");
     } else {
         respond_text(c, 404, "not found; see /help\n");
     }

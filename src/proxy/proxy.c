@@ -20,6 +20,7 @@
 #include "proxy/filter.h"
 #include "proxy/health.h"
 #include "proxy/hosts.h"
+#include "proxy/identity.h"
 #include "proxy/outlier.h"
 #include "proxy/proxy.h"
 #include "proxy/xds.h"
@@ -419,6 +420,8 @@ static void shutdown_all(struct gy_proxy *p)
 {
     gy_xds_stop(p->xds);
     p->xds = NULL;
+    gy_identity_stop(p->identity);
+    p->identity = NULL;
     for (unsigned w = 0; p->serving && w < p->nworkers; w++)
         pthread_join(p->workers[w].thread, NULL);
     for (unsigned w = 0; p->workers != NULL && w < p->nworkers; w++)
@@ -598,6 +601,9 @@ int gy_proxy_run(const struct gy_proxy_options *opt)
             gy_timer_start(&p->loop, &p->watch_timer, opt->watch_interval_ms);
     } else {
         setup_cache(p);
+        struct gy_identity_options io = { opt->control_url, opt->data_dir ? opt->data_dir : "/var/lib/gyrus",
+                                          opt->name, opt->zone, opt->join_token };
+        p->identity = gy_identity_start(&io);
         const char *cached = p->cache_path[0] ? start_from_cache(p) : NULL;
         if (opt->node == NULL) {
             char host[256] = "localhost";

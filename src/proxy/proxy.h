@@ -31,6 +31,7 @@ struct gy_proxy_options {
     const char *zone;
     const char *node;                /* this instance's id for the control plane, default host:pid */
     const char *data_dir;            /* the view cache in dynamic mode, default /var/lib/gyrus */
+    const char *join_token;          /* dynamic mode: proves the proxy to the mesh CA the first time */
     const char *admin_addr;          /* default 127.0.0.1:8001; "off" disables */
     unsigned workers;                /* default: CPU count */
     uint32_t drain_time_ms;          /* default 10 s */
@@ -397,6 +398,7 @@ struct gy_lsock {
 
 struct gy_admin;
 struct gy_xds;
+struct gy_identity;
 
 struct gy_proxy {
     struct gy_proxy_options opt;
@@ -418,6 +420,7 @@ struct gy_proxy {
     bool live;
     bool serving;                    /* workers started (dynamic mode waits for a first view) */
     struct gy_xds *xds;
+    struct gy_identity *identity;    /* dynamic mode with a mesh CA: the SVID */
     struct gy_health_state *health;   /* health.c: active health checks (main thread) */
     struct gy_outlier_state *outlier; /* outlier.c: outlier detection (main thread) */
     char cache_path[4096];           /* dynamic mode: last applied view, "" if none */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/bytes.h"
 #include "core/log.h"
 #include "core/time.h"
 #include "proxy/proxy.h"
@@ -35,36 +36,11 @@ struct gy_xds {
     uint64_t rng;
 };
 
-struct body {
-    char *p;
-    size_t len;
-    bool too_big;
-};
-
 struct view_msg {
     struct gy_xds *x;
     json_t *objects;
     char version[256];
 };
-
-static size_t on_data(char *ptr, size_t size, size_t n, void *arg)
-{
-    struct body *b = arg;
-    size_t add = size * n;
-
-    if (b->len + add > MAX_BODY) {
-        b->too_big = true;
-        return 0;
-    }
-    char *np = realloc(b->p, b->len + add + 1);
-    if (np == NULL)
-        return 0;
-    memcpy(np + b->len, ptr, add);
-    b->p = np;
-    b->len += add;
-    b->p[b->len] = '\0';
-    return add;
-}
 
 static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
@@ -126,7 +102,7 @@ static char *poll_url(struct gy_xds *x, CURL *c)
 }
 
 /* Parses a 200 answer and hands the view to the main thread; waits for its verdict. */
-static void deliver(struct gy_xds *x, const struct body *b)
+static void deliver(struct gy_xds *x, const struct gy_bytes *b)
 {
     json_error_t je;
     json_t *root = json_loadb(b->p, b->len, 0, &je);
@@ -198,12 +174,12 @@ static void *xds_main(void *arg)
     uint64_t backoff = BACKOFF_MIN_MS;
 
     while (c != NULL && !stopping(x)) {
-        struct body b = { 0 };
+        struct gy_bytes b = { .max = MAX_BODY };
         long code = 0;
         char *url = poll_url(x, c);
         curl_easy_reset(c);
         curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, gy_bytes_curl_write);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
         curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);

@@ -117,8 +117,28 @@ def test_readme_tour_example(tmp_path):
         demo.check_clean_exit()
 
 
+def free_port_block(n):
+    """A base port below the ephemeral range with n free ports above it."""
+    import random
+    for _ in range(200):
+        base = random.randrange(20000, 32000)
+        socks = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no free block of ports")
+
+
 def test_gyrus_dev_runs_and_stops_cleanly():
-    base = 20000 + (os.getpid() % 2000) * 15
+    base = free_port_block(13)
     p = subprocess.Popen([GYRUS, "dev", "--port-base", str(base)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, start_new_session=True)
     try:
@@ -130,13 +150,19 @@ def test_gyrus_dev_runs_and_stops_cleanly():
                 break
             banner += line
         assert f"http://127.0.0.1:{base}/" in banner, banner
+        assert f"control plane: http://127.0.0.1:{base + 5}/" in banner, banner
         r = requests.get(f"http://127.0.0.1:{base}/services/echo/echo", timeout=5)
         assert r.status_code == 200 and r.json()["service"] == "echo" and r.json()["path"] == "/echo"
         r = requests.get(f"http://127.0.0.1:{base}/services/fibonacci/fib/30", timeout=5)
         assert r.json()["fib"] == 832040
         assert requests.get(f"http://127.0.0.1:{base + 10}/ready", timeout=5).status_code == 200
+        # The proxies got their config from the control plane and the sidecars came from discovery.
+        status = run("status", "--control", f"http://127.0.0.1:{base + 5}").stdout
+        assert all(f"{name} " in status for name in ("echo", "fibonacci", "edge")), status
+        assert status.count("ACK") >= 3, status
+        assert "DISCOVERED" in status and "ok, 4 clusters, 4 instances" in status, status
         children = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
-        assert len(children) == 5
+        assert len(children) == 6
         os.killpg(p.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
         rest, _ = p.communicate(timeout=30)
         assert p.returncode == 0, rest

@@ -1,0 +1,37 @@
+/*
+ * The mesh CA of the control plane (DESIGN.md §4): issues SPIFFE X.509-SVIDs
+ * (spiffe://<trust-domain>/<zone>/<service>) to proxies that prove themselves with a join token
+ * or with their current, still valid SVID; publishes the trust bundle.
+ *
+ *   GET  /v1.0/ca/bundle        the trust bundle (PEM)
+ *   POST /v1.0/ca/sign          {csr, zone, service, token} or {csr, zone, service, proof: {certificate, signature}}
+ *   POST /v1.0/ca/tokens        {service?, zone?, ttl?, uses?} → {token}
+ */
+#ifndef GY_CONTROL_CA_H
+#define GY_CONTROL_CA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct gy_control;
+struct ctl_req;
+struct ctl_ca;
+
+struct ctl_ca_options {
+    const char *dir;             /* where the root (and tokens) are kept; NULL: in memory only */
+    const char *cert_file;       /* an intermediate to use instead of a self-signed root */
+    const char *key_file;
+    const char *trust_domain;    /* default "gyrus.local" */
+    uint32_t svid_ttl_s;         /* default 3600 */
+};
+
+/* Loads the CA from dir (or the given files), creating a self-signed root on first start. */
+struct ctl_ca *ctl_ca_open(const struct ctl_ca_options *o, char *err, size_t errlen);
+void ctl_ca_close(struct ctl_ca *ca);
+/* Handles /v1.0/ca/<sub>. */
+void ctl_ca_handle(struct gy_control *ctl, struct ctl_req *r, const char *sub);
+/* Where the services that got SVIDs are remembered across restarts (DIR/ca/identities.json), "" if none. */
+const char *ctl_ca_identities_path(const struct ctl_ca *ca);
+const char *ctl_ca_trust_domain(const struct ctl_ca *ca);
+
+#endif

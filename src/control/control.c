@@ -1,0 +1,375 @@
+/*
+ * gyrus control: the daemon. Opens the store and loads the mesh, serves the API and the xds
+ * endpoint on one loop, runs the discovery sources, and drains on SIGTERM/SIGINT (stop
+ * accepting, answer parked polls with 503 so proxies go elsewhere, finish responses in flight).
+ * SIGHUP reads the store again (never fatal).
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "control/ca.h"
+#include "control/control.h"
+#include "control/discovery.h"
+#include "control/view.h"
+#include "core/err.h"
+#include "core/fsutil.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "mesh/mesh.h"
+#include "net/sock.h"
+
+#define GC_INTERVAL_MS 60000u
+#define DRAIN_TICK_MS 20u
+
+/* ---- identities (automatic mTLS) ---- */
+
+static void load_identities(struct gy_control *ctl)
+{
+    const char *path = ctl_ca_identities_path(ctl->ca);
+    json_t *ids = path[0] ? json_load_file(path, 0, NULL) : NULL;
+
+    if (json_is_object(ids)) {
+        json_decref(ctl->identities);
+        ctl->identities = ids;
+    } else {
+        json_decref(ids);
+    }
+}
+
+void ctl_identity_seen(struct gy_control *ctl, const char *zone, const char *service)
+{
+    const char *known = json_string_value(json_object_get(ctl->identities, service)), *path;
+    char *text;
+
+    if (known != NULL && strcmp(known, zone) == 0)
+        return;
+    json_object_set_new(ctl->identities, service, json_string(zone));
+    path = ctl_ca_identities_path(ctl->ca);
+    if (path[0] && (text = json_dumps(ctl->identities, JSON_COMPACT)) != NULL) {
+        if (gy_write_file_atomic(path, text, strlen(text)) != 0)
+            gy_warn("ca: cannot write %s: %s", path, strerror(errno));
+        free(text);
+    }
+    gy_info("mtls: %s (zone %s) has an SVID: traffic to and from it is mutual TLS from now on", service, zone);
+    ctl_views_cluster_name_changed(ctl, service); /* others' clusters to it */
+    ctl_views_name_changed(ctl, service);         /* its own clusters and listeners */
+    ctl_views_flush(ctl);
+}
+
+/* ---- discovery ---- */
+
+static bool instance_ok(const json_t *in)
+{
+    const json_t *host = json_object_get(in, "host"), *port = json_object_get(in, "port");
+
+    return json_is_object(in) && json_is_string(host) && json_string_length(host) > 0 && json_is_integer(port) &&
+           json_integer_value(port) >= 1 && json_integer_value(port) <= 65535;
+}
+
+/* A snapshot with only well-formed instances (logged once per update when some are not). */
+static json_t *clean_snapshot(const char *source, json_t *snapshot)
+{
+    json_t *out = json_object(), *list, *in;
+    const char *name;
+    size_t bad = 0, i;
+
+    if (!json_is_object(snapshot)) {
+        gy_warn("discovery %s: snapshot is not an object; ignored", source);
+        return out;
+    }
+    json_object_foreach(snapshot, name, list) {
+        json_t *good = json_array();
+        json_array_foreach(list, i, in) {
+            if (instance_ok(in))
+                json_array_append(good, in);
+            else
+                bad++;
+        }
+        if (json_array_size(good) > 0)
+            json_object_set_new(out, name, good);
+        else
+            json_decref(good);
+    }
+    if (bad > 0)
+        gy_warn("discovery %s: ignored %zu instances without a host and a port in 1-65535", source, bad);
+    return out;
+}
+
+static json_t *merged_instances(struct gy_control *ctl, const char *name)
+{
+    json_t *out = json_array(), *seen = json_object(), *in;
+    size_t i;
+
+    for (size_t s = 0; s < ctl->nsources; s++) {
+        json_array_foreach(json_object_get(ctl->sources[s].snapshot, name), i, in) {
+            char hp[600];
+            snprintf(hp, sizeof(hp), "%s:%" JSON_INTEGER_FORMAT, json_string_value(json_object_get(in, "host")),
+                     json_integer_value(json_object_get(in, "port")));
+            if (json_object_get(seen, hp) == NULL) {
+                json_object_set_new(seen, hp, json_true());
+                json_array_append(out, in);
+            }
+        }
+    }
+    json_decref(seen);
+    return out;
+}
+
+void ctl_discovery_update(struct gy_control *ctl, struct ctl_source *src, json_t *snapshot)
+{
+    json_t *next = clean_snapshot(src->spec, snapshot), *old = src->snapshot, *names = json_object(), *v;
+    const char *name;
+    size_t changed = 0;
+
+    src->updates++;
+    json_object_foreach(old, name, v)
+        if (!json_equal(v, json_object_get(next, name)))
+            json_object_set_new(names, name, json_true());
+    json_object_foreach(next, name, v)
+        if (!json_equal(v, json_object_get(old, name)))
+            json_object_set_new(names, name, json_true());
+    src->snapshot = next;
+    json_decref(old);
+    json_object_foreach(names, name, v) {
+        json_t *m = merged_instances(ctl, name);
+        if (json_array_size(m) > 0)
+            json_object_set(ctl->discovered, name, m);
+        else
+            json_object_del(ctl->discovered, name);
+        json_decref(m);
+        ctl_views_cluster_name_changed(ctl, name);
+        changed++;
+    }
+    json_decref(names);
+    if (changed > 0)
+        gy_info("discovery %s: %zu cluster names changed (%zu known)", src->spec, changed,
+                json_object_size(next));
+    ctl_views_flush(ctl);
+}
+
+static void on_discovery(void *arg, const char *source, json_t *snapshot)
+{
+    struct ctl_source *src = arg;
+
+    (void)source;
+    ctl_discovery_update(src->ctl, src, snapshot);
+    json_decref(snapshot);
+}
+
+static void start_sources(struct gy_control *ctl)
+{
+    char err[512];
+
+    ctl->sources = calloc(ctl->opt.ndiscovery ? ctl->opt.ndiscovery : 1, sizeof(*ctl->sources));
+    if (ctl->sources == NULL)
+        gy_fatal("out of memory");
+    for (size_t i = 0; i < ctl->opt.ndiscovery; i++) {
+        struct ctl_source *s = &ctl->sources[ctl->nsources++];
+        s->ctl = ctl;
+        s->spec = strdup(ctl->opt.discovery[i]);
+        s->snapshot = json_object();
+        if (s->spec == NULL || s->snapshot == NULL)
+            gy_fatal("out of memory");
+        s->d = gy_discovery_start(&ctl->loop, s->spec, on_discovery, s, err, sizeof(err));
+        if (s->d == NULL)
+            gy_fatal("%s", err);
+        gy_info("discovery source %s started", s->spec);
+    }
+}
+
+static void stop_sources(struct gy_control *ctl)
+{
+    for (size_t i = 0; i < ctl->nsources; i++) {
+        if (ctl->sources[i].d != NULL)
+            gy_discovery_stop(ctl->sources[i].d);
+        ctl->sources[i].d = NULL;
+    }
+}
+
+/* ---- store ---- */
+
+static void store_changed(void *arg, const struct gy_store_change *c, size_t n)
+{
+    ctl_mesh_apply_changes(arg, c, n);
+}
+
+static void store_resync(void *arg)
+{
+    if (ctl_mesh_resync(arg) == 0)
+        gy_info("store: mesh reloaded");
+}
+
+static void open_store(struct gy_control *ctl)
+{
+    struct gy_store_options so = { ctl->opt.data_dir, ctl->opt.etcd_endpoints, ctl->opt.etcd_prefix };
+    struct gy_mesh_error me;
+    json_t *objects = NULL;
+    char err[512];
+
+    if ((ctl->store_ops = gy_store_find(ctl->opt.store)) == NULL)
+        gy_fatal("--store: want sqlite or etcd, got \"%s\"", ctl->opt.store);
+    if (ctl->store_ops->open(&so, &ctl->store, err, sizeof(err)) != 0)
+        gy_fatal("%s", err);
+    if (ctl->store_ops->load(ctl->store, &objects, err, sizeof(err)) != 0)
+        gy_fatal("%s", err);
+    if (gy_mesh_validate(objects, &me) != 0)
+        gy_warn("the stored mesh is not valid (writes will say so until it is fixed): %s", me.msg);
+    ctl_mesh_replace_all(ctl, objects);
+    gy_info("store %s: %zu objects", ctl->store_ops->name, json_array_size(objects));
+    json_decref(objects);
+    if (ctl->store_ops->watch != NULL) {
+        struct gy_store_watcher w = { store_changed, store_resync, ctl };
+        if (ctl->store_ops->watch(ctl->store, &ctl->loop, &w, err, sizeof(err)) != 0)
+            gy_fatal("%s", err);
+    }
+}
+
+/* ---- signals, drain, gc ---- */
+
+static void drain_tick(struct gy_timer *t)
+{
+    struct gy_control *ctl = GY_CONTAINER_OF(t, struct gy_control, drain_timer);
+
+    if (ctl_server_nconns(ctl->server) == 0 || gy_loop_now(&ctl->loop) >= ctl->drain_deadline) {
+        gy_loop_stop(&ctl->loop);
+        return;
+    }
+    gy_timer_start(&ctl->loop, &ctl->drain_timer, DRAIN_TICK_MS);
+}
+
+static void begin_drain(struct gy_control *ctl, const char *why)
+{
+    if (ctl->draining) {
+        gy_warn("%s while draining: stopping now", why);
+        gy_loop_stop(&ctl->loop);
+        return;
+    }
+    gy_info("%s: draining (at most %u ms)", why, ctl->opt.drain_ms);
+    ctl->draining = true;
+    ctl->drain_deadline = gy_loop_now(&ctl->loop) + ctl->opt.drain_ms;
+    stop_sources(ctl);
+    ctl_xds_drain(ctl);
+    ctl_server_drain(ctl->server);
+    gy_timer_stop(&ctl->loop, &ctl->gc_timer);
+    gy_timer_start(&ctl->loop, &ctl->drain_timer, 0);
+}
+
+static void signal_io(struct gy_io *io, unsigned events)
+{
+    struct gy_control *ctl = GY_CONTAINER_OF(io, struct gy_control, signal_io);
+    struct signalfd_siginfo si;
+
+    (void)events;
+    while (read(io->fd, &si, sizeof(si)) == sizeof(si)) {
+        switch (si.ssi_signo) {
+        case SIGHUP:
+            gy_info("SIGHUP: reading the store again");
+            store_resync(ctl);
+            break;
+        case SIGTERM:
+            begin_drain(ctl, "SIGTERM");
+            break;
+        case SIGINT:
+            begin_drain(ctl, "SIGINT");
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static void setup_signals(struct gy_control *ctl)
+{
+    sigset_t set;
+    int fd;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    /* Blocked before any thread starts, so only the signalfd sees them. */
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 || (fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
+        gy_io_start(&ctl->loop, &ctl->signal_io, fd, GY_IO_READ, signal_io) != 0)
+        gy_fatal("cannot set up signal handling: %s", strerror(errno));
+}
+
+static void gc_tick(struct gy_timer *t)
+{
+    struct gy_control *ctl = GY_CONTAINER_OF(t, struct gy_control, gc_timer);
+    uint64_t now = gy_now_ms();
+
+    ctl_xds_gc(ctl, now);
+    ctl_views_gc(ctl, now);
+    gy_timer_start(&ctl->loop, &ctl->gc_timer, GC_INTERVAL_MS);
+}
+
+/* ---- run ---- */
+
+static void shutdown_all(struct gy_control *ctl)
+{
+    stop_sources(ctl);
+    ctl_server_free(ctl->server);
+    ctl_ca_close(ctl->ca);
+    if (ctl->store != NULL)
+        ctl->store_ops->close(ctl->store);
+    ctl_views_dispose(ctl);
+    ctl_xds_dispose(ctl);
+    ctl_mesh_dispose(ctl);
+    for (size_t i = 0; i < ctl->nsources; i++) {
+        free(ctl->sources[i].spec);
+        json_decref(ctl->sources[i].snapshot);
+    }
+    free(ctl->sources);
+    gy_io_stop(&ctl->signal_io);
+    close(ctl->signal_io.fd);
+    gy_loop_dispose(&ctl->loop);
+    curl_global_cleanup();
+}
+
+int gy_control_run(const struct gy_control_options *opt)
+{
+    struct gy_control *ctl = calloc(1, sizeof(*ctl));
+    char err[512];
+    int rc;
+
+    if (ctl == NULL)
+        gy_fatal("out of memory");
+    ctl->opt = *opt;
+    ctl->started_ms = gy_now_ms();
+    signal(SIGPIPE, SIG_IGN);
+    gy_raise_nofile();
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+        gy_fatal("cannot initialise libcurl");
+    if (gy_loop_init(&ctl->loop) != 0)
+        gy_fatal("cannot create the event loop: %s", strerror(errno));
+    ctl->loop.data = ctl;
+    gy_timer_init(&ctl->drain_timer, drain_tick);
+    gy_timer_init(&ctl->gc_timer, gc_tick);
+    if (ctl_mesh_init(ctl) != 0)
+        gy_fatal("out of memory");
+    ctl_views_init(ctl);
+    ctl_map_init(&ctl->nodes);
+    setup_signals(ctl);
+    open_store(ctl);
+    struct ctl_ca_options cao = { opt->data_dir, opt->ca_cert, opt->ca_key, opt->trust_domain, opt->svid_ttl_s };
+    if ((ctl->ca = ctl_ca_open(&cao, err, sizeof(err))) == NULL)
+        gy_fatal("ca: %s", err);
+    load_identities(ctl);
+    if (ctl_server_start(&ctl->loop, opt->listen, ctl_handle, ctl, &ctl->server, err, sizeof(err)) != 0)
+        gy_fatal("%s", err);
+    start_sources(ctl);
+    gy_timer_start(&ctl->loop, &ctl->gc_timer, GC_INTERVAL_MS);
+    gy_info("control plane listening on %s (store %s)", opt->listen, ctl->store_ops->name);
+    rc = gy_loop_run(&ctl->loop);
+    gy_info("stopped");
+    shutdown_all(ctl);
+    free(ctl);
+    return rc == 0 ? 0 : 1;
+}
