@@ -309,7 +309,7 @@ void gy_attempt_failed(struct gy_stream *s, enum gy_attempt_failure why)
 {
     struct gy_uconn *uc = s->uc;
     bool timed_out = uc != NULL && uc->connect_timed_out;
-    bool stale = uc != NULL && uc->reused && !s->any_response_byte && why == GY_FAIL_RESET;
+    bool stale = uc != NULL && (uc->reused || s->refused) && !s->any_response_byte && why == GY_FAIL_RESET;
 
     if (s->host >= 0)
         gy_host_outcome(s->dc->w->proxy, host_state(s, s->host), s->cluster, 0);

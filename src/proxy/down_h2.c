@@ -230,6 +230,8 @@ static void on_end(struct gy_h2 *h2, int32_t sid, void *sud)
 
 static void stream_gone(struct gy_h2d *hd, struct gy_stream *s)
 {
+    if (gy_buf_len(&s->req_buf) > 0) /* bytes nobody will read: give the connection window back */
+        nghttp2_session_consume(hd->h2.ng, s->sid, gy_buf_len(&s->req_buf));
     nghttp2_session_set_stream_user_data(hd->h2.ng, s->sid, NULL);
     gy_list_remove(&s->link);
     if (gy_list_linked(&s->ready))

@@ -300,6 +300,8 @@ struct gy_stream {
     struct gy_buf ureq_buf;          /* HTTP/2 upstream: request body waiting for nghttp2 */
     struct gy_buf uresp_buf;         /* HTTP/2 upstream: response body waiting for the client side */
     struct gy_resp_head *uresp_head; /* HTTP/2 upstream: a response head to pass on (in the pool) */
+    bool uclosed;                    /* HTTP/2 upstream: nghttp2 closed the stream (usid kept for windows) */
+    bool refused;                    /* HTTP/2 upstream: REFUSED_STREAM (or past a GOAWAY): not processed */
     bool grpc;                       /* content-type application/grpc* */
     bool tunnel;                     /* WebSocket: h1 Upgrade or h2 extended CONNECT; raw bytes both ways */
     struct gy_grpcweb grpc_web;      /* gRPC-Web caller, translated to gRPC for an HTTP/2 upstream */

@@ -73,7 +73,12 @@ bool gy_h2u_has_room(struct gy_uconn *uc)
 /* Takes the stream off the session (its nghttp2 stream may live on until the RST is sent). */
 static void unlink_stream(struct gy_h2u *u, struct gy_stream *s)
 {
-    if (s->usid > 0)
+    size_t left = gy_buf_len(&s->uresp_buf);
+
+    if (s->usid > 0 && left > 0) /* bytes nobody will read: give the windows back */
+        nghttp2_session_consume(u->h2.ng, s->usid, left);
+    gy_buf_release(&u->uc->w->bufs, &s->uresp_buf);
+    if (s->usid > 0 && !s->uclosed)
         nghttp2_session_set_stream_user_data(u->h2.ng, s->usid, NULL);
     if (gy_list_linked(&s->ulink)) {
         gy_list_remove(&s->ulink);
@@ -203,12 +208,13 @@ static void on_close(struct gy_h2 *h2, int32_t sid, void *sud, uint32_t code)
     (void)sid;
     if (s->resp_up_end && code == NGHTTP2_NO_ERROR) {
         nghttp2_session_set_stream_user_data(h2->ng, s->usid, NULL);
-        s->usid = 0; /* the rest is passed on by the stream's pump */
+        s->uclosed = true; /* the rest is passed on by the stream's pump */
         notify(u, s);
         return;
     }
     unlink_stream(u, s);
     if (!s->resp_started) {
+        s->refused = code == NGHTTP2_REFUSED_STREAM && !s->any_response_byte;
         gy_attempt_failed(s, GY_FAIL_RESET);
     } else {
         s->rst_code = code == NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : code;
@@ -371,6 +377,7 @@ int gy_h2u_attach(struct gy_uconn *uc, struct gy_stream *s)
     s->uc = uc;
     s->up = &gy_up_h2;
     s->usid = 0;
+    s->uclosed = false;
     s->uresp_head = NULL;
     s->resp_up_end = false;
     gy_list_insert_tail(&u->streams, &s->ulink);
@@ -527,10 +534,9 @@ static void abort_attempt(struct gy_stream *s)
 {
     struct gy_h2u *u = sess(s->uc);
 
-    if (s->usid > 0)
+    if (s->usid > 0 && !s->uclosed)
         nghttp2_submit_rst_stream(u->h2.ng, NGHTTP2_FLAG_NONE, s->usid, NGHTTP2_CANCEL);
     unlink_stream(u, s);
-    gy_buf_release(&s->uc->w->bufs, &s->uresp_buf);
     schedule(u);
 }
 
@@ -541,7 +547,6 @@ static void done(struct gy_stream *s, bool reusable)
 
     (void)reusable;
     unlink_stream(u, s);
-    gy_buf_release(&w->bufs, &s->uresp_buf);
     if (u->nstreams == 0 && (w->draining || w->stopping || s->uc->pool->wrefs == 0))
         u->broken = true;
     schedule(u);

@@ -117,6 +117,7 @@ class _Conn(asyncio.Protocol):
             elif url.path == "/reset-after-headers":
                 self.conn.send_headers(sid, [(":status", "200")] + base)
                 await self._send(sid, b"partial", end=False)
+                await asyncio.sleep(0.3)
                 self.conn.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
             else:
                 body = f"ok h2 {self.owner.name}\n".encode()
