@@ -442,9 +442,14 @@ static int req_end(struct gy_stream *s)
     return 0;
 }
 
+/* Frames of all the streams go out together after the current batch of events. */
 static bool flush(struct gy_stream *s)
 {
-    return output(sess(s->uc));
+    struct gy_h2u *u = sess(s->uc);
+
+    if (gy_h2_want_write(&u->h2))
+        schedule(u);
+    return false;
 }
 
 /* gRPC-Web text: base64 out (n bytes become at most 4 * (n / 3 + 2) characters). */
