@@ -47,6 +47,7 @@ bench: build
 	/usr/bin/python3 bench/retries.py --gyrus ./$(BUILD)/gyrus
 	/usr/bin/python3 bench/h2.py --gyrus ./$(BUILD)/gyrus
 	/usr/bin/python3 bench/control_bench.py --gyrus ./$(BUILD)/gyrus
+	/usr/bin/python3 bench/tls.py --gyrus ./$(BUILD)/gyrus
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD)

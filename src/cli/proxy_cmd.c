@@ -30,6 +30,7 @@ static const char usage[] =
     "      --watch-interval DUR   how often to check the mesh file for changes, default 1s; 0 = never\n"
     "      --access-log PATH      also log every request of every listener to PATH (\"-\" = stdout)\n"
     "      --access-log-format F  format string with %FIELD% tokens instead of JSON lines\n"
+    "      --fips MODE            on: FIPS-approved TLS only; required: also refuse to start without the FIPS provider\n"
     "      --log-level LEVEL      debug, info, warn, error (default info)\n"
     "      --log-format FORMAT    text or json (default text)\n";
 
@@ -72,6 +73,8 @@ int gy_cmd_proxy(int argc, char **argv)
             o.access_log = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--access-log-format"))
             o.access_log_format = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--fips"))
+            o.fips = gy_flag_value(&f);
         else if (!gy_flags_common(&f))
             gy_flags_unknown(&f);
     }

@@ -6,8 +6,10 @@
 #include "core/log.h"
 #include "mesh/config.h"
 #include "mesh/mesh.h"
+#include "proxy/filter.h"
 
-/* gyrus validate FILE [--name PROXY]: checks a mesh file (and, with --name, compiles that proxy's view). */
+/* gyrus validate FILE [--name PROXY]: checks a mesh file (and, with --name, compiles that proxy's view
+ * with its filter configurations). */
 int gy_cmd_validate(int argc, char **argv)
 {
     const char *path = NULL, *name = NULL;
@@ -31,8 +33,12 @@ int gy_cmd_validate(int argc, char **argv)
     if (gy_mesh_load_file(path, &objects, &err) != 0 || gy_mesh_validate(objects, &err) != 0)
         gy_fatal("%s", err.msg);
     if (name != NULL) {
+        char ferr[512];
         if (gy_config_compile(objects, name, &cfg, &err) != 0)
             gy_fatal("%s", err.msg);
+        if (gy_filters_attach(cfg, ferr, sizeof(ferr)) != 0)
+            gy_fatal("%s", ferr);
+        gy_filters_detach(cfg);
         printf("%s: valid; proxy \"%s\": %zu listeners, %zu clusters\n", path, name, cfg->nlisteners, cfg->nclusters);
         gy_config_unref(cfg);
     } else {

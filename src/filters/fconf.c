@@ -227,7 +227,8 @@ int gy_fconf_read(struct gy_fconf *f, const json_t *obj, const struct gy_fopt *t
     json_t *v;
     char got[96];
 
-    *present = 0;
+    if (present != NULL)
+        *present = 0;
     if (!json_is_object(obj))
         return gy_fconf_fail(f, "must be an object, got %s", gy_fconf_desc(obj, got, sizeof(got)));
     json_object_foreach((json_t *)obj, key, v) {
@@ -249,7 +250,7 @@ int gy_fconf_read(struct gy_fconf *f, const json_t *obj, const struct gy_fopt *t
         gy_fconf_pop(f, mark);
         if (rc != 0)
             return -1;
-        if (i < 32)
+        if (present != NULL && i < 32)
             *present |= 1u << i;
     }
     return 0;

@@ -57,8 +57,8 @@ const char *gy_fconf_desc(const json_t *v, char *buf, size_t len);
 
 /*
  * Reads object `obj` against `table` into `dst`. Fields absent (or null) are left as they are
- * (so set defaults first); bit i of *present is set when table[i] was given (tables have at
- * most 32 fields). Returns 0 or -1 with the error set.
+ * (so set defaults first); bit i of *present (present may be NULL) is set when table[i] was
+ * given (tables have at most 32 fields). Returns 0 or -1 with the error set.
  */
 int gy_fconf_read(struct gy_fconf *f, const json_t *obj, const struct gy_fopt *table, void *dst, uint32_t *present);
 

@@ -139,39 +139,47 @@ static const char *const tls_protocols[] = { "TLS_AUTO", "TLSv1_0", "TLSv1_1", "
 static const struct gy_field e_tls_protocol = GY_ENUM(NULL, tls_protocols, .doc = NULL);
 
 static const struct gy_field f_cert_key_pair[] = {
-    GY_STR("certificate_path", .doc = "PEM certificate (chain) file."),
-    GY_STR("key_path", .doc = "PEM private key file."),
+    GY_STR("certificate_path", .flags = GY_F_USED, .doc = "PEM certificate file: the certificate, then its intermediates."),
+    GY_STR("key_path", .flags = GY_F_USED, .doc = "PEM private key file (not encrypted); must match the certificate."),
     GY_END,
 };
 static const struct gy_struct s_cert_key_pair = { "cert_key_pair", "A certificate and its key, as file paths.", f_cert_key_pair, NULL };
 static const struct gy_field e_cert_key_pair = GY_OBJ(NULL, s_cert_key_pair, .doc = NULL);
 
 static const struct gy_field f_data_source[] = {
-    GY_STR("filename", .doc = "Read from this file."),
-    GY_STR("inline_string", .doc = "The data itself."),
+    GY_STR("filename", .flags = GY_F_USED, .doc = "Read from this file (PEM); re-read when it changes."),
+    GY_STR("inline_string", .flags = GY_F_USED, .doc = "The data itself (PEM)."),
     GY_END,
 };
 static const struct gy_struct s_data_source = { "data_source", "A file or inline data (a CRL).", f_data_source, NULL };
 
 static const struct gy_field f_listener_ssl[] = {
-    GY_LIST("cert_key_pairs", e_cert_key_pair, .doc = "Server certificates."),
-    GY_STR("cipher_filter", .doc = "OpenSSL cipher list, e.g. `ECDHE-ECDSA-AES128-GCM-SHA256:...`."),
-    GY_OBJ("crl", s_data_source, .doc = "Certificate revocation list for client certificates."),
-    GY_LIST("protocols", e_tls_protocol, .doc = "Allowed TLS versions."),
-    GY_BOOL("require_client_certs", .def = "false", .doc = "Require and verify a client certificate (mTLS)."),
-    GY_LIST("sni", gy_e_string, .flags = GY_F_ONE_OR_LIST, .doc = "Server names this certificate serves."),
-    GY_STR("trust_file", .doc = "CA bundle that verifies client certificates."),
+    GY_LIST("cert_key_pairs", e_cert_key_pair, .flags = GY_F_USED,
+            .doc = "Server certificates: one per key type (an RSA and an ECDSA one); reloaded when the files change."),
+    GY_STR("cipher_filter", .flags = GY_F_USED, .def = "OpenSSL's",
+           .doc = "OpenSSL cipher list for TLS 1.2, e.g. `ECDHE-ECDSA-AES128-GCM-SHA256:...` (Envoy's `[A|B]` groups accepted)."),
+    GY_OBJ("crl", s_data_source, .flags = GY_F_USED, .doc = "Revocation list checked for client certificates (every level of the chain)."),
+    GY_LIST("protocols", e_tls_protocol, .flags = GY_F_USED, .def = "TLS 1.2 and 1.3",
+            .doc = "Allowed TLS versions: the lowest and highest listed bound them; TLSv1_0/TLSv1_1 are not offered."),
+    GY_BOOL("require_client_certs", .flags = GY_F_USED, .def = "false",
+            .doc = "Refuse clients without a certificate that verifies against `trust_file` (mTLS)."),
+    GY_LIST("sni", gy_e_string, .flags = GY_F_ONE_OR_LIST | GY_F_USED, .def = "the domain's name and aliases",
+            .doc = "Server names (host patterns) this certificate serves, picked by the client's SNI."),
+    GY_STR("trust_file", .flags = GY_F_USED,
+           .doc = "CA bundle that verifies client certificates; with it, certificates are asked for and verified when sent."),
     GY_END,
 };
 const struct gy_struct gy_s_listener_ssl = { "listener_ssl_config", "TLS for incoming connections (domain, listener).", f_listener_ssl, NULL };
 
 static const struct gy_field f_cluster_ssl[] = {
-    GY_LIST("cert_key_pairs", e_cert_key_pair, .doc = "Client certificate presented to the upstream."),
-    GY_STR("cipher_filter", .doc = "OpenSSL cipher list."),
-    GY_OBJ("crl", s_data_source, .doc = "Certificate revocation list for upstream certificates."),
-    GY_LIST("protocols", e_tls_protocol, .doc = "Allowed TLS versions."),
-    GY_STR("sni", .doc = "Server name sent to the upstream."),
-    GY_STR("trust_file", .doc = "CA bundle that verifies the upstream certificate."),
+    GY_LIST("cert_key_pairs", e_cert_key_pair, .flags = GY_F_USED, .doc = "Client certificate presented to the upstream (mTLS)."),
+    GY_STR("cipher_filter", .flags = GY_F_USED, .def = "OpenSSL's", .doc = "OpenSSL cipher list for TLS 1.2."),
+    GY_OBJ("crl", s_data_source, .flags = GY_F_USED, .doc = "Revocation list checked for upstream certificates."),
+    GY_LIST("protocols", e_tls_protocol, .flags = GY_F_USED, .def = "TLS 1.2 and 1.3", .doc = "Allowed TLS versions."),
+    GY_STR("sni", .flags = GY_F_USED, .def = "the instance host when it is a name",
+           .doc = "Server name sent to the upstream; the upstream certificate must then match it."),
+    GY_STR("trust_file", .flags = GY_F_USED, .def = "the system store (and the name is checked)",
+           .doc = "CA bundle that verifies the upstream certificate (always verified)."),
     GY_BOOL("require_client_certs", .def = "false", .doc = "Accepted for symmetry with the listener form; no effect upstream."),
     GY_END,
 };
@@ -194,9 +202,10 @@ static const struct gy_struct s_client_cert_details = {
 
 static const struct gy_field f_secret[] = {
     GY_STR("secret_key", .doc = "Identifier of this secret."),
-    GY_STR("secret_name", .doc = "SPIFFE ID of this side, e.g. `spiffe://example.org/echo`."),
-    GY_STR("secret_validation_name", .doc = "Trust bundle name, e.g. `spiffe://example.org`."),
-    GY_LIST("subject_names", gy_e_string, .doc = "SPIFFE IDs the peer may present."),
+    GY_STR("secret_name", .doc = "SPIFFE ID of this side, e.g. `spiffe://example.org/echo` (gyrus presents its SVID, whose ID this is)."),
+    GY_STR("secret_validation_name", .flags = GY_F_USED,
+           .doc = "Trust domain the peer's SPIFFE ID must belong to, e.g. `spiffe://example.org`."),
+    GY_LIST("subject_names", gy_e_string, .flags = GY_F_USED, .doc = "SPIFFE IDs the peer may present (instead of any of the trust domain)."),
     GY_LIST("ecdh_curves", gy_e_string, .doc = "ECDH curves, e.g. `X25519:P-256`."),
     GY_ENUM("forward_client_cert_details", fcc_values, .doc = "Handling of `x-forwarded-client-cert`."),
     GY_OBJ("set_current_client_cert_details", s_client_cert_details, .doc = "Fields of the client certificate to forward."),

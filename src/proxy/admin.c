@@ -13,9 +13,11 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "filters/rbac.h"
 #include "proxy/health.h"
 #include "proxy/identity.h"
 #include "proxy/proxy.h"
+#include "tls/tls.h"
 
 #define ADMIN_MAX_REQ 16384
 
@@ -121,20 +123,27 @@ static char *server_metrics(struct gy_proxy *p)
     fprintf(f, "# HELP process_resident_memory_bytes Resident memory.\n# TYPE process_resident_memory_bytes gauge\n"
                "process_resident_memory_bytes %ld\n", rss_bytes());
     gy_health_metrics(f);
+    gy_rbac_metrics(f);
     gy_identity_metrics(p->identity, f);
+    gy_tls_metrics(f);
     fclose(f);
     return out;
 }
 
+/* The SVID (identity.c) and the certificates TLS loaded from files (tls/metrics.c). */
 static char *certs_json(struct gy_proxy *p)
 {
-    char *svid = p->identity ? gy_identity_json(p->identity) : NULL;
-    size_t n = (svid ? strlen(svid) : 4) + 64;
-    char *out = malloc(n);
+    char *svid = p->identity ? gy_identity_json(p->identity) : NULL, *tls = gy_tls_certs_json(), *out = NULL;
+    json_t *doc = tls != NULL ? json_loads(tls, 0, NULL) : NULL;
+    json_t *sv = svid != NULL ? json_loads(svid, 0, NULL) : NULL;
 
-    if (out != NULL)
-        snprintf(out, n, "{\"svid\":%s}\n", svid ? svid : "null");
+    if (doc != NULL && json_object_set_new(doc, "svid", sv != NULL ? sv : json_null()) == 0)
+        out = json_dumps(doc, JSON_INDENT(2));
+    else
+        json_decref(sv);
+    json_decref(doc);
     free(svid);
+    free(tls);
     return out;
 }
 

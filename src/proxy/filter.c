@@ -8,19 +8,20 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/pool.h"
 
-extern const struct gy_filter_ops gy_filter_fault, gy_filter_ratelimit;
+extern const struct gy_filter_ops gy_filter_fault, gy_filter_ratelimit, gy_filter_rbac, gy_filter_inheaders,
+    gy_filter_impersonation, gy_filter_listauth;
 
 const struct gy_filter_ops *const gy_filter_registry[] = {
-    &gy_filter_fault,
-    &gy_filter_ratelimit,
+    &gy_filter_fault,      &gy_filter_ratelimit,     &gy_filter_rbac,
+    &gy_filter_inheaders,  &gy_filter_impersonation, &gy_filter_listauth,
     NULL,
 };
 
 /* Grey Matter and Envoy filters accepted in configs, not implemented yet: skipped with a warning. */
 static const char *const known_unimplemented[] = {
-    "gm.metrics", "gm.inheaders", "gm.impersonation", "gm.listauth", "gm.jwtsecurity", "gm.oauth",
-    "gm.observables", "gm.ensure-variables", "envoy.rbac", "envoy.filters.http.rbac", "envoy.cors",
+    "gm.metrics", "gm.jwtsecurity", "gm.oauth", "gm.observables", "gm.ensure-variables", "envoy.cors",
     "envoy.router", "envoy.filters.http.router", NULL,
 };
 
@@ -62,6 +63,96 @@ enum gy_filter_result gy_filter_delay(struct gy_filter_call *c, uint32_t ms)
 {
     c->delay_ms = ms;
     return GY_FILTER_PAUSE;
+}
+
+/* ---- header edits ---- */
+
+static bool edits_has(const struct gy_slice *names, size_t n, struct gy_slice name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (gy_slice_eqi(names[i], name))
+            return true;
+    return false;
+}
+
+bool gy_filter_edits_drop(const struct gy_filter_edits *e, struct gy_slice name)
+{
+    if (e == NULL)
+        return false;
+    if (edits_has(e->removed, e->nremoved, name))
+        return true;
+    for (size_t i = 0; i < e->nset; i++)
+        if (gy_slice_eqi(e->set[i].name, name))
+            return true;
+    return false;
+}
+
+int gy_filter_header_remove(struct gy_filter_call *c, const char *name)
+{
+    struct gy_filter_edits *e = c->edits;
+    struct gy_slice n = gy_slice_cstr(name);
+
+    if (e == NULL)
+        return GY_EINVAL;
+    for (size_t i = 0; i < e->nset; i++) { /* a removal undoes an earlier set */
+        if (gy_slice_eqi(e->set[i].name, n)) {
+            e->set[i] = e->set[--e->nset];
+            i--;
+        }
+    }
+    if (edits_has(e->removed, e->nremoved, n))
+        return 0;
+    if (e->nremoved >= GY_FILTER_MAX_EDITS)
+        return GY_ETOOBIG;
+    struct gy_slice copy = gy_pool_dup(e->pool, n);
+    if (copy.ptr == NULL)
+        return GY_ENOMEM;
+    e->removed[e->nremoved++] = copy;
+    return 0;
+}
+
+int gy_filter_header_set(struct gy_filter_call *c, const char *name, struct gy_slice value)
+{
+    struct gy_filter_edits *e = c->edits;
+    struct gy_slice n = gy_slice_cstr(name);
+
+    if (e == NULL)
+        return GY_EINVAL;
+    for (size_t i = 0; i < e->nset; i++) {
+        if (gy_slice_eqi(e->set[i].name, n)) {
+            struct gy_slice v = gy_pool_dup(e->pool, value);
+            if (v.ptr == NULL)
+                return GY_ENOMEM;
+            e->set[i].value = v;
+            return 0;
+        }
+    }
+    if (e->nset >= GY_FILTER_MAX_EDITS)
+        return GY_ETOOBIG;
+    struct gy_slice nn = gy_pool_dup(e->pool, n), v = gy_pool_dup(e->pool, value);
+    if (nn.ptr == NULL || v.ptr == NULL)
+        return GY_ENOMEM;
+    e->set[e->nset].name = nn;
+    e->set[e->nset].value = v;
+    e->nset++;
+    return 0;
+}
+
+struct gy_slice gy_filter_header_get(const struct gy_filter_call *c, const char *name)
+{
+    const struct gy_filter_edits *e = c->edits;
+    struct gy_slice n = gy_slice_cstr(name);
+    const struct gy_header *h;
+
+    if (e != NULL) {
+        for (size_t i = 0; i < e->nset; i++)
+            if (gy_slice_eqi(e->set[i].name, n))
+                return e->set[i].value;
+        if (edits_has(e->removed, e->nremoved, n))
+            return GY_SLICE_NULL;
+    }
+    h = gy_header_find(c->headers, c->nheaders, n);
+    return h != NULL ? h->value : GY_SLICE_NULL;
 }
 
 static int registry_index(const char *name)

@@ -24,11 +24,27 @@ enum gy_filter_result {
     GY_FILTER_PAUSE,    /* gy_filter_delay was called: the chain resumes with the next filter later */
 };
 
+struct gy_pool;
+
+/* Header changes filters ask for, applied to the request sent upstream: the request's own
+ * headers of a removed or set name are dropped, set headers are added. Lives in the stream's
+ * pool, so changes made before a filter's delay survive it. */
+#define GY_FILTER_MAX_EDITS 16
+struct gy_filter_edits {
+    struct gy_pool *pool;
+    struct gy_header set[GY_FILTER_MAX_EDITS];
+    size_t nset;
+    struct gy_slice removed[GY_FILTER_MAX_EDITS];
+    size_t nremoved;
+};
+
 /* What a filter sees of a request and can do with it; valid only during on_request. */
 struct gy_filter_call {
+    struct gy_filter_edits *edits;      /* NULL: this caller cannot change headers */
     struct gy_slice method, path, query, host;
     const struct gy_header *headers;
     size_t nheaders;
+    struct gy_slice request_id;         /* x-request-id, kept or generated */
     const char *peer_ip;
     const struct gy_tls_peer *peer;     /* what the client's certificate proved, NULL without TLS */
     const struct gy_route *route;
@@ -51,6 +67,16 @@ enum gy_filter_result gy_filter_reply(struct gy_filter_call *c, int status, cons
 enum gy_filter_result gy_filter_grpc_reply(struct gy_filter_call *c, int grpc_status, const char *message);
 /* Hold the request for ms, then continue with the next filter. Returns PAUSE. */
 enum gy_filter_result gy_filter_delay(struct gy_filter_call *c, uint32_t ms);
+
+/* Sets a request header (replacing the client's), or removes it; 0 or GY_ETOOBIG/GY_ENOMEM. */
+int gy_filter_header_set(struct gy_filter_call *c, const char *name, struct gy_slice value);
+int gy_filter_header_remove(struct gy_filter_call *c, const char *name);
+/* A request header as the filters before have left it; .ptr NULL when absent. */
+struct gy_slice gy_filter_header_get(const struct gy_filter_call *c, const char *name);
+
+/* For the core building the upstream request: true if the request's own header `name` must not
+ * be forwarded (removed or replaced by a filter). */
+bool gy_filter_edits_drop(const struct gy_filter_edits *e, struct gy_slice name);
 
 struct gy_filter_ops {
     const char *name;                   /* "gyrus.fault" */

@@ -24,6 +24,7 @@
 #include "http/h1.h"
 #include "proxy/health_grpc.h"
 #include "proxy/proxy.h"
+#include "tls/tls.h"
 
 #define HC_HTTP_IN 16384  /* an HTTP response head must fit */
 #define HC_TCP_IN 65536   /* a TCP answer is searched within this many bytes */
@@ -46,6 +47,7 @@ struct checker {
     struct gy_host *host;
     const struct gy_cluster *cluster;     /* in hs->cfg */
     size_t index;                         /* in cluster->health_checks */
+    size_t inst;                          /* in cluster->instances */
     const struct gy_health_check *hc;     /* &cluster->health_checks[index] */
     bool unhealthy;
     bool seen;                      /* still in the config being synced */
@@ -53,9 +55,10 @@ struct checker {
     struct gy_timer timer;          /* next check while idle; timeout while running */
 
     /* the running check */
-    bool running, connected;
+    bool running, connected, handshaken;
     enum gy_health_kind kind;       /* of the running check */
     struct gy_io io;
+    struct gy_transport *tls;       /* clusters with TLS are checked over TLS, as traffic goes */
     uint8_t *out;
     size_t out_len, out_off, out_cap;
     uint8_t *in;
@@ -160,6 +163,10 @@ static void probe_dispose(struct checker *ck)
         close(ck->io.fd);
         ck->io.fd = -1;
     }
+    if (ck->tls != NULL)
+        ck->tls->ops->destroy(ck->tls);
+    ck->tls = NULL;
+    ck->handshaken = false;
     gy_hc_grpc_free(ck->grpc);
     ck->grpc = NULL;
     free(ck->out);
@@ -343,6 +350,15 @@ static int flush(struct checker *ck)
         } while (len > 0);
     }
     while (ck->out_off < ck->out_len) {
+        if (ck->tls != NULL) {
+            ssize_t n = ck->tls->ops->write(ck->tls, ck->io.fd, ck->out + ck->out_off, ck->out_len - ck->out_off);
+            if (n == GY_EAGAIN)
+                return GY_EAGAIN;
+            if (n < 0)
+                return why(ck, GY_EIO, "TLS write failed");
+            ck->out_off += (size_t)n;
+            continue;
+        }
         ssize_t n = send(ck->io.fd, ck->out + ck->out_off, ck->out_len - ck->out_off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
@@ -361,13 +377,23 @@ static int receive(struct checker *ck)
     for (;;) {
         if (ck->in_len == ck->in_cap)
             return on_bytes(ck, 0);
-        ssize_t n = recv(ck->io.fd, ck->in + ck->in_len, ck->in_cap - ck->in_len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return GY_EAGAIN;
-        if (n < 0)
-            return why(ck, GY_EIO, "recv: %s", strerror(errno));
+        ssize_t n;
+        if (ck->tls != NULL) {
+            bool more = false;
+            n = ck->tls->ops->read(ck->tls, ck->io.fd, ck->in + ck->in_len, ck->in_cap - ck->in_len, &more);
+            if (n == GY_EAGAIN)
+                return GY_EAGAIN;
+            if (n < 0)
+                return why(ck, GY_EIO, "TLS read failed");
+        } else {
+            n = recv(ck->io.fd, ck->in + ck->in_len, ck->in_cap - ck->in_len, 0);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                return GY_EAGAIN;
+            if (n < 0)
+                return why(ck, GY_EIO, "recv: %s", strerror(errno));
+        }
         if (n == 0)
             return on_eof(ck);
         ck->in_len += (size_t)n;
@@ -388,6 +414,15 @@ static int probe_step(struct checker *ck, unsigned events)
         if (err != 0)
             return why(ck, GY_EIO, "connect: %s", strerror(err));
         ck->connected = true;
+    }
+    if (ck->tls != NULL && !ck->handshaken) {
+        bool want_write = false;
+        rc = ck->tls->ops->handshake(ck->tls, ck->io.fd, &want_write);
+        if (rc == GY_EAGAIN)
+            return GY_EAGAIN;
+        if (rc != 0)
+            return why(ck, GY_EIO, "TLS handshake failed");
+        ck->handshaken = true;
     }
     rc = flush(ck);
     if (rc != 0 && rc != GY_EAGAIN)
@@ -418,6 +453,11 @@ static void probe_start(struct checker *ck)
     ck->in_len = 0;
     if (rc != 0) {
         probe_end(ck, rc);
+        return;
+    }
+    if (ck->cluster->tls != NULL &&
+        (ck->tls = gy_tls_client(ck->cluster->tls, ck->cluster->instances[ck->inst].host)) == NULL) {
+        probe_end(ck, why(ck, GY_ENOMEM, "cannot start TLS"));
         return;
     }
     if ((fd = gy_connect((const struct sockaddr *)&ck->host->addr, ck->host->addrlen)) < 0) {
@@ -469,16 +509,17 @@ static struct checker *checker_find(struct gy_health_state *hs, const struct gy_
     return NULL;
 }
 
-static void checker_point(struct checker *ck, const struct gy_cluster *c, size_t index)
+static void checker_point(struct checker *ck, const struct gy_cluster *c, size_t index, size_t inst)
 {
     ck->cluster = c;
     ck->index = index;
+    ck->inst = inst;
     ck->hc = &c->health_checks[index];
     ck->seen = true;
 }
 
 static struct checker *checker_new(struct gy_health_state *hs, struct gy_host *h, const struct gy_cluster *c,
-                                   size_t index)
+                                   size_t index, size_t inst)
 {
     struct checker *ck = calloc(1, sizeof(*ck));
 
@@ -488,20 +529,21 @@ static struct checker *checker_new(struct gy_health_state *hs, struct gy_host *h
     ck->host = h;
     ck->io.fd = -1;
     gy_timer_init(&ck->timer, checker_timer);
-    checker_point(ck, c, index);
+    checker_point(ck, c, index, inst);
     gy_list_insert_tail(&hs->checkers, &ck->link);
     schedule_first(ck);
     return ck;
 }
 
 /* The check of a host that stays: keep its state; a new kind or timing restarts its schedule. */
-static void checker_adopt(struct checker *ck, const struct gy_cluster *c, size_t index)
+static void checker_adopt(struct checker *ck, const struct gy_cluster *c, size_t index, size_t inst)
 {
     const struct gy_health_check *old = ck->hc, *hc = &c->health_checks[index];
     bool retime = old->kind != hc->kind || old->interval_ms != hc->interval_ms || old->jitter_ms != hc->jitter_ms ||
                   old->timeout_ms != hc->timeout_ms;
 
-    checker_point(ck, c, index);
+    /* a running check keeps its connection (and TLS transport, which holds its own context) */
+    checker_point(ck, c, index, inst);
     if (retime) {
         probe_dispose(ck);
         schedule_first(ck);
@@ -563,11 +605,11 @@ void gy_health_sync(struct gy_proxy *p, const struct gy_config *cfg)
             struct gy_host *h = gy_host_get(c->name, (const struct sockaddr *)&in->addr, in->addrlen);
             for (size_t j = 0; h != NULL && j < c->nhealth_checks; j++) {
                 struct checker *ck = checker_find(hs, h, j);
-                if (ck == NULL && checker_new(hs, h, c, j) == NULL)
+                if (ck == NULL && checker_new(hs, h, c, j, k) == NULL)
                     gy_error("health checks: out of memory; cluster \"%s\" host %s is not checked", c->name,
                              h->addr_str);
                 else if (ck != NULL && !ck->seen)
-                    checker_adopt(ck, c, j);
+                    checker_adopt(ck, c, j, k);
             }
         }
     }

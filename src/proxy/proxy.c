@@ -16,6 +16,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "filters/rbac.h"
 #include "mesh/mesh.h"
 #include "core/fsutil.h"
 #include "proxy/filter.h"
@@ -453,6 +454,8 @@ static void shutdown_all(struct gy_proxy *p)
     gy_loop_dispose(&p->loop);
     gy_stats_shutdown();
     gy_hosts_shutdown();
+    gy_rbac_shutdown();
+    gy_tls_shutdown();
 }
 
 /* Opens the listeners of the first config and starts the workers with it. */
@@ -601,6 +604,8 @@ int gy_proxy_run(const struct gy_proxy_options *opt)
         gy_fatal("--access-log: %s", err);
     if (setup_signals(p) != 0)
         gy_fatal("cannot set up signal handling: %s", strerror(errno));
+    if (gy_tls_init(&p->loop, opt->fips, err, sizeof(err)) != 0)
+        gy_fatal("%s", err);
     if (opt->config_path != NULL) {
         if (load_config(p, &cfg, err, sizeof(err)) != 0 || start_serving(p, cfg, err, sizeof(err)) != 0)
             gy_fatal("%s", err);
@@ -611,6 +616,9 @@ int gy_proxy_run(const struct gy_proxy_options *opt)
         struct gy_identity_options io = { opt->control_url, opt->data_dir ? opt->data_dir : "/var/lib/gyrus",
                                           opt->name, opt->zone, opt->join_token };
         p->identity = gy_identity_start(&io);
+        if (p->identity != NULL) /* `secret` (SPIFFE) in views: TLS with the SVID files */
+            gy_tls_set_identity(gy_identity_cert_path(p->identity), gy_identity_key_path(p->identity),
+                                gy_identity_bundle_path(p->identity));
         const char *cached = p->cache_path[0] ? start_from_cache(p) : NULL;
         if (opt->node == NULL) {
             char host[256] = "localhost";

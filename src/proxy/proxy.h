@@ -38,6 +38,7 @@ struct gy_proxy_options {
     uint32_t watch_interval_ms;      /* config file poll; 0 = off; default 1000 */
     const char *access_log;          /* extra access log for every listener: path or "-" */
     const char *access_log_format;
+    const char *fips;                /* --fips on|required (tls/fips.c); NULL: off */
 };
 
 #define GY_MAX_REQ_HEADERS 1000

@@ -37,7 +37,8 @@ struct gy_xds {
 };
 
 struct view_msg {
-    struct gy_xds *x;
+    struct gy_proxy *proxy;
+    struct gy_xds *x;       /* may be stopped and freed by the time the message is read */
     json_t *objects;
     char version[256];
 };
@@ -74,7 +75,10 @@ static void view_arrived(struct gy_loop *loop, void *arg)
     struct view_msg *m = arg;
 
     (void)loop;
-    gy_proxy_xds_view(m->x->proxy, m->x, m->objects, m->version);
+    if (m->proxy->xds == m->x) /* else: the client was stopped (shutting down) */
+        gy_proxy_xds_view(m->proxy, m->x, m->objects, m->version);
+    else
+        json_decref(m->objects);
     free(m);
 }
 
@@ -120,6 +124,7 @@ static void deliver(struct gy_xds *x, const struct gy_bytes *b)
         json_decref(root);
         return;
     }
+    m->proxy = x->proxy;
     m->x = x;
     m->objects = json_incref(objects);
     snprintf(m->version, sizeof(m->version), "%s", version);

@@ -4,15 +4,43 @@
  * (`require_tls`, `ssl_config`, `secret`) when it attaches a config, and wraps sockets in TLS
  * transports (net/transport.h). Contexts are reference counted: connections keep theirs across
  * reloads and certificate rotations.
+ *
+ * Files: tls.c (this interface), ctx.c (an SSL_CTX from an ssl_config), sni.c (listeners:
+ * certificates per domain, picked by SNI), client.c (clusters), transport.c (the transport
+ * ops), tickets.c (session ticket keys), reload.c (certificate files watched and re-read),
+ * metrics.c (Prometheus lines, /certs), fips.c (FIPS mode). docs/tls.md, docs/fips.md.
  */
 #ifndef GY_TLS_TLS_H
 #define GY_TLS_TLS_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
+#include "core/loop.h"
 #include "mesh/config.h"
 #include "net/transport.h"
+
+/* Whether listeners offer "h2" by ALPN (protocol http_auto and http2). Stays 0 until the HTTP/2
+ * codec serves TLS connections (then gy_tls_alpn() tells the connection which codec to run). */
+#define GY_TLS_OFFER_H2 0
+
+/* Process-wide setup, on the main thread before the first gy_tls_attach: FIPS mode (`fips`: NULL,
+ * "off", "on" (or "true"), "required"; fips.c), session ticket keys, and a timer on `loop` that
+ * re-reads certificate, key, trust and CRL files when they change (checked every second) and
+ * rotates the ticket keys (every hour). loop may be NULL: no reloads. Returns 0, or GY_ECONFIG
+ * with one line in err (`--fips required` without the FIPS provider, a bad --fips value). */
+int gy_tls_init(struct gy_loop *loop, const char *fips, char *err, size_t errlen);
+/* Stops the timer and frees the process-wide state (after the last config is released). */
+void gy_tls_shutdown(void);
+
+/* The proxy's SVID files (proxy/identity.c): certificate chain, key, trust bundle. With them,
+ * Grey Matter's `secret` (SPIFFE) works: a listener with `secret` (and no ssl_config) serves the
+ * SVID and requires a client SVID of the trust domain `secret_validation_name` (or one of
+ * `subject_names`); a cluster with `secret` presents the SVID and checks the server's SPIFFE ID
+ * the same way. Main thread, before configs are attached; the files are watched like any
+ * certificate, so renewals are picked up. NULL: none (then `secret` is refused). */
+void gy_tls_set_identity(const char *cert_path, const char *key_path, const char *bundle_path);
 
 /* Builds listener->tls and cluster->tls for every listener and cluster of cfg that asks for TLS
  * (NULL otherwise) and registers their release in cfg. Returns 0, or GY_ECONFIG with
@@ -38,5 +66,13 @@ struct gy_tls_peer {
     const char *spiffe_id;
 };
 const struct gy_tls_peer *gy_tls_peer(struct gy_transport *t);
+
+/* Appends the TLS metrics in Prometheus text format: handshakes and failures by reason per
+ * listener and cluster, certificate reloads, seconds to expiry of every loaded certificate, FIPS
+ * mode. Main thread (admin). */
+void gy_tls_metrics(FILE *f);
+/* The loaded certificates as JSON for the admin /certs endpoint (malloc'd, NULL without memory):
+ * {"certificates":[{"owner","path","subject","sans":[],"key","not_after","seconds_to_expiry"}]}. */
+char *gy_tls_certs_json(void);
 
 #endif
