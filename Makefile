@@ -45,6 +45,7 @@ fuzz:
 bench: build
 	/usr/bin/python3 bench/run.py --gyrus ./$(BUILD)/gyrus
 	/usr/bin/python3 bench/retries.py --gyrus ./$(BUILD)/gyrus
+	/usr/bin/python3 bench/h2.py --gyrus ./$(BUILD)/gyrus
 	/usr/bin/python3 bench/control_bench.py --gyrus ./$(BUILD)/gyrus
 	/usr/bin/python3 bench/tls.py --gyrus ./$(BUILD)/gyrus
 	/usr/bin/python3 bench/mtls.py --gyrus ./$(BUILD)/gyrus

@@ -80,6 +80,9 @@ static int build_cluster(struct cc *cc, struct gy_cluster *c, const json_t *co)
     c->ring_size = v < 1 ? 1 : v > (1 << 23) ? (1u << 23) : (uint32_t)v;
     v = cc_int(co, "max_idle_connections_per_host", 64);
     c->max_idle_per_host = v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+    c->http2 = json_is_object(json_object_get(co, "http2_protocol_options"));
+    c->use_downstream_protocol = strcmp(cc_str(co, "protocol_selection", ""), "USE_DOWNSTREAM_PROTOCOL") == 0;
+    cc_http2_options(json_object_get(co, "http2_protocol_options"), &c->h2, 65536);
     if ((rc = cc_duration(cc, co, "connect_timeout", 5000, &c->connect_timeout_ms, what)) != 0 ||
         (rc = cc_duration(cc, co, "idle_timeout", 60000, &c->idle_timeout_ms, what)) != 0 ||
         (rc = build_instances(cc, c, json_object_get(co, "instances"))) != 0 ||

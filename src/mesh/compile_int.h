@@ -76,6 +76,9 @@ int cc_redirects(struct cc *cc, const json_t *arr, struct gy_redirect **out, siz
 /* Header operations: {key,value} (replace) or Envoy's {header:{key,value}, append}. */
 int cc_header_ops(struct cc *cc, const json_t *arr, struct gy_header_op **out, size_t *n);
 
+/* http2_protocol_options (absent: all defaults). */
+void cc_http2_options(const json_t *o, struct gy_http2_options *h, uint32_t max_header_list_size);
+
 /* Resilience (compile_resilience.c). */
 int cc_constraint_list(struct cc *cc, const json_t *arr, struct gy_constraint **out, size_t *n);
 int cc_cohort(struct cc *cc, const json_t *o, struct gy_cohort_seed *out);

@@ -332,3 +332,24 @@ int cc_redirects(struct cc *cc, const json_t *arr, struct gy_redirect **out, siz
     *n = cnt;
     return 0;
 }
+
+static uint32_t clamp_u32(long long v, uint32_t lo, uint32_t hi)
+{
+    return v < (long long)lo ? lo : v > (long long)hi ? hi : (uint32_t)v;
+}
+
+void cc_http2_options(const json_t *o, struct gy_http2_options *h, uint32_t max_header_list_size)
+{
+    h->max_concurrent_streams = clamp_u32(cc_int(o, "max_concurrent_streams", 100), 1, 2147483647u);
+    h->initial_stream_window_size = clamp_u32(cc_int(o, "initial_stream_window_size", 65535), 65535, 16777216u);
+    h->initial_connection_window_size =
+        clamp_u32(cc_int(o, "initial_connection_window_size", 1048576), 65535, 2147483647u);
+    h->max_header_list_size = clamp_u32(cc_int(o, "max_header_list_size", max_header_list_size), 1024, 1048576u);
+    h->hpack_table_size = clamp_u32(cc_int(o, "hpack_table_size", 4096), 0, 65536u);
+    h->allow_connect = cc_bool(o, "allow_connect", false);
+    h->max_outbound_control_frames = clamp_u32(cc_int(o, "max_outbound_control_frames", 1000), 1, 1000000u);
+    h->max_inbound_control_frames_per_s =
+        clamp_u32(cc_int(o, "max_inbound_control_frames_per_second", 1000), 1, 1000000u);
+    h->max_resets_per_s = clamp_u32(cc_int(o, "max_requests_reset_per_second", 100), 1, 1000000u);
+    h->max_resets_burst = clamp_u32(cc_int(o, "max_requests_reset_burst", 200), 1, 1000000u);
+}

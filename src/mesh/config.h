@@ -56,6 +56,20 @@ struct gy_instance {
     void *state;                    /* (proxy) struct gy_host, shared health and outlier state */
 };
 
+/* HTTP/2 settings of a listener or a cluster (`http2_protocol_options`, Envoy's names). */
+struct gy_http2_options {
+    uint32_t max_concurrent_streams;        /* default 100 */
+    uint32_t initial_stream_window_size;    /* default 65535; also the per-stream buffer bound */
+    uint32_t initial_connection_window_size; /* default 1 MiB */
+    uint32_t max_header_list_size;          /* default: max_request_headers_kb (listeners), 64 KiB */
+    uint32_t hpack_table_size;              /* default 4096 */
+    bool allow_connect;                     /* extended CONNECT (RFC 8441), default false */
+    uint32_t max_outbound_control_frames;   /* queued PING/SETTINGS acks before the peer is cut off, default 1000 */
+    uint32_t max_inbound_control_frames_per_s; /* gyrus: SETTINGS/PING/empty frames per second, default 1000 */
+    uint32_t max_resets_per_s;              /* gyrus: client resets per second (rapid reset), default 100 */
+    uint32_t max_resets_burst;              /* gyrus: default 200 */
+};
+
 /* Circuit breakers: past a limit, requests get 503 `UO` with x-gyrus-overloaded: true. */
 struct gy_circuit_breakers {
     uint32_t max_connections;       /* upstream connections open (all workers), default 1024 */
@@ -128,6 +142,9 @@ struct gy_cluster {
     uint32_t idle_timeout_ms;       /* upstream keep-alive idle timeout, default 60000 */
     uint32_t max_idle_per_host;     /* idle upstream connections kept per host per worker, default 64 */
     uint32_t panic_threshold;       /* percent healthy below which health is ignored, default 50 */
+    bool http2;                     /* http2_protocol_options given: HTTP/2 to the instances */
+    bool use_downstream_protocol;   /* protocol_selection USE_DOWNSTREAM_PROTOCOL: HTTP/2 for HTTP/2 clients */
+    struct gy_http2_options h2;
     struct gy_circuit_breakers cb;
     struct gy_retry_budget retry_budget;
     struct gy_outlier_detection outlier;
@@ -308,6 +325,7 @@ struct gy_listener {
     uint32_t max_request_headers_kb;    /* default 32 */
     uint32_t max_headers;               /* default 100 */
     bool use_remote_address;            /* default true: x-forwarded-for appends the peer */
+    struct gy_http2_options h2;         /* http2_protocol_options */
     void *stats;                        /* (proxy) */
     void *filters;                      /* (proxy) the HTTP filter chain (active_http_filters) */
     void *tls;                          /* (proxy) server TLS context, NULL: plain TCP */

@@ -180,6 +180,8 @@ static const struct gy_struct s_common_lb = { "common_lb_config", "Settings comm
 
 /* ---- the kind ---- */
 
+static const char *const protocol_selections[] = { "USE_CONFIGURED_PROTOCOL", "USE_DOWNSTREAM_PROTOCOL", NULL };
+
 static const struct gy_field f_cluster[] = {
     GY_KEY("cluster_key", .doc = "Unique key of the cluster."),
     GY_STR("name", .flags = GY_F_USED, .def = "the `cluster_key`",
@@ -203,8 +205,9 @@ static const struct gy_field f_cluster[] = {
     GY_OBJ("secret", gy_s_secret, .flags = GY_F_USED,
            .doc = "SPIFFE mTLS towards instances with the proxy's SVID; checks their SPIFFE IDs (ignored with `ssl_config`)."),
     GY_OBJ("http_protocol_options", gy_s_http_options, .doc = "HTTP/1.1 towards instances."),
-    GY_OBJ("http2_protocol_options", gy_s_http2_options, .doc = "HTTP/2 towards instances."),
-    GY_STR("protocol_selection", .doc = "Envoy `USE_CONFIGURED_PROTOCOL` or `USE_DOWNSTREAM_PROTOCOL`."),
+    GY_OBJ("http2_protocol_options", gy_s_http2_options, .flags = GY_F_USED, .doc = "HTTP/2 towards instances (given, even empty: HTTP/2)."),
+    GY_ENUM("protocol_selection", protocol_selections, .flags = GY_F_USED, .def = "`USE_CONFIGURED_PROTOCOL`",
+            .doc = "`USE_DOWNSTREAM_PROTOCOL`: HTTP/2 to instances for HTTP/2 clients, HTTP/1.1 for the others."),
     GY_LIST("health_checks", e_health_check, .doc = "Active health checks."),
     GY_OBJ("outlier_detection", s_outlier, .doc = "Passive health checks."),
     GY_OBJ("circuit_breakers", s_circuit_breakers, .flags = GY_F_USED, .doc = "Limits."),

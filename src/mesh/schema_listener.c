@@ -131,7 +131,7 @@ static const struct gy_field f_listener[] = {
     GY_OBJ("ssl_config", gy_s_listener_ssl, .flags = GY_F_GYRUS | GY_F_USED,
            .doc = "TLS with certificate files: the default certificate (Grey Matter sets it on domains)."),
     GY_OBJ("http_protocol_options", gy_s_http_options, .doc = "HTTP/1.1 settings."),
-    GY_OBJ("http2_protocol_options", gy_s_http2_options, .doc = "HTTP/2 settings."),
+    GY_OBJ("http2_protocol_options", gy_s_http2_options, .flags = GY_F_USED, .doc = "HTTP/2 settings (docs/http2.md)."),
     GY_STR("checksum", .doc = "Opaque; optimistic concurrency."),
     GY_STR("org_key", .doc = "Organization."),
     GY_END,

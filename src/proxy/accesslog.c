@@ -39,6 +39,7 @@ enum field {
     F_X_FORWARDED_FOR,
     F_DOWNSTREAM_REMOTE_ADDRESS,
     F_UPSTREAM_ATTEMPTS,
+    F_GRPC_STATUS,
     F_COUNT
 };
 
@@ -69,6 +70,7 @@ static const struct {
     [F_X_FORWARDED_FOR] = { "X_FORWARDED_FOR", "REQ(X-FORWARDED-FOR)", "x_forwarded_for", false },
     [F_DOWNSTREAM_REMOTE_ADDRESS] = { "DOWNSTREAM_REMOTE_ADDRESS", NULL, "downstream_remote_address", false },
     [F_UPSTREAM_ATTEMPTS] = { "UPSTREAM_REQUEST_ATTEMPT_COUNT", NULL, "upstream_attempts", true },
+    [F_GRPC_STATUS] = { "GRPC_STATUS_NUMBER", "GRPC_STATUS", "grpc_status", true },
 };
 
 static int field_lookup(const char *name, size_t len)
@@ -222,7 +224,8 @@ static struct gy_slice field_value(const struct gy_stream *s, int f, char *tmp, 
     case F_PATH:
         return s->target;
     case F_PROTOCOL:
-        return s->minor_version == 0 ? GY_SLICE_LIT("HTTP/1.0") : GY_SLICE_LIT("HTTP/1.1");
+        return s->version == 20 ? GY_SLICE_LIT("HTTP/2") : s->version == 10 ? GY_SLICE_LIT("HTTP/1.0")
+                                                                           : GY_SLICE_LIT("HTTP/1.1");
     case F_RESPONSE_CODE:
         n = snprintf(tmp, cap, "%d", s->resp_done ? s->status : 0);
         break;
@@ -266,6 +269,11 @@ static struct gy_slice field_value(const struct gy_stream *s, int f, char *tmp, 
         return gy_slice_cstr(s->dc->peer_ip);
     case F_UPSTREAM_ATTEMPTS:
         n = snprintf(tmp, cap, "%u", s->attempts);
+        break;
+    case F_GRPC_STATUS:
+        if (!s->grpc || s->grpc_status < 0)
+            return GY_SLICE_NULL;
+        n = snprintf(tmp, cap, "%d", s->grpc_status);
         break;
     default:
         break;

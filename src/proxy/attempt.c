@@ -32,7 +32,7 @@ static struct gy_host *host_state(const struct gy_stream *s, int idx)
     return s->cluster->instances[idx].state;
 }
 
-static uint64_t request_hash(const struct gy_stream *s, const struct gy_h1_request *req, bool *has)
+static uint64_t request_hash(const struct gy_stream *s, const struct gy_req_head *req, bool *has)
 {
     const struct gy_hash_policy *hp = &s->route.route->hash_policy;
     struct gy_slice v;
@@ -59,21 +59,26 @@ static uint64_t request_hash(const struct gy_stream *s, const struct gy_h1_reque
     return gy_lb_hash(v.ptr, v.len);
 }
 
-void gy_attempt_init(struct gy_stream *s, const struct gy_h1_request *req)
+void gy_attempt_init(struct gy_stream *s, const struct gy_req_head *req)
 {
     const struct gy_rule *rule = s->route.rule;
 
     s->cluster = s->route.cluster;
     s->wcluster = &s->wcfg->clusters[s->cluster->index];
     s->retry = s->route.route->retry;
+    s->up_h2 = s->cluster->http2 || (s->cluster->use_downstream_protocol && req->version == 20);
     gy_timer_init(&s->backoff, backoff_cb);
     gy_timer_init(&s->per_try, per_try_cb);
     if (s->cluster->lb_policy == GY_LB_RING_HASH)
         s->lb_hash = request_hash(s, req, &s->has_hash);
     /* Retries and shadow copies replay the body: keep it, up to a limit. */
-    s->keep_replay = req->body != GY_H1_BODY_NONE &&
+    s->keep_replay = req->body &&
                      (s->retry != NULL || (rule != NULL && (rule->ndark > 0 || rule->ntap > 0)));
     s->replay_limit = s->retry != NULL ? s->retry->max_request_bytes : DEFAULT_REPLAY;
+    if (s->grpc_web.mode == GY_GRPCWEB_TEXT)
+        s->keep_replay = false; /* the replay would be base64: no retries for these */
+    if (!s->up_h2)
+        s->grpc_web.mode = GY_GRPCWEB_NONE; /* translated only for gRPC (HTTP/2) upstreams */
     gy_stat_inc(s->cluster->stats, s->dc->w->id, GY_C_RQ_ACTIVE);
 }
 
@@ -185,13 +190,13 @@ static uint32_t conditions_for(enum gy_attempt_failure why)
     return why == GY_FAIL_CONNECT ? c | GY_RETRY_CONNECT_FAILURE : c;
 }
 
-static int grpc_status_of(const struct gy_h1_response *res)
+static int grpc_status_of(const struct gy_resp_head *res)
 {
     const struct gy_header *h = gy_header_find(res->headers, res->nheaders, GY_SLICE_LIT("grpc-status"));
     return h != NULL ? (int)gy_slice_to_u63(h->value) : -1;
 }
 
-static bool status_retriable(const struct gy_retry_policy *rp, const struct gy_h1_response *res)
+static bool status_retriable(const struct gy_retry_policy *rp, const struct gy_resp_head *res)
 {
     int st = res->status, g;
 
@@ -247,7 +252,7 @@ static bool retry(struct gy_stream *s, uint32_t conditions)
     struct gy_worker *w = s->dc->w;
 
     if (rp == NULL || !(rp->retry_on & conditions) || s->attempts > rp->num_retries || s->resp_started ||
-        s->replay_overflow || (s->req_body != GY_H1_BODY_NONE && !s->keep_replay))
+        s->replay_overflow || (s->req_has_body && !s->keep_replay))
         return false;
     release_retry_unit(s);
     if (!take_retry_unit(s)) {
@@ -266,29 +271,36 @@ static bool retry(struct gy_stream *s, uint32_t conditions)
     return true;
 }
 
+void gy_attempt_detach(struct gy_stream *s)
+{
+    if (s->uc != NULL) {
+        s->up->abort(s);
+        s->uc = NULL;
+        s->up = NULL;
+    }
+}
+
 static void detach(struct gy_stream *s)
 {
     gy_timer_stop(&s->dc->w->loop, &s->per_try);
-    if (s->uc != NULL) {
-        gy_uconn_close(s->uc);
-        s->uc = NULL;
-    }
+    gy_attempt_detach(s);
     release_host(s);
 }
 
 /* After a retriable answer: if all of it is already buffered and the upstream keeps the
  * connection, drop the answer and pool the connection instead of closing it. */
-static void detach_after_answer(struct gy_stream *s, const struct gy_h1_response *res)
+static void detach_after_answer(struct gy_stream *s, const struct gy_resp_head *res)
 {
     struct gy_uconn *uc = s->uc;
-    uint64_t body = res->body == GY_H1_BODY_NONE ? 0 : res->body == GY_H1_BODY_LENGTH ? res->content_length : UINT64_MAX;
+    uint64_t body = !res->body ? 0 : res->content_length >= 0 ? (uint64_t)res->content_length : UINT64_MAX;
 
-    if (uc != NULL && res->keep_alive && body != UINT64_MAX && gy_buf_len(&uc->rbuf) == res->head_len + body &&
-        gy_buf_len(&uc->wbuf) == 0 && s->req_sent) {
+    if (uc != NULL && s->up == &gy_up_h1 && res->keep_alive && body != UINT64_MAX &&
+        gy_buf_len(&uc->rbuf) == res->head_len + body && gy_buf_len(&uc->wbuf) == 0 && s->req_sent) {
         gy_buf_consume(&uc->rbuf, gy_buf_len(&uc->rbuf));
         gy_timer_stop(&s->dc->w->loop, &s->per_try);
-        gy_uconn_release(uc, true, s->cluster->idle_timeout_ms);
+        s->up->done(s, true);
         s->uc = NULL;
+        s->up = NULL;
     }
     detach(s);
 }
@@ -297,7 +309,7 @@ void gy_attempt_failed(struct gy_stream *s, enum gy_attempt_failure why)
 {
     struct gy_uconn *uc = s->uc;
     bool timed_out = uc != NULL && uc->connect_timed_out;
-    bool stale = uc != NULL && uc->reused && !s->any_response_byte && why == GY_FAIL_RESET;
+    bool stale = uc != NULL && (uc->reused || s->refused) && !s->any_response_byte && why == GY_FAIL_RESET;
 
     if (s->host >= 0)
         gy_host_outcome(s->dc->w->proxy, host_state(s, s->host), s->cluster, 0);
@@ -307,7 +319,7 @@ void gy_attempt_failed(struct gy_stream *s, enum gy_attempt_failure why)
         return;
     }
     /* A pooled connection the upstream had closed meanwhile: resend once on a fresh one, policy or not. */
-    if (stale && !s->stale_resent && (s->req_body == GY_H1_BODY_NONE || (s->keep_replay && !s->replay_overflow))) {
+    if (stale && !s->stale_resent && (!s->req_has_body || (s->keep_replay && !s->replay_overflow))) {
         s->stale_resent = true;
         s->attempts--; /* not a retry: it does not count against the policy */
         begin(s, true);
@@ -317,7 +329,7 @@ void gy_attempt_failed(struct gy_stream *s, enum gy_attempt_failure why)
         final_failure(s, why, timed_out);
 }
 
-bool gy_attempt_response(struct gy_stream *s, const struct gy_h1_response *res)
+bool gy_attempt_response(struct gy_stream *s, const struct gy_resp_head *res)
 {
     struct gy_worker *w = s->dc->w;
 
@@ -344,32 +356,17 @@ bool gy_attempt_response(struct gy_stream *s, const struct gy_h1_response *res)
 static void per_try_cb(struct gy_timer *t)
 {
     struct gy_stream *s = GY_CONTAINER_OF(t, struct gy_stream, per_try);
-    struct gy_dconn *dc = s->dc;
 
     gy_attempt_failed(s, GY_FAIL_TIMEOUT);
-    gy_dconn_run(dc);
+    s->down->wake(s);
 }
 
 static void backoff_cb(struct gy_timer *t)
 {
     struct gy_stream *s = GY_CONTAINER_OF(t, struct gy_stream, backoff);
-    struct gy_dconn *dc = s->dc;
 
     gy_attempt_begin(s);
-    gy_dconn_run(dc);
-}
-
-/* Queues the request head and what was sent of the body so far on the new connection. */
-static int queue_request(struct gy_stream *s, struct gy_uconn *uc)
-{
-    struct gy_worker *w = s->dc->w;
-    uint32_t need = (uint32_t)s->uhead.len + s->replay_len + 64;
-
-    if (gy_buf_reserve(&w->bufs, &uc->wbuf) != 0 || (need > uc->wbuf.cap && gy_buf_grow(&w->bufs, &uc->wbuf, need) != 0))
-        return GY_ENOMEM;
-    gy_buf_append(&uc->wbuf, s->uhead.ptr, s->uhead.len);
-    gy_buf_append(&uc->wbuf, s->replay, s->replay_len);
-    return 0;
+    s->down->wake(s);
 }
 
 static void begin(struct gy_stream *s, bool fresh)
@@ -395,8 +392,8 @@ static void begin(struct gy_stream *s, bool fresh)
     s->wcluster->active[idx]++;
     s->attempts++;
     struct gy_upool *p = s->wcluster->hosts[idx];
-    struct gy_uconn *uc = fresh ? NULL : gy_upool_take(p);
-    if (uc == NULL && (uc = gy_uconn_open(w, p, s->cluster, &s->cluster->instances[idx], &overflow)) == NULL) {
+    struct gy_uconn *uc = fresh ? NULL : s->up_h2 ? gy_upool_take_h2(p) : gy_upool_take(p);
+    if (uc == NULL && (uc = gy_uconn_open(w, p, s->cluster, &s->cluster->instances[idx], s->up_h2, &overflow)) == NULL) {
         if (overflow) {
             release_host(s);
             gy_stream_overflow_reply(s);
@@ -407,11 +404,14 @@ static void begin(struct gy_stream *s, bool fresh)
     }
     if (uc->reused)
         gy_stat_inc(s->cluster->stats, w->id, GY_C_CX_REUSED);
-    uc->stream = s;
-    uc->nrequests++;
-    s->uc = uc;
+    if (gy_uconn_attach(uc, s) != 0) {
+        gy_uconn_close(uc); /* cannot happen: an idle or new connection takes a stream */
+        gy_attempt_failed(s, GY_FAIL_CONNECT);
+        return;
+    }
     s->any_response_byte = false;
-    if (queue_request(s, uc) != 0) {
+    s->req_sent = false;
+    if (s->up->start(s) != 0) {
         gy_attempt_failed(s, GY_FAIL_CONNECT);
         return;
     }

@@ -1,6 +1,7 @@
 /*
- * Downstream (client) connections: reading request heads, one stream at a time (pipelined
- * requests wait in the buffer), keep-alive, timeouts, and closing politely.
+ * Downstream (client) connections, whatever their protocol: accepting, socket I/O, the TLS
+ * handshake, telling HTTP/1.1 from HTTP/2 (listener protocol, ALPN, or the connection preface),
+ * timers, and closing politely. The codecs (down_h1.c, down_h2.c) do the rest.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -14,7 +15,6 @@
 #include "tls/tls.h"
 
 #define LINGER_MS 2000
-#define RUN_BUDGET 32
 
 ssize_t gy_conn_read(int fd, struct gy_transport *t, struct gy_buf *b, bool *can_read, bool *eof, bool hup)
 {
@@ -83,7 +83,7 @@ ssize_t gy_conn_write(int fd, struct gy_transport *t, struct gy_buf *b, bool *ca
     return total;
 }
 
-static void set_timer(struct gy_dconn *dc, int mode, uint32_t ms)
+void gy_dconn_set_timer(struct gy_dconn *dc, int mode, uint32_t ms)
 {
     dc->timer_mode = mode;
     if (ms == 0 || mode == GY_DT_NONE)
@@ -104,10 +104,10 @@ static void close_now(struct gy_dconn *dc)
     if (dc->freed)
         return;
     dc->freed = true;
-    if (dc->stream != NULL) {
-        gy_stream_free(dc->stream);
-        dc->stream = NULL;
-    }
+    if (dc->ops == &gy_down_h2)
+        gy_h2d_close(dc);
+    else if (dc->ops != NULL)
+        gy_h1d_close(dc);
     gy_timer_stop(&w->loop, &dc->timer);
     gy_task_cancel(&dc->run_task);
     gy_io_stop(&dc->io);
@@ -149,7 +149,7 @@ static void linger(struct gy_dconn *dc)
     close_now(dc);
 }
 
-static void begin_close(struct gy_dconn *dc)
+void gy_dconn_begin_close(struct gy_dconn *dc)
 {
     if (dc->eof) {
         close_now(dc);
@@ -160,18 +160,17 @@ static void begin_close(struct gy_dconn *dc)
     shutdown(dc->io.fd, SHUT_WR);
     dc->lingering = true;
     gy_buf_release(&dc->w->bufs, &dc->rbuf);
-    set_timer(dc, GY_DT_LINGER, LINGER_MS);
+    gy_dconn_set_timer(dc, GY_DT_LINGER, LINGER_MS);
     linger(dc);
 }
 
-/* When the config changed under a keep-alive connection, the next request uses the new one. */
-static void follow_config(struct gy_dconn *dc)
+bool gy_dconn_follow_config(struct gy_dconn *dc)
 {
     struct gy_worker *w = dc->w;
     struct gy_config *cfg = w->wcfg->cfg;
 
     if (dc->wcfg == w->wcfg)
-        return;
+        return true;
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         if (strcmp(cfg->listeners[i].key, dc->lcfg->key) == 0) {
             gy_stat_dec(dc->lcfg->stats, w->id, GY_C_CX_ACTIVE);
@@ -179,102 +178,10 @@ static void follow_config(struct gy_dconn *dc)
             dc->wcfg = gy_wcfg_acquire(w->wcfg);
             dc->lcfg = &cfg->listeners[i];
             gy_stat_inc(dc->lcfg->stats, w->id, GY_C_CX_ACTIVE);
-            return;
+            return true;
         }
     }
-    dc->closing = true; /* its listener is gone: finish and close */
-}
-
-static void end_stream(struct gy_dconn *dc)
-{
-    struct gy_stream *s = dc->stream;
-    bool reset = s->reset;
-
-    dc->stream = NULL;
-    dc->nrequests++;
-    gy_stream_free(s);
-    if (reset) {
-        close_now(dc);
-        return;
-    }
-    if (dc->w->draining)
-        dc->closing = true;
-    follow_config(dc);
-    if (!dc->closing)
-        set_timer(dc, gy_buf_len(&dc->rbuf) ? GY_DT_HEADER : GY_DT_IDLE,
-                  gy_buf_len(&dc->rbuf) ? dc->lcfg->request_headers_timeout_ms : dc->lcfg->idle_timeout_ms);
-}
-
-/* Answers a request that never became a proper stream (bad head, header timeout). */
-static void reject(struct gy_dconn *dc, int status, const char *reason)
-{
-    struct gy_stream *s = gy_stream_new(dc);
-
-    if (s == NULL) {
-        close_now(dc);
-        return;
-    }
-    dc->stream = s;
-    dc->closing = true;
-    gy_buf_consume(&dc->rbuf, gy_buf_len(&dc->rbuf));
-    gy_stat_inc(dc->lcfg->stats, dc->w->id, GY_C_CX_PROTOCOL_ERROR);
-    gy_stream_local_reply(s, status, status == 408 ? 0 : GY_RF_DPE, reason);
-}
-
-static struct gy_h1_limits listener_limits(const struct gy_listener *l)
-{
-    return (struct gy_h1_limits){
-        .max_request_line = gy_h1_default_limits.max_request_line,
-        .max_head_bytes = (size_t)l->max_request_headers_kb * 1024,
-        .max_headers = l->max_headers < GY_MAX_REQ_HEADERS ? l->max_headers : GY_MAX_REQ_HEADERS,
-    };
-}
-
-int gy_dconn_parse_head(struct gy_dconn *dc, struct gy_h1_request *req)
-{
-    struct gy_h1_limits lim = listener_limits(dc->lcfg);
-    struct gy_h1_error err;
-    int rc = gy_h1_parse_request(gy_buf_start(&dc->rbuf), gy_buf_len(&dc->rbuf), req, dc->w->hdrs, &lim, &err);
-
-    return rc > 0 ? 0 : rc;
-}
-
-/* Returns 1 when a stream was started, 0 when more bytes are needed. */
-static int try_request(struct gy_dconn *dc)
-{
-    struct gy_worker *w = dc->w;
-    const struct gy_listener *l = dc->lcfg;
-    struct gy_h1_limits lim = listener_limits(l);
-    struct gy_h1_request req;
-    struct gy_h1_error err;
-
-    if (gy_buf_len(&dc->rbuf) == 0)
-        return 0;
-    int rc = gy_h1_parse_request(gy_buf_start(&dc->rbuf), gy_buf_len(&dc->rbuf), &req, w->hdrs, &lim, &err);
-    if (rc == GY_EAGAIN) {
-        if (gy_buf_room(&dc->rbuf) == 0 &&
-            gy_buf_grow(&w->bufs, &dc->rbuf, (uint32_t)lim.max_head_bytes + 1024) != 0) {
-            reject(dc, 431, "request headers too large");
-            return 1;
-        }
-        if (dc->timer_mode != GY_DT_HEADER)
-            set_timer(dc, GY_DT_HEADER, l->request_headers_timeout_ms);
-        return 0;
-    }
-    if (rc < 0) {
-        gy_debug("conn %s: bad request: %d %s", dc->peer_ip, err.status, err.reason);
-        reject(dc, err.status, err.reason);
-        return 1;
-    }
-    struct gy_stream *s = gy_stream_new(dc);
-    if (s == NULL) {
-        close_now(dc);
-        return 1;
-    }
-    dc->stream = s;
-    set_timer(dc, GY_DT_NONE, 0);
-    gy_stream_start(s, &req);
-    return 1;
+    return false;
 }
 
 bool gy_dconn_read(struct gy_dconn *dc)
@@ -289,32 +196,16 @@ bool gy_dconn_read(struct gy_dconn *dc)
     return n > 0;
 }
 
-/* Between requests: flush, close if asked, else parse the next head. Returns true to go on. */
-static bool run_between(struct gy_dconn *dc)
+bool gy_dconn_flush(struct gy_dconn *dc)
 {
-    struct gy_worker *w = dc->w;
-
-    if (gy_buf_len(&dc->wbuf) > 0) {
-        if (dc->can_write && gy_conn_write(dc->io.fd, dc->transport, &dc->wbuf, &dc->can_write) < 0) {
-            close_now(dc);
-            return false;
-        }
-        if (gy_buf_len(&dc->wbuf) > 0)
-            return false;
-    }
-    if (dc->closing || (w->draining && gy_buf_len(&dc->rbuf) == 0)) {
-        begin_close(dc);
-        return false;
-    }
-    if (try_request(dc))
+    if (gy_buf_len(&dc->wbuf) == 0 || !dc->can_write)
         return true;
-    if (gy_dconn_read(dc))
-        return true;
-    if (dc->eof) {
-        close_now(dc);
+    ssize_t n = gy_conn_write(dc->io.fd, dc->transport, &dc->wbuf, &dc->can_write);
+    if (n < 0)
         return false;
-    }
-    return false;
+    if (n > 0)
+        gy_stat_add(dc->lcfg->stats, dc->w->id, GY_C_BYTES_TX, (uint64_t)n);
+    return true;
 }
 
 /* Returns true once the TLS handshake is done; a failed one closes the connection. */
@@ -335,11 +226,35 @@ static bool drive_handshake(struct gy_dconn *dc)
     return true;
 }
 
+/* http_auto without ALPN: the HTTP/2 preface or anything else (HTTP/1.1). Returns false
+ * while it cannot tell yet. */
+static bool detect(struct gy_dconn *dc)
+{
+    const char *alpn = dc->transport != NULL ? gy_tls_alpn(dc->transport) : NULL;
+    bool sure = false;
+
+    if (dc->lcfg->protocol == GY_PROTO_HTTP2 || (alpn != NULL && strcmp(alpn, "h2") == 0)) {
+        dc->ops = &gy_down_h2;
+    } else if (dc->lcfg->protocol == GY_PROTO_HTTP || alpn != NULL) {
+        dc->ops = &gy_down_h1;
+    } else {
+        while (gy_buf_len(&dc->rbuf) < 24 && gy_dconn_read(dc))
+            ;
+        bool h2 = gy_h2_preface_prefix(gy_buf_start(&dc->rbuf), gy_buf_len(&dc->rbuf), &sure);
+        if (!sure && !dc->eof)
+            return false;
+        dc->ops = h2 && sure ? &gy_down_h2 : &gy_down_h1;
+    }
+    if (dc->ops == &gy_down_h2 && gy_h2d_start(dc, NULL, NULL, 0) != 0) {
+        dc->ops = NULL;
+        close_now(dc);
+        return false;
+    }
+    return true;
+}
+
 void gy_dconn_run(struct gy_dconn *dc)
 {
-    struct gy_worker *w = dc->w;
-    int budget = RUN_BUDGET;
-
     if (dc->freed)
         return;
     if (dc->lingering) {
@@ -348,32 +263,15 @@ void gy_dconn_run(struct gy_dconn *dc)
     }
     if (dc->handshaking && !drive_handshake(dc))
         return;
-    for (; budget > 0; budget--) {
-        if (dc->stream != NULL) {
-            bool p = gy_stream_pump(dc->stream);
-            if (gy_stream_finished(dc->stream)) {
-                end_stream(dc);
-                if (dc->freed)
-                    return;
-                continue;
-            }
-            if (!p)
-                break;
-            continue;
-        }
-        if (!run_between(dc))
-            break;
-    }
-    if (dc->freed)
-        return;
-    if (budget == 0) {
-        gy_task_schedule(&w->loop, &dc->run_task); /* let other connections run */
+    if (dc->ops == NULL && !detect(dc)) {
+        if (!dc->freed && dc->eof)
+            close_now(dc);
         return;
     }
-    if (dc->stream == NULL) {
-        gy_buf_release_if_empty(&w->bufs, &dc->rbuf);
-        gy_buf_release_if_empty(&w->bufs, &dc->wbuf);
-    }
+    if (dc->ops == &gy_down_h2)
+        gy_h2d_run(dc);
+    else
+        gy_h1d_run(dc);
 }
 
 static void on_io(struct gy_io *io, unsigned events)
@@ -398,20 +296,12 @@ static void on_timer(struct gy_timer *t)
 {
     struct gy_dconn *dc = GY_CONTAINER_OF(t, struct gy_dconn, timer);
 
-    switch (dc->timer_mode) {
-    case GY_DT_HEADER:
-        if (dc->stream == NULL && gy_buf_len(&dc->rbuf) > 0) {
-            gy_stat_inc(dc->lcfg->stats, dc->w->id, GY_C_RQ_TIMEOUT);
-            reject(dc, 408, "request header timeout");
-            gy_dconn_run(dc);
-            return;
-        }
+    if (dc->timer_mode == GY_DT_LINGER || dc->ops == NULL)
         close_now(dc);
-        return;
-    default:
-        close_now(dc);
-        return;
-    }
+    else if (dc->ops == &gy_down_h2)
+        gy_h2d_timer(dc);
+    else
+        gy_h1d_timer(dc);
 }
 
 void gy_dconn_accept(struct gy_wlistener *wl, int fd, const struct sockaddr_storage *peer)
@@ -452,11 +342,17 @@ void gy_dconn_accept(struct gy_wlistener *wl, int fd, const struct sockaddr_stor
     w->nconns++;
     gy_stat_inc(dc->lcfg->stats, w->id, GY_C_CX_TOTAL);
     gy_stat_inc(dc->lcfg->stats, w->id, GY_C_CX_ACTIVE);
-    set_timer(dc, GY_DT_HEADER, dc->lcfg->request_headers_timeout_ms);
+    gy_dconn_set_timer(dc, GY_DT_HEADER, dc->lcfg->request_headers_timeout_ms);
+    if (!dc->handshaking && dc->lcfg->protocol != GY_PROTO_HTTP_AUTO)
+        detect(dc);
 }
 
 void gy_dconn_drain(struct gy_dconn *dc)
 {
+    if (dc->ops == &gy_down_h2) {
+        gy_h2d_drain(dc);
+        return;
+    }
     if (dc->stream == NULL && gy_buf_len(&dc->wbuf) == 0) {
         close_now(dc);
         return;

@@ -1,4 +1,11 @@
-/* Building the heads a proxy forwards: the upstream request and the downstream response. */
+/*
+ * The header rules of the proxy, in one place for both protocols: what is dropped (hop-by-hop
+ * and connection-specific fields, what a route removes or replaces), what is added
+ * (x-forwarded-for/proto, x-request-id, via, route and domain headers), and how heads are
+ * written for HTTP/1.1 (bytes) and HTTP/2 (nghttp2 name/value arrays). Also the HTTP/1 body
+ * framing helpers used by both HTTP/1.1 codecs.
+ */
+#include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -94,23 +101,94 @@ static size_t ops_size(const struct gy_header_op *ops, size_t n)
     return sz;
 }
 
-int gy_fwd_request_head(struct gy_stream *s, const struct gy_h1_request *req, struct gy_slice path)
+bool gy_fwd_skip_request_header(const struct gy_stream *s, const struct gy_header *h, const struct gy_header *all,
+                                unsigned n)
+{
+    const struct gy_route *r = s->route.route;
+
+    if (skip_common(h, all, n))
+        return true;
+    if (gy_slice_eqi_cstr(h->name, "x-forwarded-for")) {
+        if (s->lcfg->use_remote_address)
+            return true; /* re-emitted with the peer appended */
+    } else if (gy_slice_eqi_cstr(h->name, "x-forwarded-proto") || gy_slice_eqi_cstr(h->name, "x-request-id") ||
+               gy_slice_eqi_cstr(h->name, "expect") || gy_slice_eqi_cstr(h->name, "http2-settings")) {
+        return true;
+    }
+    return in_list(r->request_headers_to_remove, r->nrequest_headers_to_remove, h->name) ||
+           replaced_by(r->request_headers_to_add, r->nrequest_headers_to_add, h->name);
+}
+
+bool gy_fwd_skip_response_header(const struct gy_stream *s, const struct gy_header *h, const struct gy_header *all,
+                                 unsigned n)
+{
+    const struct gy_route *r = s->route.route;
+    const struct gy_vhost *v = s->route.vhost;
+
+    return skip_common(h, all, n) ||
+           in_list(r->response_headers_to_remove, r->nresponse_headers_to_remove, h->name) ||
+           replaced_by(r->response_headers_to_add, r->nresponse_headers_to_add, h->name) ||
+           replaced_by(v->custom_headers, v->ncustom_headers, h->name);
+}
+
+/* The x-forwarded-for value sent upstream: the client's, then the peer. */
+static struct gy_slice forwarded_for(struct gy_stream *s)
+{
+    size_t n = s->xff.len + strlen(s->dc->peer_ip) + 2;
+    char *p = gy_pool_alloc(&s->pool, n + 1);
+
+    if (p == NULL)
+        return gy_slice_cstr(s->dc->peer_ip);
+    int k = s->xff.len ? snprintf(p, n + 1, "%.*s, %s", GY_SLICE_ARG(s->xff), s->dc->peer_ip)
+                       : snprintf(p, n + 1, "%s", s->dc->peer_ip);
+    return gy_slice(p, k > 0 ? (size_t)k : 0);
+}
+
+/* WebSocket towards an HTTP/1.1 upstream: the upgrade asked again, and for an extended CONNECT
+ * (RFC 8441) the handshake fields HTTP/2 does without. */
+static void put_tunnel_headers(struct gy_stream *s, struct writer *w, const struct gy_req_head *req)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char key[25];
+
+    put_cstr(w, "connection: upgrade\r\nupgrade: websocket\r\n");
+    if (!req->is_connect)
+        return;
+    if (gy_header_find(req->headers, req->nheaders, GY_SLICE_LIT("sec-websocket-key")) == NULL) {
+        uint64_t a = gy_worker_rand(s->dc->w), b = gy_worker_rand(s->dc->w);
+        for (int i = 0; i < 21; i++) {
+            key[i] = b64[(i < 10 ? a >> (6 * i) : b >> (6 * (i - 10))) & 63];
+        }
+        key[21] = b64[(b >> 60) & 0x30];
+        memcpy(key + 22, "==", 2);
+        key[24] = '\0';
+        put_cstr(w, "sec-websocket-key: ");
+        put_cstr(w, key);
+        put(w, "\r\n", 2);
+    }
+    if (gy_header_find(req->headers, req->nheaders, GY_SLICE_LIT("sec-websocket-version")) == NULL)
+        put_cstr(w, "sec-websocket-version: 13\r\n");
+}
+
+int gy_fwd_request_head(struct gy_stream *s, const struct gy_req_head *req, struct gy_slice path)
 {
     const struct gy_route *r = s->route.route;
     bool remote = s->lcfg->use_remote_address;
-    struct gy_slice xff = GY_SLICE_NULL;
     char hostbuf[300];
     struct writer w;
+    size_t hsize = 0;
 
-    w.cap = req->head_len + path.len + req->query.len + 640 + s->xff.len + s->request_id.len +
-            ops_size(r->request_headers_to_add, r->nrequest_headers_to_add);
+    for (unsigned i = 0; i < req->nheaders; i++)
+        hsize += req->headers[i].name.len + req->headers[i].value.len + 4;
+    w.cap = hsize + req->method.len + req->authority.len + path.len + req->query.len + 700 + s->xff.len +
+            s->request_id.len + ops_size(r->request_headers_to_add, r->nrequest_headers_to_add);
     w.p = gy_pool_alloc(&s->pool, w.cap);
     w.len = 0;
     w.overflow = false;
     if (w.p == NULL)
         return GY_ENOMEM;
 
-    put_slice(&w, req->method);
+    put_slice(&w, s->tunnel && req->is_connect ? GY_SLICE_LIT("GET") : req->method);
     put(&w, " ", 1);
     put_slice(&w, path);
     if (req->query.len > 0 || (req->target.len > 0 && req->target.ptr[req->target.len - 1] == '?')) {
@@ -121,44 +199,29 @@ int gy_fwd_request_head(struct gy_stream *s, const struct gy_h1_request *req, st
     bool have_host = false;
     for (unsigned i = 0; i < req->nheaders; i++) {
         const struct gy_header *h = &req->headers[i];
-        if (skip_common(h, req->headers, req->nheaders))
+        if (gy_fwd_skip_request_header(s, h, req->headers, req->nheaders))
             continue;
-        if (gy_slice_eqi_cstr(h->name, "x-forwarded-for")) {
-            if (remote)
-                continue; /* re-emitted below with the peer appended */
-        } else if (gy_slice_eqi_cstr(h->name, "x-forwarded-proto") || gy_slice_eqi_cstr(h->name, "x-request-id") ||
-                   gy_slice_eqi_cstr(h->name, "expect")) {
-            continue;
-        } else if (gy_slice_eqi_cstr(h->name, "host")) {
+        if (gy_slice_eqi_cstr(h->name, "host"))
             have_host = true;
-        }
-        if (in_list(r->request_headers_to_remove, r->nrequest_headers_to_remove, h->name) ||
-            replaced_by(r->request_headers_to_add, r->nrequest_headers_to_add, h->name))
-            continue;
         put_header(&w, h->name, h->value);
     }
     if (!have_host) {
-        /* HTTP/1.0 without Host (or an absolute-form target): name the upstream cluster (the head is
-         * built once, before a host is picked, so that retries can go elsewhere). */
-        int n = req->host.len ? snprintf(hostbuf, sizeof(hostbuf), "%.*s", GY_SLICE_ARG(req->host))
-                              : snprintf(hostbuf, sizeof(hostbuf), "%s", s->cluster->name);
-        put_header(&w, GY_SLICE_LIT("host"), gy_slice(hostbuf, n > 0 ? (size_t)n : 0));
+        /* HTTP/2 (:authority), HTTP/1.0 without Host or an absolute-form target: name the
+         * authority, else the upstream cluster (the head is built once, before a host is picked,
+         * so that retries can go elsewhere). */
+        int n = req->authority.len ? snprintf(hostbuf, sizeof(hostbuf), "%.*s", GY_SLICE_ARG(req->authority))
+                                   : snprintf(hostbuf, sizeof(hostbuf), "%s", s->cluster->name);
+        put_header(&w, GY_SLICE_LIT("host"), gy_slice(hostbuf, n > 0 && (size_t)n < sizeof(hostbuf) ? (size_t)n : 0));
     }
-    if (remote) {
-        xff = s->xff;
-        put_cstr(&w, "x-forwarded-for: ");
-        if (xff.len) {
-            put_slice(&w, xff);
-            put(&w, ", ", 2);
-        }
-        put_cstr(&w, s->dc->peer_ip);
-        put(&w, "\r\n", 2);
-    }
+    if (remote)
+        put_header(&w, GY_SLICE_LIT("x-forwarded-for"), forwarded_for(s));
     put_header(&w, GY_SLICE_LIT("x-forwarded-proto"), GY_SLICE_LIT("http"));
     put_header(&w, GY_SLICE_LIT("x-request-id"), s->request_id);
     put_cstr(&w, "via: 1.1 gyrus\r\n");
     put_ops(&w, r->request_headers_to_add, r->nrequest_headers_to_add);
-    if (req->body == GY_H1_BODY_CHUNKED)
+    if (s->tunnel)
+        put_tunnel_headers(s, &w, req);
+    if (s->req_chunked_up)
         put_cstr(&w, "transfer-encoding: chunked\r\n");
     put(&w, "\r\n", 2);
     if (w.overflow)
@@ -167,29 +230,143 @@ int gy_fwd_request_head(struct gy_stream *s, const struct gy_h1_request *req, st
     return 0;
 }
 
-int gy_fwd_response_head(struct gy_stream *s, const struct gy_h1_response *res, struct gy_buf *out, bool keep)
+/* ---- HTTP/2 name/value arrays ---- */
+
+struct nvlist {
+    struct gy_pool *pool;
+    nghttp2_nv *nv;
+    size_t n, cap;
+    bool failed;
+};
+
+/* Adds a field; the name is lower-cased into the pool unless it is already. */
+static void nv_add(struct nvlist *l, struct gy_slice name, struct gy_slice value)
+{
+    bool lower = true;
+
+    if (l->failed || l->n == l->cap) {
+        l->failed = true;
+        return;
+    }
+    for (size_t i = 0; i < name.len; i++)
+        lower &= !(name.ptr[i] >= 'A' && name.ptr[i] <= 'Z');
+    if (!lower) {
+        char *p = gy_pool_alloc(l->pool, name.len + 1);
+        if (p == NULL) {
+            l->failed = true;
+            return;
+        }
+        for (size_t i = 0; i < name.len; i++)
+            p[i] = (char)(name.ptr[i] >= 'A' && name.ptr[i] <= 'Z' ? name.ptr[i] + 32 : name.ptr[i]);
+        name.ptr = p;
+    }
+    l->nv[l->n++] = (nghttp2_nv){ (uint8_t *)name.ptr, (uint8_t *)value.ptr, name.len, value.len,
+                                  NGHTTP2_NV_FLAG_NONE };
+}
+
+static void nv_ops(struct nvlist *l, const struct gy_header_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        nv_add(l, gy_slice_cstr(ops[i].name), gy_slice_cstr(ops[i].value));
+}
+
+int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct gy_slice path)
+{
+    const struct gy_route *r = s->route.route;
+    struct nvlist l = { .pool = &s->pool, .cap = req->nheaders + r->nrequest_headers_to_add + 12 };
+    struct gy_slice authority = req->authority, fullpath = path;
+    bool te = false;
+
+    l.nv = gy_pool_alloc(&s->pool, l.cap * sizeof(nghttp2_nv));
+    if (l.nv == NULL)
+        return GY_ENOMEM;
+    if (req->query.len > 0 || (req->target.len > 0 && req->target.ptr[req->target.len - 1] == '?')) {
+        char *p = gy_pool_alloc(&s->pool, path.len + req->query.len + 2);
+        if (p == NULL)
+            return GY_ENOMEM;
+        int n = snprintf(p, path.len + req->query.len + 2, "%.*s?%.*s", GY_SLICE_ARG(path), GY_SLICE_ARG(req->query));
+        fullpath = gy_slice(p, (size_t)n);
+    }
+    if (authority.len == 0)
+        authority = gy_slice_cstr(s->cluster->name);
+    nv_add(&l, GY_SLICE_LIT(":method"), req->method);
+    nv_add(&l, GY_SLICE_LIT(":scheme"), GY_SLICE_LIT("http"));
+    nv_add(&l, GY_SLICE_LIT(":authority"), authority);
+    nv_add(&l, GY_SLICE_LIT(":path"), fullpath.len ? fullpath : GY_SLICE_LIT("/"));
+    for (unsigned i = 0; i < req->nheaders; i++) {
+        const struct gy_header *h = &req->headers[i];
+        if (gy_slice_eqi_cstr(h->name, "te"))
+            te |= gy_slice_eqi(gy_slice_trim(h->value), GY_SLICE_LIT("trailers"));
+        if (gy_fwd_skip_request_header(s, h, req->headers, req->nheaders) || gy_slice_eqi_cstr(h->name, "host"))
+            continue;
+        if (s->grpc_web.mode && gy_slice_eqi_cstr(h->name, "content-type")) {
+            char *ct = gy_pool_alloc(&s->pool, h->value.len + 1);
+            if (ct != NULL)
+                nv_add(&l, h->name, gy_grpcweb_to_grpc(h->value, ct, h->value.len));
+            continue;
+        }
+        if (s->grpc_web.mode == GY_GRPCWEB_TEXT && gy_slice_eqi_cstr(h->name, "content-length"))
+            continue;
+        nv_add(&l, h->name, h->value);
+    }
+    if (te || s->grpc)
+        nv_add(&l, GY_SLICE_LIT("te"), GY_SLICE_LIT("trailers"));
+    if (s->lcfg->use_remote_address)
+        nv_add(&l, GY_SLICE_LIT("x-forwarded-for"), forwarded_for(s));
+    nv_add(&l, GY_SLICE_LIT("x-forwarded-proto"), GY_SLICE_LIT("http"));
+    nv_add(&l, GY_SLICE_LIT("x-request-id"), s->request_id);
+    nv_add(&l, GY_SLICE_LIT("via"), GY_SLICE_LIT("2 gyrus"));
+    nv_ops(&l, r->request_headers_to_add, r->nrequest_headers_to_add);
+    if (l.failed)
+        return GY_ETOOBIG;
+    s->unv = l.nv;
+    s->nunv = l.n;
+    return 0;
+}
+
+void gy_fwd_response_fields(struct gy_stream *s, const struct gy_resp_head *res,
+                            void (*fn)(void *arg, struct gy_slice name, struct gy_slice value), void *arg)
+{
+    const struct gy_route *r = s->route.route;
+    const struct gy_vhost *v = s->route.vhost;
+
+    for (unsigned i = 0; i < res->nheaders; i++) {
+        const struct gy_header *h = &res->headers[i];
+        if (gy_fwd_skip_response_header(s, h, res->headers, res->nheaders) ||
+            (res->tunnel && gy_slice_eqi_cstr(h->name, "sec-websocket-accept")))
+            continue;
+        fn(arg, h->name, h->value);
+    }
+    for (size_t i = 0; i < r->nresponse_headers_to_add; i++)
+        fn(arg, gy_slice_cstr(r->response_headers_to_add[i].name), gy_slice_cstr(r->response_headers_to_add[i].value));
+    for (size_t i = 0; i < v->ncustom_headers; i++)
+        fn(arg, gy_slice_cstr(v->custom_headers[i].name), gy_slice_cstr(v->custom_headers[i].value));
+    fn(arg, GY_SLICE_LIT("via"), s->version == 20 ? GY_SLICE_LIT("2 gyrus") : GY_SLICE_LIT("1.1 gyrus"));
+}
+
+/* ---- HTTP/1.1 response heads ---- */
+
+int gy_fwd_response_head(struct gy_stream *s, const struct gy_resp_head *res, struct gy_buf *out, bool keep)
 {
     const struct gy_route *r = s->route.route;
     const struct gy_vhost *v = s->route.vhost;
     char line[64];
     struct writer w;
-    size_t need = res->head_len + 256 + ops_size(r->response_headers_to_add, r->nresponse_headers_to_add) +
-                  ops_size(v->custom_headers, v->ncustom_headers);
+    size_t need = 256 + ops_size(r->response_headers_to_add, r->nresponse_headers_to_add) +
+                  ops_size(v->custom_headers, v->ncustom_headers) + res->reason.len;
 
+    for (unsigned i = 0; i < res->nheaders; i++)
+        need += res->headers[i].name.len + res->headers[i].value.len + 4;
     if (gy_buf_room(out) < need)
         return GY_EAGAIN;
     writer_on_buf(&w, out);
     int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", res->status);
     put(&w, line, (size_t)n);
-    put_slice(&w, res->reason);
+    put_slice(&w, res->reason.len ? res->reason : gy_slice_cstr(gy_h1_reason(res->status)));
     put(&w, "\r\n", 2);
     for (unsigned i = 0; i < res->nheaders; i++) {
         const struct gy_header *h = &res->headers[i];
-        if (skip_common(h, res->headers, res->nheaders))
-            continue;
-        if (in_list(r->response_headers_to_remove, r->nresponse_headers_to_remove, h->name) ||
-            replaced_by(r->response_headers_to_add, r->nresponse_headers_to_add, h->name) ||
-            replaced_by(v->custom_headers, v->ncustom_headers, h->name))
+        if (gy_fwd_skip_response_header(s, h, res->headers, res->nheaders))
             continue;
         if (s->resp_eof_out && gy_slice_eqi_cstr(h->name, "content-length"))
             continue;
@@ -200,26 +377,34 @@ int gy_fwd_response_head(struct gy_stream *s, const struct gy_h1_response *res, 
     put_cstr(&w, "via: 1.1 gyrus\r\n");
     if (s->resp_chunked_out)
         put_cstr(&w, "transfer-encoding: chunked\r\n");
-    if (!keep)
+    else if (!res->body && res->content_length < 0 && !s->is_head && res->status != 204 && res->status != 304 &&
+             !res->tunnel)
+        put_cstr(&w, "content-length: 0\r\n"); /* an HTTP/2 answer without a body (gRPC trailers-only) */
+    if (res->tunnel)
+        put_cstr(&w, "connection: upgrade\r\nupgrade: websocket\r\n");
+    else if (!keep)
         put_cstr(&w, "connection: close\r\n");
-    else if (s->minor_version == 0)
+    else if (s->version == 10)
         put_cstr(&w, "connection: keep-alive\r\n");
     put(&w, "\r\n", 2);
     return writer_commit(&w, out);
 }
 
 /* Forwards an informational (1xx) response to an HTTP/1.1 client as it came, minus hop-by-hop headers. */
-int gy_fwd_informational(const struct gy_h1_response *res, struct gy_buf *out)
+int gy_fwd_informational(const struct gy_resp_head *res, struct gy_buf *out)
 {
     char line[64];
     struct writer w;
+    size_t need = 64 + res->reason.len;
 
-    if (gy_buf_room(out) < res->head_len + 64)
+    for (unsigned i = 0; i < res->nheaders; i++)
+        need += res->headers[i].name.len + res->headers[i].value.len + 4;
+    if (gy_buf_room(out) < need)
         return GY_EAGAIN;
     writer_on_buf(&w, out);
     int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", res->status);
     put(&w, line, (size_t)n);
-    put_slice(&w, res->reason);
+    put_slice(&w, res->reason.len ? res->reason : gy_slice_cstr(gy_h1_reason(res->status)));
     put(&w, "\r\n", 2);
     for (unsigned i = 0; i < res->nheaders; i++)
         if (!skip_common(&res->headers[i], res->headers, res->nheaders))
@@ -228,71 +413,51 @@ int gy_fwd_informational(const struct gy_h1_response *res, struct gy_buf *out)
     return writer_commit(&w, out);
 }
 
-/*
- * Moves body bytes from `in` to `out`, decoding `framing` (LENGTH with *remaining, CHUNKED with
- * *dec, EOF) and encoding as chunked when `chunk_out`. Returns bytes of body data moved; sets
- * *done when the body is complete; GY_EPARSE on bad chunked framing.
- */
-long gy_fwd_body(struct gy_buf *in, struct gy_buf *out, enum gy_h1_body framing, uint64_t *remaining,
-                 struct gy_h1_chunked *dec, bool chunk_out, bool *done)
-{
-    long moved = 0;
+/* ---- HTTP/1 body framing ---- */
 
-    for (;;) {
-        size_t avail = gy_buf_len(in), room = gy_buf_room(out);
-        if (*done)
-            break;
-        if (framing == GY_H1_BODY_LENGTH && *remaining == 0) {
-            *done = true;
-            break;
-        }
-        if (room < (chunk_out ? 32u : 1u))
-            break;
-        if (chunk_out)
-            room -= 24; /* chunk-size line and CRLF */
-        if (framing == GY_H1_BODY_CHUNKED) {
-            struct gy_slice data;
-            bool fin = false;
-            long used = gy_h1_chunked_decode(dec, gy_buf_start(in), avail < room ? avail : room, &data, &fin);
-            if (used < 0)
-                return GY_EPARSE;
-            if (data.len > 0) {
-                if (chunk_out) {
-                    char hdr[24];
-                    size_t hl = gy_h1_chunk_header(hdr, data.len);
-                    gy_buf_append(out, hdr, hl);
-                    gy_buf_append(out, data.ptr, data.len);
-                    gy_buf_append(out, "\r\n", 2);
-                } else {
-                    gy_buf_append(out, data.ptr, data.len);
-                }
-                moved += (long)data.len;
-            }
-            gy_buf_consume(in, (size_t)used);
-            if (fin)
-                *done = true;
-            if (used == 0 && data.len == 0 && !fin)
-                break;
-            continue;
-        }
-        size_t n = avail < room ? avail : room;
-        if (framing == GY_H1_BODY_LENGTH && n > *remaining)
-            n = (size_t)*remaining;
-        if (n == 0)
-            break;
-        if (chunk_out) {
-            char hdr[24];
-            size_t hl = gy_h1_chunk_header(hdr, n);
-            gy_buf_append(out, hdr, hl);
-            gy_buf_append(out, gy_buf_start(in), n);
-            gy_buf_append(out, "\r\n", 2);
-        } else {
-            gy_buf_append(out, gy_buf_start(in), n);
-        }
-        gy_buf_consume(in, n);
-        moved += (long)n;
-        if (framing == GY_H1_BODY_LENGTH)
-            *remaining -= n;
+void gy_h1_bodydec_init(struct gy_h1_bodydec *d, enum gy_h1_body framing, uint64_t length)
+{
+    d->framing = framing;
+    d->remaining = length;
+    gy_h1_chunked_init(&d->chunked);
+}
+
+long gy_h1_bodydec_next(struct gy_h1_bodydec *d, const char *in, size_t len, size_t max, struct gy_slice *data,
+                        bool *done)
+{
+    size_t n = len < max ? len : max;
+
+    *data = GY_SLICE_NULL;
+    switch (d->framing) {
+    case GY_H1_BODY_NONE:
+        *done = true;
+        return 0;
+    case GY_H1_BODY_LENGTH:
+        if (n > d->remaining)
+            n = (size_t)d->remaining;
+        d->remaining -= n;
+        *data = gy_slice(in, n);
+        *done = d->remaining == 0;
+        return (long)n;
+    case GY_H1_BODY_CHUNKED:
+        return gy_h1_chunked_decode(&d->chunked, in, n, data, done);
+    default: /* until EOF, or a tunnel */
+        *data = gy_slice(in, n);
+        return (long)n;
     }
-    return moved;
+}
+
+void gy_h1_put_body(struct gy_buf *out, const char *p, size_t n, bool chunked)
+{
+    if (n == 0)
+        return;
+    if (chunked) {
+        char hdr[24];
+        size_t hl = gy_h1_chunk_header(hdr, n);
+        gy_buf_append(out, hdr, hl);
+        gy_buf_append(out, p, n);
+        gy_buf_append(out, "\r\n", 2);
+    } else {
+        gy_buf_append(out, p, n);
+    }
 }

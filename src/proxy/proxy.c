@@ -5,6 +5,7 @@
  * or a listener that cannot bind, leaves the running config in place.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -586,6 +587,12 @@ int gy_proxy_run(const struct gy_proxy_options *opt)
     p->started_ms = gy_now_ms();
     signal(SIGPIPE, SIG_IGN);
     gy_raise_nofile();
+    /* Streams come and go by the thousand per second: keep freed memory in the workers' arenas
+     * instead of giving it back to the kernel and faulting it in again (a third of the HTTP/2
+     * request cost was brk/madvise and page faults). Memory use stays bounded by the peak. */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_TOP_PAD, 4 << 20);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     gy_stats_init(p->nworkers);
     if (gy_loop_init(&p->loop) != 0)
         gy_fatal("cannot create the event loop: %s", strerror(errno));

@@ -19,6 +19,7 @@
 #include "mesh/config.h"
 #include "net/sock.h"
 #include "net/transport.h"
+#include "proxy/grpcweb.h"
 #include "proxy/lb.h"
 #include "proxy/router.h"
 #include "proxy/stats.h"
@@ -76,6 +77,7 @@ struct gy_upool {
     struct gy_upool *next;           /* hash chain */
     char *key;                       /* "cluster|addr" */
     struct gy_list idle;             /* struct gy_uconn, most recently used first */
+    struct gy_list h2conns;          /* HTTP/2 connections (multiplexed; none of them in idle) */
     uint32_t nidle;
     uint32_t max_idle;
     unsigned wrefs;                  /* wclusters pointing here */
@@ -98,12 +100,16 @@ struct gy_wlistener {
 enum gy_uconn_state { GY_UC_CONNECTING, GY_UC_ACTIVE, GY_UC_IDLE };
 
 struct gy_shadow;
+struct gy_h2u;
+struct gy_up_ops;
 
 struct gy_uconn {
     struct gy_io io;
     struct gy_worker *w;
     struct gy_upool *pool;           /* holds a reference while the connection lives */
-    struct gy_stream *stream;        /* NULL when idle */
+    const struct gy_up_ops *ops;     /* the codec: HTTP/1.1 (one stream at a time) or HTTP/2 */
+    struct gy_h2u *h2;               /* HTTP/2: the multiplexed session (up_h2.c) */
+    struct gy_stream *stream;        /* HTTP/1.1: NULL when idle */
     struct gy_shadow *shadow;        /* or a shadow copy (dark, tap) uses it */
     struct gy_transport *transport;  /* NULL: raw TCP */
     bool cb_pending;                 /* holds a GY_CB_PENDING unit until connected */
@@ -119,16 +125,21 @@ struct gy_uconn {
     uint32_t nrequests;
 };
 
+struct gy_h2d;
+struct gy_down_ops;
+
 struct gy_dconn {
     struct gy_io io;
     struct gy_worker *w;
     struct gy_list link;             /* in w->conns */
     struct gy_wcfg *wcfg;            /* referenced */
     const struct gy_listener *lcfg;  /* in wcfg */
+    const struct gy_down_ops *ops;   /* the codec: HTTP/1.1 or HTTP/2 (after detection) */
+    struct gy_h2d *h2;               /* HTTP/2: the session and its streams (down_h2.c) */
     struct gy_buf rbuf, wbuf;
     struct gy_timer timer;           /* header timeout, keep-alive idle, lingering close */
     struct gy_task run_task;
-    struct gy_stream *stream;
+    struct gy_stream *stream;        /* HTTP/1.1: the current stream */
     struct gy_transport *transport;  /* NULL: raw TCP */
     struct sockaddr_storage peer;
     char peer_ip[48];
@@ -156,9 +167,108 @@ struct gy_dconn {
 #define GY_RF_UO 0x400u /* upstream overflow: a circuit breaker refused the request */
 #define GY_RF_URX 0x800u /* retries exhausted: the answer of the last attempt was passed on */
 
+/* A request or response head in protocol-neutral form. Slices point into the downstream or
+ * upstream connection's buffer, or into the stream's pool; valid while the head is handled. */
+struct gy_req_head {
+    struct gy_slice method, scheme, authority, path, query;
+    struct gy_slice target;          /* as the client sent it (h1 request-target, h2 :path) */
+    struct gy_slice protocol;        /* h2 extended CONNECT :protocol, or the h1 Upgrade token */
+    const struct gy_header *headers; /* regular fields, no pseudo-headers */
+    unsigned nheaders;
+    int64_t content_length;          /* -1: not given */
+    bool body;                       /* a body follows the head */
+    bool chunked;                    /* h1: chunked transfer coding */
+    bool keep_alive, expect_continue, is_head, is_connect, upgrade;
+    uint8_t version;                 /* 10, 11 or 20 */
+    size_t head_len;                 /* h1: bytes of the head in the connection buffer */
+};
+
+struct gy_resp_head {
+    int status;
+    struct gy_slice reason;
+    const struct gy_header *headers;
+    unsigned nheaders;
+    int64_t content_length;          /* -1: not given */
+    bool body;                       /* a body follows (false: HEAD, 204, 304, END_STREAM) */
+    bool tunnel;                     /* 101 Switching Protocols or 2xx to CONNECT: bytes both ways */
+    bool keep_alive;                 /* HTTP/1.1 upstream: the connection may be reused after it */
+    size_t head_len;                 /* HTTP/1.1 upstream: bytes of the head in the connection buffer */
+};
+
+/* Incremental HTTP/1 body framing (Content-Length, chunked or until EOF). */
+struct gy_h1_bodydec {
+    enum gy_h1_body framing;
+    uint64_t remaining;
+    struct gy_h1_chunked chunked;
+};
+
+/*
+ * A downstream codec (DESIGN.md §3): what a stream asks of the client side. HTTP/1.1
+ * (down_h1.c) writes straight into the connection buffer; HTTP/2 (down_h2.c) keeps per-stream
+ * body buffers and frames them with nghttp2.
+ */
+struct gy_down_ops {
+    const char *name;
+    /* The request head again (after a filter's delay); 0 or an error. */
+    int (*head_again)(struct gy_stream *s, struct gy_req_head *req);
+    /* The head has been used: the connection buffer may drop it. */
+    void (*head_done)(struct gy_stream *s, const struct gy_req_head *req);
+    /* Moves request body bytes to the upstream (s->up), within its room; sets s->req_done at the
+     * end of the body. True on progress. May reset or answer the stream on a bad body. */
+    bool (*req_pump)(struct gy_stream *s);
+    /* Room for response body bytes now (0: the client is slower; wait). */
+    size_t (*resp_room)(struct gy_stream *s);
+    /* Response head (final or 1xx); 0, GY_EAGAIN (no room yet) or an error. */
+    int (*resp_head)(struct gy_stream *s, const struct gy_resp_head *h);
+    /* Body bytes, n <= resp_room(). */
+    void (*resp_data)(struct gy_stream *s, const char *p, size_t n);
+    /* The body is over; trailers may follow it (HTTP/2 clients). 0 or GY_EAGAIN. */
+    int (*resp_end)(struct gy_stream *s, const struct gy_header *trailers, unsigned ntrailers);
+    /* A whole response made by the proxy (extra: header lines "name: value\r\n"). */
+    int (*local_reply)(struct gy_stream *s, int status, const char *extra, const char *body, size_t len, bool close);
+    /* Sends what is queued; true on progress. */
+    bool (*flush)(struct gy_stream *s);
+    /* True once the stream is over on this side and may be freed. */
+    bool (*finished)(const struct gy_stream *s);
+    /* The stream ended abnormally: reset it (HTTP/2) or close the connection (HTTP/1.1). */
+    void (*reset)(struct gy_stream *s);
+    /* Something happened to the stream outside of the connection's own events (upstream I/O,
+     * a timer): run it soon. */
+    void (*wake)(struct gy_stream *s);
+};
+
+/* An upstream codec: one request at a time per connection (h1) or multiplexed (h2). */
+struct gy_up_ops {
+    const char *name;
+    /* Queues the request head and the body replayed so far on a new attempt; 0 or an error. */
+    int (*start)(struct gy_stream *s);
+    size_t (*req_room)(struct gy_stream *s);
+    void (*req_data)(struct gy_stream *s, const char *p, size_t n);
+    /* The request body is complete; 0 or GY_EAGAIN (no room for the end yet). */
+    int (*req_end)(struct gy_stream *s);
+    bool (*flush)(struct gy_stream *s);
+    /* Moves response head and body to the downstream; true on progress. */
+    bool (*resp_pump)(struct gy_stream *s);
+    /* The attempt is abandoned: close the connection (h1) or reset the stream (h2). */
+    void (*abort)(struct gy_stream *s);
+    /* The response is complete: the connection goes back to the pool (if reusable) or closes. */
+    void (*done)(struct gy_stream *s, bool reusable);
+};
+
+extern const struct gy_down_ops gy_down_h1, gy_down_h2;
+extern const struct gy_up_ops gy_up_h1, gy_up_h2;
+
 struct gy_stream {
     struct gy_dconn *dc;
+    const struct gy_down_ops *down;  /* dc->ops */
+    int32_t sid;                     /* HTTP/2 downstream stream id */
+    struct gy_list link;             /* HTTP/2: in the connection's streams */
+    struct gy_list ready;            /* HTTP/2: waiting to be run by the connection */
     struct gy_uconn *uc;
+    const struct gy_up_ops *up;      /* uc->ops while an attempt is attached */
+    int32_t usid;                    /* HTTP/2 upstream stream id */
+    struct gy_list ulink;            /* HTTP/2 upstream: in the session's streams */
+    struct gy_list uwake;            /* HTTP/2 upstream: to be woken once nghttp2 is out of the way */
     struct gy_wcfg *wcfg;            /* referenced */
     const struct gy_listener *lcfg;
     struct gy_route_result route;
@@ -172,30 +282,52 @@ struct gy_stream {
 
     /* request */
     struct gy_slice method, target, host_hdr, request_id, user_agent, xff;
-    int minor_version;
+    uint8_t version;                 /* 10, 11, 20 */
     bool is_head, client_keep_alive;
-    enum gy_h1_body req_body;
-    uint64_t req_remaining;
-    struct gy_h1_chunked req_chunked;
+    bool req_has_body;
+    int64_t req_length;              /* content-length or -1 */
+    struct gy_h1_bodydec req_dec;    /* HTTP/1.1 downstream: the body's framing */
+    bool req_chunked_up;             /* sent chunked to an HTTP/1.1 upstream */
     bool req_done;                   /* the whole request has been taken from the client */
-    bool req_sent;                   /* ... and handed to the upstream buffer (incl. last chunk) */
-    struct gy_slice uhead;           /* the upstream request head, kept to resend on a stale reused connection */
+    bool req_sent;                   /* ... and handed to the current upstream attempt (incl. its end) */
+    bool req_complete_seen;          /* the request was complete once: timers and shadows started */
+    struct gy_req_head *saved_head;  /* HTTP/2: the head in the pool (for a filter's delay) */
+    struct gy_slice uhead;           /* HTTP/1.1 upstream request head, kept for retries */
+    void *unv;                       /* HTTP/2 upstream request headers (nghttp2_nv[]) in the pool */
+    size_t nunv;
+    struct gy_buf req_buf;           /* decoded request body between an HTTP/2 side and the other */
+    bool req_buf_end;                /* HTTP/2 downstream: END_STREAM received */
+    bool up_h2;                      /* the attempts speak HTTP/2 to the upstream */
+    struct gy_buf ureq_buf;          /* HTTP/2 upstream: request body waiting for nghttp2 */
+    struct gy_buf uresp_buf;         /* HTTP/2 upstream: response body waiting for the client side */
+    struct gy_resp_head *uresp_head; /* HTTP/2 upstream: a response head to pass on (in the pool) */
+    bool uclosed;                    /* HTTP/2 upstream: nghttp2 closed the stream (usid kept for windows) */
+    bool refused;                    /* HTTP/2 upstream: REFUSED_STREAM (or past a GOAWAY): not processed */
+    bool grpc;                       /* content-type application/grpc* */
+    bool tunnel;                     /* WebSocket: h1 Upgrade or h2 extended CONNECT; raw bytes both ways */
+    struct gy_grpcweb grpc_web;      /* gRPC-Web caller, translated to gRPC for an HTTP/2 upstream */
     bool retried;
 
     /* response */
     int status;
-    enum gy_h1_body resp_body;
-    uint64_t resp_remaining;
-    struct gy_h1_chunked resp_chunked;
-    bool resp_started;               /* a final response head is in dc->wbuf */
-    bool resp_done;                  /* the whole response is in dc->wbuf */
+    int grpc_status;                 /* -1: none seen */
+    struct gy_h1_bodydec resp_dec;   /* HTTP/1.1 upstream */
+    struct gy_buf resp_buf;          /* decoded response body between an HTTP/2 side and the other */
+    const struct gy_header *trailers; /* from an HTTP/2 upstream, in the pool */
+    unsigned ntrailers;
+    bool resp_up_end;                /* HTTP/2 upstream: the response is complete in resp_buf */
+    bool resp_started;               /* a final response head went to the client side */
+    bool resp_done;                  /* the whole response went to the client side */
     bool resp_chunked_out;           /* re-encoding as chunked for the client */
     bool resp_eof_out;               /* close-delimited to the client */
+    bool resp_body_out;              /* a body goes to the client (HTTP/2: DATA frames) */
     bool upstream_reusable;
     bool any_response_byte;          /* something came back from the upstream */
     bool status_from_upstream;
     bool need_last_chunk;            /* "0\r\n\r\n" still to be queued for the client */
-    bool reset;                      /* ended abnormally: the connection closes */
+    bool reset;                      /* ended abnormally */
+    bool closed;                     /* HTTP/2: nghttp2 closed the stream */
+    uint32_t rst_code;               /* HTTP/2: the code to reset the client's stream with (0: INTERNAL_ERROR) */
 
     /* upstream attempts (attempt.c) */
     const struct gy_retry_policy *retry;
@@ -211,8 +343,8 @@ struct gy_stream {
     uint64_t lb_hash;
     struct gy_timer backoff;         /* waiting before the next attempt */
     struct gy_timer per_try;         /* per-try timeout */
-    struct gy_timer max_duration;    /* max_stream_duration */
-    char *replay;                    /* request body bytes as sent upstream (framed), malloc'ed */
+    struct gy_timer max_duration;    /* max_stream_duration, or the gRPC deadline */
+    char *replay;                    /* decoded request body bytes sent so far, malloc'ed */
     uint32_t replay_len, replay_limit;
     bool keep_replay, replay_overflow;
     struct gy_slice resp_head;       /* the response head as forwarded, kept for taps */
@@ -320,16 +452,21 @@ static inline struct gy_wcfg *gy_wcfg_acquire(struct gy_wcfg *wc)
 }
 uint64_t gy_worker_rand(struct gy_worker *w);
 
-/* downstream.c */
+/* downstream.c: accepted connections, whatever their protocol */
 void gy_dconn_free(struct gy_dconn *dc);
 void gy_dconn_accept(struct gy_wlistener *wl, int fd, const struct sockaddr_storage *peer);
 void gy_dconn_run(struct gy_dconn *dc);
 void gy_dconn_close(struct gy_dconn *dc);
 void gy_dconn_drain(struct gy_dconn *dc);
-/* Parses the request head at the start of rbuf again (after a filter's delay); 0 or an error. */
-int gy_dconn_parse_head(struct gy_dconn *dc, struct gy_h1_request *req);
+/* Starts closing politely: shut the write side, discard input for a while. */
+void gy_dconn_begin_close(struct gy_dconn *dc);
+void gy_dconn_set_timer(struct gy_dconn *dc, int mode, uint32_t ms);
+/* When the config changed, the next request uses the new one; false when the listener is gone. */
+bool gy_dconn_follow_config(struct gy_dconn *dc);
 /* Reads more of the client's bytes if the socket may have some and rbuf has room; true if any came. */
 bool gy_dconn_read(struct gy_dconn *dc);
+/* Writes wbuf out; false on a hard error. */
+bool gy_dconn_flush(struct gy_dconn *dc);
 /* Reads what the socket has into rbuf (up to its room); returns bytes read, 0 at EOF or nothing.
  * A short read means the socket is drained, unless the peer already closed (`hup`): then the
  * next read returns the EOF, which edge-triggered epoll will not announce again. */
@@ -337,9 +474,26 @@ ssize_t gy_conn_read(int fd, struct gy_transport *t, struct gy_buf *b, bool *can
 /* Writes as much of b as the socket takes; returns bytes written or -1 on a hard error. */
 ssize_t gy_conn_write(int fd, struct gy_transport *t, struct gy_buf *b, bool *can_write);
 
+/* down_h1.c: the HTTP/1.1 side of a downstream connection */
+/* Runs an HTTP/1.1 connection: the current stream, then the next request head. */
+void gy_h1d_run(struct gy_dconn *dc);
+void gy_h1d_close(struct gy_dconn *dc);
+void gy_h1d_timer(struct gy_dconn *dc);
+
+/* down_h2.c: HTTP/2 downstream connections (prior knowledge, Upgrade: h2c, ALPN h2) */
+/* Turns dc into an HTTP/2 connection; `upgrade` is the h1 request that asked for h2c (its
+ * stream 1), else NULL. 0 or an error (the connection is then closed by the caller). */
+int gy_h2d_start(struct gy_dconn *dc, const struct gy_req_head *upgrade, const char *settings, size_t settings_len);
+void gy_h2d_run(struct gy_dconn *dc);
+void gy_h2d_drain(struct gy_dconn *dc);
+void gy_h2d_close(struct gy_dconn *dc);
+void gy_h2d_timer(struct gy_dconn *dc);
+/* True if buf starts like the HTTP/2 connection preface (enough bytes to tell: *sure). */
+bool gy_h2_preface_prefix(const char *buf, size_t len, bool *sure);
+
 /* stream.c */
 struct gy_stream *gy_stream_new(struct gy_dconn *dc);
-void gy_stream_start(struct gy_stream *s, const struct gy_h1_request *req);
+void gy_stream_start(struct gy_stream *s, const struct gy_req_head *req);
 bool gy_stream_pump(struct gy_stream *s);
 bool gy_stream_finished(const struct gy_stream *s);
 void gy_stream_free(struct gy_stream *s);
@@ -347,32 +501,61 @@ void gy_stream_free(struct gy_stream *s);
 void gy_stream_local_reply(struct gy_stream *s, int status, uint32_t flag, const char *body);
 /* The same with extra header lines ("x-a: b\r\n"). */
 void gy_stream_reply_extra(struct gy_stream *s, int status, uint32_t flag, const char *extra, const char *body);
-/* Ends the stream abnormally: the upstream connection and then the client connection close. */
+/* Ends the stream abnormally: the upstream attempt is aborted and the client side reset. */
 void gy_stream_reset(struct gy_stream *s, uint32_t flag);
 void gy_stream_upstream_event(struct gy_stream *s);
+/* A final (or 1xx) response head from the upstream codec: retry decision, then to the client.
+ * Returns 1 when handled, 0 to try again later (no room), -1 when the stream ended or retried. */
+int gy_stream_response_head(struct gy_stream *s, const struct gy_resp_head *h);
+/* The upstream response is complete. */
+void gy_stream_response_complete(struct gy_stream *s, bool reusable);
+/* Trailers of the upstream response (in the stream's pool), passed on with its end. */
+void gy_stream_trailers(struct gy_stream *s, const struct gy_header *h, unsigned n);
+/* The idle timeout of a stream (route's, else the listener's). */
+uint32_t gy_stream_idle_timeout_ms(const struct gy_stream *s);
 
-/* forward.c */
-int gy_fwd_request_head(struct gy_stream *s, const struct gy_h1_request *req, struct gy_slice path);
-int gy_fwd_response_head(struct gy_stream *s, const struct gy_h1_response *res, struct gy_buf *out, bool keep);
-int gy_fwd_informational(const struct gy_h1_response *res, struct gy_buf *out);
-long gy_fwd_body(struct gy_buf *in, struct gy_buf *out, enum gy_h1_body framing, uint64_t *remaining,
-                 struct gy_h1_chunked *dec, bool chunk_out, bool *done);
+/* forward.c: header rules (one place for both protocols) and HTTP/1 framing helpers */
+/* True when a request header must not be forwarded as received. */
+bool gy_fwd_skip_request_header(const struct gy_stream *s, const struct gy_header *h, const struct gy_header *all,
+                                unsigned n);
+bool gy_fwd_skip_response_header(const struct gy_stream *s, const struct gy_header *h, const struct gy_header *all,
+                                 unsigned n);
+/* The HTTP/1.1 request head for the upstream, into the stream's pool (s->uhead). */
+int gy_fwd_request_head(struct gy_stream *s, const struct gy_req_head *req, struct gy_slice path);
+/* The HTTP/2 request headers for the upstream, into the stream's pool (s->unv, s->nunv). */
+int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct gy_slice path);
+int gy_fwd_response_head(struct gy_stream *s, const struct gy_resp_head *res, struct gy_buf *out, bool keep);
+int gy_fwd_informational(const struct gy_resp_head *res, struct gy_buf *out);
+/* Calls fn(arg, name, value) for each response header to send (route and domain ops applied,
+ * hop-by-hop dropped, via added), for an HTTP/2 client. */
+void gy_fwd_response_fields(struct gy_stream *s, const struct gy_resp_head *res,
+                            void (*fn)(void *arg, struct gy_slice name, struct gy_slice value), void *arg);
+void gy_h1_bodydec_init(struct gy_h1_bodydec *d, enum gy_h1_body framing, uint64_t length);
+/* Takes the next span of body data from in[0..len), at most max bytes of data, decoding the
+ * framing. Returns input bytes consumed or GY_EPARSE; *data is inside `in`; *done at the end. */
+long gy_h1_bodydec_next(struct gy_h1_bodydec *d, const char *in, size_t len, size_t max, struct gy_slice *data,
+                        bool *done);
+/* Appends body data to an HTTP/1.1 buffer, as a chunk when `chunked` (room checked by the caller). */
+void gy_h1_put_body(struct gy_buf *out, const char *p, size_t n, bool chunked);
 
 /* respond.c: whole responses the proxy writes itself */
 int gy_write_local_response(struct gy_buf *b, int status, const char *extra_headers, const char *body,
                             size_t body_len, bool close, bool head_only);
+const char *gy_http_date(void);
 
 /* attempt.c: upstream attempts, retries, circuit breakers */
 enum gy_attempt_failure { GY_FAIL_CONNECT, GY_FAIL_RESET, GY_FAIL_TIMEOUT };
-void gy_attempt_init(struct gy_stream *s, const struct gy_h1_request *req);
+void gy_attempt_init(struct gy_stream *s, const struct gy_req_head *req);
 /* Begins an attempt (the first, or a retry after its backoff); replies itself on failure. */
 void gy_attempt_begin(struct gy_stream *s);
 /* The current attempt failed before a response: retry, or answer (503/504) or reset. */
 void gy_attempt_failed(struct gy_stream *s, enum gy_attempt_failure why);
 /* A final response head arrived: true if the attempt is retried instead (drop the response). */
-bool gy_attempt_response(struct gy_stream *s, const struct gy_h1_response *res);
+bool gy_attempt_response(struct gy_stream *s, const struct gy_resp_head *res);
 /* Body bytes queued for the upstream, kept for replays and shadows. */
 void gy_attempt_replay_add(struct gy_stream *s, const char *p, size_t n);
+/* Detaches the current attempt from its upstream (aborting it). */
+void gy_attempt_detach(struct gy_stream *s);
 void gy_attempt_cleanup(struct gy_stream *s);
 void gy_stream_overflow_reply(struct gy_stream *s);
 
@@ -391,11 +574,25 @@ struct gy_uconn *gy_upool_take(struct gy_upool *p);
 /* Opens a new connection (connecting). NULL on immediate failure, with *overflow set when a
  * circuit breaker (max_connections, max_pending_requests) refused it. */
 struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, const struct gy_cluster *c,
-                               const struct gy_instance *in, bool *overflow);
+                               const struct gy_instance *in, bool h2, bool *overflow);
+/* An HTTP/2 connection to the host with room for one more stream (or NULL). */
+struct gy_uconn *gy_upool_take_h2(struct gy_upool *p);
+/* Gives the connection (idle, new, or an HTTP/2 one with room) to a stream's attempt. */
+int gy_uconn_attach(struct gy_uconn *uc, struct gy_stream *s);
 /* The stream is done with the connection: back to the pool if reusable, else closed. */
 void gy_uconn_release(struct gy_uconn *uc, bool reusable, uint32_t idle_timeout_ms);
 void gy_uconn_close(struct gy_uconn *uc);
 void gy_upools_close_idle(struct gy_worker *w);
+
+/* up_h2.c: multiplexed HTTP/2 upstream connections */
+int gy_h2u_open(struct gy_uconn *uc, const struct gy_cluster *c);
+void gy_h2u_event(struct gy_uconn *uc);
+void gy_h2u_timer(struct gy_uconn *uc);
+int gy_h2u_attach(struct gy_uconn *uc, struct gy_stream *s);
+bool gy_h2u_has_room(struct gy_uconn *uc);
+unsigned gy_h2u_streams(const struct gy_uconn *uc);
+/* Fails the streams still on it and frees the session (from gy_uconn_close). */
+void gy_h2u_free(struct gy_uconn *uc);
 
 /* accesslog.c */
 struct gy_alog_sink *gy_alog_sink_open(struct gy_proxy *p, const char *path, const char *format, char *err,

@@ -6,7 +6,7 @@
 #include "proxy/proxy.h"
 
 /* "Tue, 15 Nov 1994 08:12:31 GMT", cached per second per thread. */
-static const char *http_date(void)
+const char *gy_http_date(void)
 {
     static _Thread_local char buf[40];
     static _Thread_local time_t last;
@@ -27,7 +27,7 @@ int gy_write_local_response(struct gy_buf *b, int status, const char *extra_head
     char head[1024];
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nserver: gyrus\r\ndate: %s\r\ncontent-length: %zu\r\n%s%s%s\r\n", status,
-                     gy_h1_reason(status), http_date(), body_len,
+                     gy_h1_reason(status), gy_http_date(), body_len,
                      body_len ? "content-type: text/plain; charset=utf-8\r\n" : "",
                      close ? "connection: close\r\n" : "", extra_headers ? extra_headers : "");
 

@@ -158,7 +158,7 @@ static void send_copy(struct gy_stream *s, const struct gy_cluster *c, char *dat
     bool overflow;
     int idx;
 
-    if (w->nshadows >= MAX_SHADOWS_PER_WORKER || ex == NULL)
+    if (w->nshadows >= MAX_SHADOWS_PER_WORKER || ex == NULL || c->http2) /* copies go over HTTP/1.1 only */
         goto drop;
     for (size_t i = 0; i < c->ninstances; i++)
         ex[i] = c->instances[i].state != NULL && !gy_host_usable(c->instances[i].state);
@@ -169,7 +169,7 @@ static void send_copy(struct gy_stream *s, const struct gy_cluster *c, char *dat
     if (sh == NULL)
         goto drop;
     struct gy_uconn *uc = gy_upool_take(wc->hosts[idx]);
-    if (uc == NULL && (uc = gy_uconn_open(w, wc->hosts[idx], c, &c->instances[idx], &overflow)) == NULL) {
+    if (uc == NULL && (uc = gy_uconn_open(w, wc->hosts[idx], c, &c->instances[idx], false, &overflow)) == NULL) {
         free(sh);
         goto drop;
     }
@@ -206,20 +206,29 @@ void gy_shadow_dark(struct gy_stream *s)
 
     for (size_t i = 0; i < rule->ndark; i++) {
         const struct gy_cluster *c = rule->dark[i].cluster;
-        if (s->replay_overflow || (s->req_body != GY_H1_BODY_NONE && !s->keep_replay)) {
+        if (s->replay_overflow || (s->req_has_body && !s->keep_replay) || s->uhead.len == 0) {
             gy_stat_inc(c->stats, s->dc->w->id, GY_C_SHADOW_DROPPED);
             continue;
         }
-        /* The upstream head with a marker header, then the body as it was sent. */
-        size_t head = s->uhead.len - 2, len = head + sizeof(mark) - 1 + s->replay_len;
-        char *data = malloc(len);
+        /* The upstream head with a marker header, then the body framed as the head says. */
+        char hdr[24];
+        size_t hl = s->req_chunked_up && s->replay_len ? gy_h1_chunk_header(hdr, s->replay_len) : 0;
+        size_t head = s->uhead.len - 2, len = head + sizeof(mark) - 1 + hl + s->replay_len + (s->req_chunked_up ? 7 : 0);
+        char *data = malloc(len), *p = data;
         if (data == NULL)
             continue;
-        memcpy(data, s->uhead.ptr, head);
-        memcpy(data + head, mark, sizeof(mark) - 1);
+        memcpy(p, s->uhead.ptr, head);
+        p += head;
+        memcpy(p, mark, sizeof(mark) - 1);
+        p += sizeof(mark) - 1;
+        memcpy(p, hdr, hl);
+        p += hl;
         if (s->replay_len)
-            memcpy(data + head + sizeof(mark) - 1, s->replay, s->replay_len);
-        send_copy(s, c, data, len);
+            memcpy(p, s->replay, s->replay_len);
+        p += s->replay_len;
+        if (s->req_chunked_up)
+            memcpy(p, s->replay_len ? "\r\n0\r\n\r\n" : "0\r\n\r\n", s->replay_len ? 7 : 5);
+        send_copy(s, c, data, s->req_chunked_up && !s->replay_len ? len - 2 : len);
     }
 }
 

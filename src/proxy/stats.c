@@ -284,6 +284,32 @@ static void prom_hist(struct out *o, enum gy_stats_kind k, enum gy_hist h)
     }
 }
 
+/* gRPC calls by grpc-status, for the scopes that saw any. */
+static void prom_grpc(struct out *o, enum gy_stats_kind k)
+{
+    static const char *const prefix[GY_STATS_NKINDS] = { "downstream_", "", "upstream_" };
+
+    out_printf(o, "# HELP gyrus_%s_%sgrpc_total gRPC calls by grpc-status.\n# TYPE gyrus_%s_%sgrpc_total counter\n",
+               kind_names[k], prefix[k], kind_names[k], prefix[k]);
+    for (struct gy_stats_scope *s = scopes; s; s = s->next) {
+        if (s->kind != k)
+            continue;
+        for (int g = 0; g < GY_GRPC_NSTATUS; g++) {
+            uint64_t n = 0;
+            for (unsigned w = 0; w < stats_nworkers; w++)
+                n += atomic_load_explicit(&s->shards[w].grpc[g], memory_order_relaxed);
+            if (n == 0)
+                continue;
+            out_printf(o, "gyrus_%s_%sgrpc_total{%s=\"", kind_names[k], prefix[k], kind_names[k]);
+            out_label(o, s->name);
+            if (g < 17)
+                out_printf(o, "\",grpc_status=\"%d\"} %llu\n", g, (unsigned long long)n);
+            else
+                out_printf(o, "\",grpc_status=\"other\"} %llu\n", (unsigned long long)n);
+        }
+    }
+}
+
 static void prom_breakers(struct out *o)
 {
     static const char *const res[GY_CB_N] = { "connections", "pending_requests", "requests", "retries" };
@@ -311,6 +337,7 @@ char *gy_stats_prometheus(const char *extra)
     pthread_mutex_lock(&stats_lock);
     for (int k = 0; k < GY_STATS_NKINDS; k++) {
         prom_counters(&o, (enum gy_stats_kind)k);
+        prom_grpc(&o, (enum gy_stats_kind)k);
         for (int h = 0; h < GY_NHISTS; h++)
             prom_hist(&o, (enum gy_stats_kind)k, (enum gy_hist)h);
     }

@@ -58,8 +58,11 @@ struct gy_hist_shard {
     _Atomic uint64_t sum_us;
 };
 
+#define GY_GRPC_NSTATUS 18 /* grpc-status 0..16, then "other" (and none) */
+
 struct gy_stats_shard {
     _Atomic uint64_t c[GY_NCOUNTERS];
+    _Atomic uint64_t grpc[GY_GRPC_NSTATUS]; /* gRPC calls by grpc-status */
     struct gy_hist_shard h[GY_NHISTS];
 } __attribute__((aligned(64)));
 
@@ -112,6 +115,13 @@ static inline void gy_stat_dec(struct gy_stats_scope *s, unsigned w, enum gy_cou
 }
 
 void gy_stat_observe(struct gy_stats_scope *s, unsigned w, enum gy_hist h, uint64_t us);
+
+/* Counts a finished gRPC call by its grpc-status (-1: none, e.g. a reset). */
+static inline void gy_stat_grpc(struct gy_stats_scope *s, unsigned w, int grpc_status)
+{
+    _Atomic uint64_t *p = &s->shards[w].grpc[grpc_status >= 0 && grpc_status < 17 ? grpc_status : 17];
+    atomic_store_explicit(p, atomic_load_explicit(p, memory_order_relaxed) + 1, memory_order_relaxed);
+}
 
 /* Counts a finished request by status class (status 0 = reset). */
 void gy_stat_status(struct gy_stats_scope *s, unsigned w, int status);

@@ -15,15 +15,7 @@
 #include "proxy/hosts.h"
 #include "proxy/proxy.h"
 
-#define RESP_MAX_HEADERS 256
-#define RESP_MAX_HEAD (64u * 1024u)
 #define POOL_LIMIT (256u * 1024u)
-
-static const struct gy_h1_limits upstream_limits = {
-    .max_request_line = 8192,
-    .max_head_bytes = RESP_MAX_HEAD,
-    .max_headers = RESP_MAX_HEADERS,
-};
 
 static void timeout_cb(struct gy_timer *t);
 static void idle_cb(struct gy_timer *t);
@@ -38,6 +30,12 @@ struct gy_stream *gy_stream_new(struct gy_dconn *dc)
         return NULL;
     memset(s, 0, offsetof(struct gy_stream, pool_first));
     s->dc = dc;
+    s->down = dc->ops;
+    s->grpc_status = -1;
+    gy_list_init(&s->link);
+    gy_list_init(&s->ready);
+    gy_list_init(&s->ulink);
+    gy_list_init(&s->uwake);
     s->wcfg = gy_wcfg_acquire(dc->wcfg);
     s->lcfg = dc->lcfg;
     s->host = -1;
@@ -84,14 +82,14 @@ static struct gy_slice new_request_id(struct gy_stream *s)
     return gy_slice(id, 36);
 }
 
-static void copy_request_info(struct gy_stream *s, const struct gy_h1_request *req)
+static void copy_request_info(struct gy_stream *s, const struct gy_req_head *req)
 {
     const struct gy_header *h;
 
     s->method = gy_pool_dup(&s->pool, req->method);
     s->target = gy_pool_dup(&s->pool, req->target);
-    s->host_hdr = gy_pool_dup(&s->pool, req->host);
-    s->minor_version = req->minor_version;
+    s->host_hdr = gy_pool_dup(&s->pool, req->authority);
+    s->version = req->version;
     s->is_head = req->is_head;
     s->client_keep_alive = req->keep_alive;
     if ((h = gy_header_find(req->headers, req->nheaders, GY_SLICE_LIT("user-agent"))) != NULL)
@@ -100,6 +98,9 @@ static void copy_request_info(struct gy_stream *s, const struct gy_h1_request *r
         s->xff = gy_pool_dup(&s->pool, h->value);
     h = gy_header_find(req->headers, req->nheaders, GY_SLICE_LIT("x-request-id"));
     s->request_id = h != NULL && valid_request_id(h->value) ? gy_pool_dup(&s->pool, h->value) : new_request_id(s);
+    h = gy_header_find(req->headers, req->nheaders, GY_SLICE_LIT("content-type"));
+    s->grpc = h != NULL && gy_slice_has_prefix(h->value, GY_SLICE_LIT("application/grpc"));
+    s->grpc_web.mode = h != NULL ? (uint8_t)gy_grpcweb_mode(h->value) : GY_GRPCWEB_NONE;
 }
 
 /* ---- ending ---- */
@@ -107,14 +108,60 @@ static void copy_request_info(struct gy_stream *s, const struct gy_h1_request *r
 void gy_stream_reset(struct gy_stream *s, uint32_t flag)
 {
     s->flags |= flag;
+    if (s->reset)
+        return;
     s->reset = true;
-    if (s->uc != NULL) {
-        gy_uconn_close(s->uc);
-        s->uc = NULL;
-    }
+    gy_attempt_detach(s);
     gy_timer_stop(&s->dc->w->loop, &s->timeout);
     gy_timer_stop(&s->dc->w->loop, &s->idle);
-    s->dc->closing = true;
+    s->down->reset(s);
+}
+
+/* gRPC status for an HTTP status the proxy answers with (the gRPC HTTP mapping). */
+static int grpc_status_for(int status, uint32_t flag)
+{
+    if (flag & (GY_RF_UT | GY_RF_SI))
+        return 4; /* DEADLINE_EXCEEDED */
+    switch (status) {
+    case 400:
+        return 13;
+    case 401:
+        return 16;
+    case 403:
+        return 7;
+    case 404:
+        return 12;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+        return 14;
+    default:
+        return 2;
+    }
+}
+
+static void reply(struct gy_stream *s, int status, uint32_t flag, const char *extra, const char *body, size_t len);
+
+/* A gRPC error for a gRPC caller: HTTP 200, the status in a trailers-only response. */
+static void grpc_reply(struct gy_stream *s, int code, uint32_t flag, const char *message)
+{
+    char extra[700], msg[300];
+    size_t n = 0;
+
+    /* grpc-message is percent-encoded (gRPC over HTTP/2). */
+    for (const char *p = message; *p && n + 4 < sizeof(msg); p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c < 0x7f && c != '%')
+            msg[n++] = (char)c;
+        else if (c != '\n')
+            n += (size_t)snprintf(msg + n, sizeof(msg) - n, "%%%02X", c);
+    }
+    msg[n] = '\0';
+    snprintf(extra, sizeof(extra), "content-type: application/grpc\r\ngrpc-status: %d\r\ngrpc-message: %s\r\n", code,
+             msg);
+    s->grpc_status = code;
+    reply(s, 200, flag, extra, NULL, 0);
 }
 
 static void reply(struct gy_stream *s, int status, uint32_t flag, const char *extra, const char *body, size_t len)
@@ -122,27 +169,28 @@ static void reply(struct gy_stream *s, int status, uint32_t flag, const char *ex
     struct gy_dconn *dc = s->dc;
     struct gy_worker *w = dc->w;
 
-    if (s->resp_started) {
+    if (s->resp_started || s->reset) {
         gy_stream_reset(s, flag);
+        return;
+    }
+    if (s->grpc && status != 200) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%.*s", (int)(len && body[len - 1] == '\n' ? len - 1 : len), body ? body : "");
+        grpc_reply(s, grpc_status_for(status, flag), flag, msg);
         return;
     }
     s->flags |= flag;
     s->status = status;
-    if (s->uc != NULL) {
-        gy_uconn_close(s->uc);
-        s->uc = NULL;
-    }
+    if (s->uc != NULL)
+        gy_attempt_detach(s);
     gy_timer_stop(&w->loop, &s->backoff);
     gy_timer_stop(&w->loop, &s->per_try);
     bool close = !s->client_keep_alive || !s->req_done || dc->closing || w->draining;
-    if (gy_buf_reserve(&w->bufs, &dc->wbuf) != 0 ||
-        gy_write_local_response(&dc->wbuf, status, extra, body, len, close, s->is_head) != 0) {
+    if (s->down->local_reply(s, status, extra, body, len, close) != 0) {
         gy_stream_reset(s, flag);
         return;
     }
     s->resp_started = s->resp_done = true;
-    if (close)
-        dc->closing = true;
     gy_timer_stop(&w->loop, &s->timeout);
     gy_timer_stop(&w->loop, &s->idle);
 }
@@ -157,17 +205,12 @@ void gy_stream_reply_extra(struct gy_stream *s, int status, uint32_t flag, const
 
 void gy_stream_local_reply(struct gy_stream *s, int status, uint32_t flag, const char *body)
 {
-    char text[256];
-    int n = snprintf(text, sizeof(text), "%s\n", body);
-
-    reply(s, status, flag, NULL, text, n > 0 ? (size_t)n : 0);
+    gy_stream_reply_extra(s, status, flag, NULL, body);
 }
 
 bool gy_stream_finished(const struct gy_stream *s)
 {
-    if (s->reset)
-        return true;
-    return s->resp_done && !s->need_last_chunk && gy_buf_len(&s->dc->wbuf) == 0;
+    return s->down->finished(s);
 }
 
 static void record_stats(struct gy_stream *s)
@@ -180,14 +223,20 @@ static void record_stats(struct gy_stream *s)
     gy_stat_status(s->lcfg->stats, wid, status);
     gy_stat_observe(s->lcfg->stats, wid, GY_H_RQ_TIME, total_us);
     gy_stat_dec(s->lcfg->stats, wid, GY_C_RQ_ACTIVE);
+    if (s->grpc)
+        gy_stat_grpc(s->lcfg->stats, wid, s->grpc_status);
     if (s->route.route != NULL && s->route.route->stats != NULL) {
         gy_stat_status(s->route.route->stats, wid, status);
         gy_stat_observe(s->route.route->stats, wid, GY_H_RQ_TIME, total_us);
+        if (s->grpc)
+            gy_stat_grpc(s->route.route->stats, wid, s->grpc_status);
     }
     if (s->cluster != NULL) {
         struct gy_stats_scope *cs = s->cluster->stats;
         gy_stat_dec(cs, wid, GY_C_RQ_ACTIVE);
         gy_stat_status(cs, wid, s->status_from_upstream ? s->status : 0);
+        if (s->grpc && s->status_from_upstream)
+            gy_stat_grpc(cs, wid, s->grpc_status);
         if (s->t_upstream_done_ns) {
             uint64_t up_us = (s->t_upstream_done_ns - s->t_upstream_ns) / 1000;
             gy_stat_observe(cs, wid, GY_H_UPSTREAM_TIME, up_us);
@@ -203,10 +252,10 @@ void gy_stream_free(struct gy_stream *s)
 {
     struct gy_worker *w = s->dc->w;
 
-    if (s->uc != NULL) {
-        gy_uconn_close(s->uc);
-        s->uc = NULL;
-    }
+    if (s->uc != NULL)
+        gy_attempt_detach(s);
+    if (gy_list_linked(&s->uwake))
+        gy_list_remove(&s->uwake);
     if (!s->resp_done)
         s->flags |= s->flags ? 0 : GY_RF_DC;
     record_stats(s);
@@ -220,6 +269,10 @@ void gy_stream_free(struct gy_stream *s)
     gy_timer_stop(&w->loop, &s->idle);
     gy_timer_stop(&w->loop, &s->max_duration);
     gy_timer_stop(&w->loop, &s->filter_timer);
+    gy_buf_release(&w->bufs, &s->req_buf);
+    gy_buf_release(&w->bufs, &s->resp_buf);
+    gy_buf_release(&w->bufs, &s->ureq_buf);
+    gy_buf_release(&w->bufs, &s->uresp_buf);
     gy_pool_dispose(&s->pool);
     gy_wcfg_release(w, s->wcfg);
     free(s);
@@ -238,10 +291,10 @@ static void timeout_cb(struct gy_timer *t)
     if (s->uc != NULL && s->host >= 0) /* a host that does not answer in time counts as failing */
         gy_host_outcome(dc->w->proxy, s->cluster->instances[s->host].state, s->cluster, 0);
     gy_stream_local_reply(s, 504, GY_RF_UT, "upstream request timeout");
-    gy_dconn_run(dc);
+    s->down->wake(s);
 }
 
-static uint32_t idle_timeout_ms(const struct gy_stream *s)
+uint32_t gy_stream_idle_timeout_ms(const struct gy_stream *s)
 {
     if (s->route.route != NULL && s->route.route->idle_timeout_ms)
         return s->route.route->idle_timeout_ms;
@@ -252,7 +305,7 @@ static void idle_cb(struct gy_timer *t)
 {
     struct gy_stream *s = GY_CONTAINER_OF(t, struct gy_stream, idle);
     struct gy_dconn *dc = s->dc;
-    uint64_t now = gy_loop_now(&dc->w->loop), limit = idle_timeout_ms(s);
+    uint64_t now = gy_loop_now(&dc->w->loop), limit = gy_stream_idle_timeout_ms(s);
 
     if (now - s->last_activity < limit) {
         gy_timer_start(&dc->w->loop, &s->idle, limit - (now - s->last_activity));
@@ -263,10 +316,54 @@ static void idle_cb(struct gy_timer *t)
         gy_stream_local_reply(s, 408, GY_RF_SI, "stream idle timeout");
     else
         gy_stream_local_reply(s, 504, GY_RF_SI | GY_RF_UT, "stream idle timeout");
-    gy_dconn_run(dc);
+    s->down->wake(s);
 }
 
-/* ---- upstream connection ---- */
+/* grpc-timeout (gRPC over HTTP/2): up to 8 digits and a unit (H M S m u n); 0 if absent or invalid. */
+static uint64_t grpc_timeout_ms(const struct gy_req_head *req)
+{
+    const struct gy_header *h = gy_header_find(req->headers, req->nheaders, GY_SLICE_LIT("grpc-timeout"));
+    uint64_t v = 0;
+
+    if (h == NULL || h->value.len < 2 || h->value.len > 9)
+        return 0;
+    for (size_t i = 0; i + 1 < h->value.len; i++) {
+        char c = h->value.ptr[i];
+        if (c < '0' || c > '9')
+            return 0;
+        v = v * 10 + (uint64_t)(c - '0');
+    }
+    switch (h->value.ptr[h->value.len - 1]) {
+    case 'H':
+        return v * 3600000;
+    case 'M':
+        return v * 60000;
+    case 'S':
+        return v * 1000;
+    case 'm':
+        return v ? v : 1;
+    case 'u':
+        return v / 1000 ? v / 1000 : 1;
+    case 'n':
+        return v / 1000000 ? v / 1000000 : 1;
+    default:
+        return 0;
+    }
+}
+
+/* max_stream_duration, or the caller's gRPC deadline when it is sooner. */
+static void start_deadline(struct gy_stream *s, const struct gy_req_head *req)
+{
+    uint64_t ms = s->route.route->max_stream_duration_ms;
+
+    if (s->grpc) {
+        uint64_t g = grpc_timeout_ms(req);
+        if (g > 0 && (ms == 0 || g < ms))
+            ms = g;
+    }
+    if (ms > 0)
+        gy_timer_start(&s->dc->w->loop, &s->max_duration, ms);
+}
 
 /* ---- start ---- */
 
@@ -291,23 +388,35 @@ static void reply_route(struct gy_stream *s)
     }
 }
 
-static void start_body_state(struct gy_stream *s, const struct gy_h1_request *req)
+static void start_body_state(struct gy_stream *s, const struct gy_req_head *req)
 {
-    s->req_body = req->body;
-    s->req_remaining = req->content_length;
-    gy_h1_chunked_init(&s->req_chunked);
-    s->req_done = req->body == GY_H1_BODY_NONE;
+    s->req_has_body = req->body;
+    s->req_length = req->content_length;
+    gy_h1_bodydec_init(&s->req_dec,
+                       !req->body      ? GY_H1_BODY_NONE
+                       : req->chunked  ? GY_H1_BODY_CHUNKED
+                       : req->content_length >= 0 ? GY_H1_BODY_LENGTH
+                                                   : GY_H1_BODY_EOF,
+                       req->content_length > 0 ? (uint64_t)req->content_length : 0);
+    s->req_done = !req->body;
 }
 
 /* After a route to a cluster (and the filters): build the upstream head, start the first attempt. */
-static void start_upstream(struct gy_stream *s, const struct gy_h1_request *req)
+static void start_upstream(struct gy_stream *s, const struct gy_req_head *req)
 {
-    struct gy_dconn *dc = s->dc;
-    struct gy_worker *w = dc->w;
+    struct gy_worker *w = s->dc->w;
 
     gy_attempt_init(s, req);
-    int rc = gy_fwd_request_head(s, req, s->route.path);
-    gy_buf_consume(&dc->rbuf, req->head_len);
+    s->req_chunked_up = req->body && req->content_length < 0 && !s->tunnel;
+    if (s->tunnel && s->up_h2) {
+        s->down->head_done(s, req);
+        gy_stream_local_reply(s, 501, 0, "WebSocket to an HTTP/2 upstream is not supported");
+        return;
+    }
+    int rc = s->up_h2 ? gy_fwd_request_nv(s, req, s->route.path) : gy_fwd_request_head(s, req, s->route.path);
+    if (rc == 0 && s->up_h2 && s->route.rule != NULL && (s->route.rule->ndark > 0 || s->route.rule->ntap > 0))
+        rc = gy_fwd_request_head(s, req, s->route.path); /* shadow copies and taps go over HTTP/1.1 */
+    s->down->head_done(s, req);
     if (rc != 0) {
         gy_stream_local_reply(s, 431, GY_RF_DPE, "request headers too large");
         return;
@@ -315,24 +424,19 @@ static void start_upstream(struct gy_stream *s, const struct gy_h1_request *req)
     gy_attempt_begin(s);
     if (s->resp_done || s->reset)
         return;
-    if (req->expect_continue && !s->req_done && gy_buf_reserve(&w->bufs, &dc->wbuf) == 0)
-        gy_buf_append(&dc->wbuf, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    gy_timer_start(&w->loop, &s->idle, idle_timeout_ms(s));
-}
-
-static bool is_grpc(const struct gy_h1_request *req)
-{
-    const struct gy_header *ct = gy_header_find(req->headers, req->nheaders, GY_SLICE_LIT("content-type"));
-    return ct != NULL && gy_slice_has_prefix(ct->value, GY_SLICE_LIT("application/grpc"));
+    if (req->expect_continue && !s->req_done) {
+        struct gy_resp_head cont = { .status = 100, .content_length = -1 };
+        s->down->resp_head(s, &cont);
+    }
+    gy_timer_start(&w->loop, &s->idle, gy_stream_idle_timeout_ms(s));
 }
 
 /* Runs the listener's filters; true when the request goes on now. */
-static bool run_filters(struct gy_stream *s, const struct gy_h1_request *req)
+static bool run_filters(struct gy_stream *s, const struct gy_req_head *req)
 {
     struct gy_dconn *dc = s->dc;
     const struct gy_filter_chain *chain = s->lcfg->filters;
     struct gy_filter_call c;
-    char extra[700];
 
     if (chain == NULL)
         return true;
@@ -340,14 +444,14 @@ static bool run_filters(struct gy_stream *s, const struct gy_h1_request *req)
     c.method = req->method;
     c.path = req->path;
     c.query = req->query;
-    c.host = req->host;
+    c.host = req->authority;
     c.headers = req->headers;
     c.nheaders = req->nheaders;
     c.peer_ip = dc->peer_ip;
     c.peer = dc->transport != NULL ? gy_tls_peer(dc->transport) : NULL;
     c.route = s->route.route;
     c.listener = s->lcfg;
-    c.grpc = is_grpc(req);
+    c.grpc = s->grpc;
     c.random = gy_worker_rand(dc->w);
     c.now_ms = gy_loop_now(&dc->w->loop);
     c.reply_grpc_status = -1;
@@ -360,25 +464,22 @@ static bool run_filters(struct gy_stream *s, const struct gy_h1_request *req)
         gy_timer_start(&dc->w->loop, &s->filter_timer, c.delay_ms); /* the head stays in rbuf meanwhile */
         return false;
     }
-    gy_buf_consume(&dc->rbuf, req->head_len);
-    if (c.reply_grpc_status >= 0) {
-        snprintf(extra, sizeof(extra), "content-type: application/grpc\r\ngrpc-status: %d\r\ngrpc-message: %s\r\n",
-                 c.reply_grpc_status, c.reply_body);
-        reply(s, 200, GY_RF_FI, extra, NULL, 0);
-    } else {
+    s->down->head_done(s, req);
+    if (c.reply_grpc_status >= 0)
+        grpc_reply(s, c.reply_grpc_status, GY_RF_FI, c.reply_body);
+    else
         gy_stream_reply_extra(s, c.reply_status, GY_RF_FI, c.reply_extra, c.reply_body);
-    }
     return false;
 }
 
 /* Routes the request and runs the filters (again after a filter's delay: `resumed`). */
-static void proceed(struct gy_stream *s, const struct gy_h1_request *req, bool resumed)
+static void proceed(struct gy_stream *s, const struct gy_req_head *req, bool resumed)
 {
     struct gy_dconn *dc = s->dc;
     char pathbuf[8192];
     struct gy_route_request rr = {
         .method = req->method,
-        .host = req->host,
+        .host = req->authority,
         .path = req->path.len ? req->path : GY_SLICE_LIT("/"), /* "http://host" has no path */
         .query = req->query,
         .headers = req->headers,
@@ -388,24 +489,24 @@ static void proceed(struct gy_stream *s, const struct gy_h1_request *req, bool r
 
     /* The same config and random number route a resumed request the same way. */
     if (gy_router_route(s->lcfg, &rr, &s->route, pathbuf, sizeof(pathbuf)) != 0) {
-        gy_buf_consume(&dc->rbuf, req->head_len);
+        s->down->head_done(s, req);
         gy_stream_local_reply(s, 414, GY_RF_DPE, "rewritten URI too long");
         return;
     }
     if (!resumed && s->route.route != NULL && s->route.route->stats != NULL)
         gy_stat_inc(s->route.route->stats, dc->w->id, GY_C_RQ_ACTIVE);
     if (s->route.action == GY_ROUTE_NOT_FOUND || s->route.route == NULL) { /* no route, or a domain redirect */
-        gy_buf_consume(&dc->rbuf, req->head_len);
+        s->down->head_done(s, req);
         reply_route(s);
         return;
     }
-    if (!resumed && s->route.route->max_stream_duration_ms > 0)
-        gy_timer_start(&dc->w->loop, &s->max_duration, s->route.route->max_stream_duration_ms);
+    if (!resumed)
+        start_deadline(s, req);
     if (!run_filters(s, req))
         return;
     if (s->route.action != GY_ROUTE_CLUSTER) {
         /* The location or path may point into pathbuf: reply before it goes away. */
-        gy_buf_consume(&dc->rbuf, req->head_len);
+        s->down->head_done(s, req);
         reply_route(s);
         return;
     }
@@ -415,15 +516,13 @@ static void proceed(struct gy_stream *s, const struct gy_h1_request *req, bool r
 static void filter_timer_cb(struct gy_timer *t)
 {
     struct gy_stream *s = GY_CONTAINER_OF(t, struct gy_stream, filter_timer);
-    struct gy_dconn *dc = s->dc;
-    struct gy_h1_request req;
+    struct gy_req_head req;
 
-    if (gy_dconn_parse_head(dc, &req) != 0) { /* cannot happen: it parsed before */
+    if (s->down->head_again(s, &req) != 0) /* cannot happen: it parsed before */
         gy_stream_reset(s, GY_RF_DPE);
-    } else {
+    else
         proceed(s, &req, true);
-    }
-    gy_dconn_run(dc);
+    s->down->wake(s);
 }
 
 static void max_duration_cb(struct gy_timer *t)
@@ -433,21 +532,38 @@ static void max_duration_cb(struct gy_timer *t)
 
     gy_stat_inc(s->lcfg->stats, dc->w->id, GY_C_RQ_TIMEOUT);
     gy_stream_local_reply(s, 504, GY_RF_UT, "max stream duration reached");
-    gy_dconn_run(dc);
+    s->down->wake(s);
 }
 
-void gy_stream_start(struct gy_stream *s, const struct gy_h1_request *req)
+/* WebSocket: an h1 Upgrade or an h2 extended CONNECT (RFC 8441) becomes a tunnel. */
+static bool start_tunnel(struct gy_stream *s, const struct gy_req_head *req)
 {
-    struct gy_dconn *dc = s->dc;
+    bool ws = gy_slice_eqi(req->protocol, GY_SLICE_LIT("websocket"));
 
+    if (req->is_connect && !ws) {
+        s->down->head_done(s, req);
+        gy_stream_local_reply(s, req->protocol.len ? 501 : 405, GY_RF_NR,
+                              req->protocol.len ? "only the websocket protocol can be tunnelled"
+                                                : "CONNECT is not supported on this listener");
+        return false;
+    }
+    if (ws && (req->upgrade || req->is_connect)) {
+        s->tunnel = true;
+        s->req_has_body = true;
+        s->req_length = -1;
+        s->req_done = false;
+        gy_h1_bodydec_init(&s->req_dec, GY_H1_BODY_TUNNEL, 0);
+    }
+    return true;
+}
+
+void gy_stream_start(struct gy_stream *s, const struct gy_req_head *req)
+{
     copy_request_info(s, req);
     start_body_state(s, req);
-    if (req->is_connect) {
-        gy_buf_consume(&dc->rbuf, req->head_len);
-        gy_stream_local_reply(s, 405, GY_RF_NR, "CONNECT is not supported on this listener");
+    if (!start_tunnel(s, req))
         return;
-    }
-    s->route_random = gy_worker_rand(dc->w);
+    s->route_random = gy_worker_rand(s->dc->w);
     proceed(s, req, false);
 }
 
@@ -455,255 +571,88 @@ void gy_stream_start(struct gy_stream *s, const struct gy_h1_request *req)
 
 static bool pump_request(struct gy_stream *s)
 {
-    struct gy_dconn *dc = s->dc;
-    struct gy_uconn *uc = s->uc;
     bool progress = false;
 
-    if (s->req_sent || uc == NULL)
+    if (s->req_sent || s->uc == NULL)
         return false;
-    while (!s->req_done) {
-        size_t before = gy_buf_len(&dc->rbuf);
-        if (before > 0) {
-            size_t queued = gy_buf_len(&uc->wbuf);
-            long n = gy_fwd_body(&dc->rbuf, &uc->wbuf, s->req_body, &s->req_remaining, &s->req_chunked,
-                                 s->req_body == GY_H1_BODY_CHUNKED, &s->req_done);
-            if (n < 0) {
-                gy_stat_inc(s->lcfg->stats, dc->w->id, GY_C_CX_PROTOCOL_ERROR);
-                gy_stream_local_reply(s, 400, GY_RF_DPE, "malformed chunked request body");
-                return true;
-            }
-            size_t added = gy_buf_len(&uc->wbuf) - queued; /* appended at the end, as sent upstream */
-            gy_attempt_replay_add(s, uc->wbuf.data + uc->wbuf.tail - added, added);
-            s->bytes_rx += (uint64_t)n;
-            if (gy_buf_len(&dc->rbuf) != before)
-                progress = true;
-            if (s->req_done)
-                break;
-        }
-        if (gy_buf_room(&uc->wbuf) < 32)
-            return progress; /* upstream is slower: stop reading the client */
-        if (gy_dconn_read(dc)) {
-            progress = true;
-            continue;
-        }
-        if (dc->eof) { /* the client went away in the middle of its request */
-            gy_stream_reset(s, GY_RF_DC);
+    if (!s->req_done) {
+        progress = s->down->req_pump(s);
+        if (s->reset || s->uc == NULL)
             return true;
-        }
-        return progress;
-    }
-    if (s->req_body == GY_H1_BODY_CHUNKED) {
-        if (gy_buf_room(&uc->wbuf) < 5)
+        if (!s->req_done)
             return progress;
-        gy_buf_append(&uc->wbuf, "0\r\n\r\n", 5);
-        gy_attempt_replay_add(s, "0\r\n\r\n", 5);
     }
+    if (s->up->req_end(s) != 0)
+        return progress;
     s->req_sent = true;
-    uint32_t tmo = s->retry != NULL && s->retry->timeout_ms ? s->retry->timeout_ms : s->route.route->timeout_ms;
-    if (tmo > 0 && !s->resp_done)
-        gy_timer_start(&dc->w->loop, &s->timeout, tmo);
-    if (s->route.rule != NULL && s->route.rule->ndark > 0)
-        gy_shadow_dark(s);
+    if (!s->req_complete_seen) {
+        s->req_complete_seen = true;
+        uint32_t tmo = s->retry != NULL && s->retry->timeout_ms ? s->retry->timeout_ms : s->route.route->timeout_ms;
+        if (tmo > 0 && !s->resp_done)
+            gy_timer_start(&s->dc->w->loop, &s->timeout, tmo);
+        if (s->route.rule != NULL && s->route.rule->ndark > 0)
+            gy_shadow_dark(s);
+    }
     return true;
 }
 
-static bool flush_upstream(struct gy_stream *s)
+void gy_stream_response_complete(struct gy_stream *s, bool reusable)
 {
-    struct gy_uconn *uc = s->uc;
-
-    if (uc == NULL || uc->state != GY_UC_ACTIVE || uc->handshaking || uc->connect_failed || !uc->can_write ||
-        gy_buf_len(&uc->wbuf) == 0)
-        return false;
-    ssize_t n = gy_conn_write(uc->io.fd, uc->transport, &uc->wbuf, &uc->can_write);
-    if (n < 0) {
-        uc->eof = true;
-        return true;
-    }
-    if (n > 0)
-        gy_stat_add(s->cluster->stats, s->dc->w->id, GY_C_BYTES_TX, (uint64_t)n);
-    return n > 0;
-}
-
-static bool flush_downstream(struct gy_stream *s)
-{
-    struct gy_dconn *dc = s->dc;
-
-    if (s->need_last_chunk && gy_buf_room(&dc->wbuf) >= 5) {
-        gy_buf_append(&dc->wbuf, "0\r\n\r\n", 5);
-        s->need_last_chunk = false;
-    }
-    if (!dc->can_write || gy_buf_len(&dc->wbuf) == 0)
-        return false;
-    ssize_t n = gy_conn_write(dc->io.fd, dc->transport, &dc->wbuf, &dc->can_write);
-    if (n < 0) {
-        gy_stream_reset(s, GY_RF_DC);
-        return true;
-    }
-    if (n > 0)
-        gy_stat_add(s->lcfg->stats, dc->w->id, GY_C_BYTES_TX, (uint64_t)n);
-    return n > 0;
-}
-
-static void response_complete(struct gy_stream *s)
-{
-    struct gy_uconn *uc = s->uc;
+    struct gy_loop *loop = &s->dc->w->loop;
 
     s->resp_done = true;
     s->t_upstream_done_ns = gy_now_ns();
-    if (s->resp_chunked_out)
-        s->need_last_chunk = true;
-    gy_timer_stop(&s->dc->w->loop, &s->timeout);
-    gy_timer_stop(&s->dc->w->loop, &s->idle);
-    bool reusable = s->upstream_reusable && s->req_sent && gy_buf_len(&uc->rbuf) == 0;
-    gy_uconn_release(uc, reusable, s->cluster->idle_timeout_ms);
+    gy_timer_stop(loop, &s->timeout);
+    gy_timer_stop(loop, &s->idle);
+    s->up->done(s, reusable && s->req_sent);
     s->uc = NULL;
-    if (!s->req_done)
-        s->dc->closing = true;
+    s->up = NULL;
+    s->down->resp_end(s, s->trailers, s->ntrailers);
 }
 
-/* Decides how the body goes to the client and writes the response head. */
-static int start_response(struct gy_stream *s, const struct gy_h1_response *res)
+static int grpc_status_in(const struct gy_header *h, unsigned n)
 {
-    struct gy_dconn *dc = s->dc;
-    struct gy_worker *w = dc->w;
+    const struct gy_header *g = gy_header_find(h, n, GY_SLICE_LIT("grpc-status"));
+    long long v = g != NULL ? gy_slice_to_u63(g->value) : -1;
 
-    s->status = res->status;
-    s->status_from_upstream = true;
-    s->resp_body = res->body;
-    s->resp_remaining = res->content_length;
-    gy_h1_chunked_init(&s->resp_chunked);
-    if (res->body == GY_H1_BODY_CHUNKED || res->body == GY_H1_BODY_EOF) {
-        s->resp_chunked_out = s->minor_version == 1;
-        s->resp_eof_out = !s->resp_chunked_out;
-    }
-    bool keep = s->client_keep_alive && !s->resp_eof_out && !dc->closing && !w->draining && s->req_done;
-    s->upstream_reusable = res->keep_alive && res->body != GY_H1_BODY_EOF;
-    if (gy_buf_reserve(&w->bufs, &dc->wbuf) != 0)
-        return GY_ENOMEM;
-    int rc = gy_fwd_response_head(s, res, &dc->wbuf, keep);
-    if (rc == GY_EAGAIN && gy_buf_len(&dc->wbuf) == 0)
-        rc = gy_buf_grow(&w->bufs, &dc->wbuf, (uint32_t)res->head_len + 8192) == 0
-                 ? gy_fwd_response_head(s, res, &dc->wbuf, keep)
-                 : GY_ENOMEM;
-    if (rc != 0)
-        return rc;
-    if (!keep)
-        dc->closing = true;
-    s->resp_started = true;
-    return 0;
+    return v >= 0 && v < 1000 ? (int)v : -1;
 }
 
-/* Returns 1 when a head was handled, 0 when more bytes are needed (or room downstream), -1 when the stream ended. */
-static int parse_response_head(struct gy_stream *s)
+void gy_stream_trailers(struct gy_stream *s, const struct gy_header *h, unsigned n)
 {
-    struct gy_uconn *uc = s->uc;
-    struct gy_dconn *dc = s->dc;
-    struct gy_header hdrs[RESP_MAX_HEADERS];
-    struct gy_h1_response res;
-    struct gy_h1_error err;
+    int g = grpc_status_in(h, n);
 
-    int rc = gy_h1_parse_response(gy_buf_start(&uc->rbuf), gy_buf_len(&uc->rbuf), &res, hdrs, &upstream_limits,
-                                  s->is_head, false, &err);
-    if (rc == GY_EAGAIN) {
-        if (gy_buf_room(&uc->rbuf) == 0 && gy_buf_grow(&dc->w->bufs, &uc->rbuf, RESP_MAX_HEAD + 1024) != 0)
-            goto bad;
-        return 0;
-    }
-    if (rc < 0)
-        goto bad;
-    if (res.status < 200) {
-        if (res.status == 101)
-            goto bad; /* we never ask for an upgrade */
-        if (s->minor_version == 1 && res.status != 100) {
-            if (gy_buf_reserve(&dc->w->bufs, &dc->wbuf) != 0 || gy_fwd_informational(&res, &dc->wbuf) != 0)
-                return 0;
-        }
-        gy_buf_consume(&uc->rbuf, res.head_len);
-        return 1;
+    s->trailers = h;
+    s->ntrailers = n;
+    if (g >= 0)
+        s->grpc_status = g;
+}
+
+int gy_stream_response_head(struct gy_stream *s, const struct gy_resp_head *h)
+{
+    if (h->status < 200 && !h->tunnel) {
+        int rc = s->down->resp_head(s, h);
+        return rc == GY_EAGAIN ? 0 : 1;
     }
     if (!s->response_judged) {
-        if (gy_attempt_response(s, &res))
-            return 1; /* retried: this answer is dropped with its connection */
+        if (gy_attempt_response(s, h))
+            return -1; /* retried: this answer is dropped with its attempt */
         s->response_judged = true;
     }
-    size_t before = gy_buf_len(&dc->wbuf);
-    if (start_response(s, &res) != 0)
+    s->status = h->status;
+    s->status_from_upstream = true;
+    int g = grpc_status_in(h->headers, h->nheaders);
+    if (g >= 0)
+        s->grpc_status = g;
+    int rc = s->down->resp_head(s, h);
+    if (rc == GY_EAGAIN)
         return 0;
-    if (s->route.rule != NULL && s->route.rule->ntap > 0) /* taps get the head as forwarded */
-        s->resp_head = gy_pool_dup(&s->pool, gy_slice(dc->wbuf.data + dc->wbuf.tail - (gy_buf_len(&dc->wbuf) - before),
-                                                      gy_buf_len(&dc->wbuf) - before));
-    gy_buf_consume(&uc->rbuf, res.head_len);
-    if (res.body == GY_H1_BODY_NONE || (res.body == GY_H1_BODY_LENGTH && res.content_length == 0))
-        response_complete(s);
-    return 1;
-bad:
-    gy_stat_inc(s->cluster->stats, dc->w->id, GY_C_CX_PROTOCOL_ERROR);
-    gy_stream_local_reply(s, 502, GY_RF_UPE, "upstream sent an invalid response");
-    return -1;
-}
-
-static bool pump_response(struct gy_stream *s)
-{
-    struct gy_dconn *dc = s->dc;
-    bool progress = false;
-
-    while (s->uc != NULL && !s->resp_done) {
-        struct gy_uconn *uc = s->uc;
-        if (uc->state == GY_UC_CONNECTING || uc->handshaking)
-            return progress;
-        if (gy_buf_len(&uc->rbuf) > 0) {
-            if (!s->resp_started) {
-                int rc = parse_response_head(s);
-                if (rc != 0) {
-                    progress = true;
-                    continue;
-                }
-            } else {
-                bool done = false;
-                size_t before = gy_buf_len(&uc->rbuf);
-                long n = gy_fwd_body(&uc->rbuf, &dc->wbuf, s->resp_body, &s->resp_remaining, &s->resp_chunked,
-                                     s->resp_chunked_out, &done);
-                if (n < 0) {
-                    gy_stat_inc(s->cluster->stats, dc->w->id, GY_C_CX_PROTOCOL_ERROR);
-                    gy_stream_reset(s, GY_RF_UPE);
-                    return true;
-                }
-                s->bytes_tx += (uint64_t)n;
-                if (done) {
-                    response_complete(s);
-                    return true;
-                }
-                if (gy_buf_len(&uc->rbuf) != before)
-                    progress = true;
-                if (gy_buf_len(&uc->rbuf) > 0)
-                    return progress; /* the client is slower: stop reading the upstream */
-            }
-        }
-        if (s->resp_started && s->resp_body == GY_H1_BODY_LENGTH && s->resp_remaining == 0) {
-            response_complete(s);
-            return true;
-        }
-        if (uc->eof) {
-            if (s->resp_started && s->resp_body == GY_H1_BODY_EOF && gy_buf_len(&uc->rbuf) == 0) {
-                s->upstream_reusable = false;
-                response_complete(s);
-            } else {
-                gy_attempt_failed(s, uc->connect_failed ? GY_FAIL_CONNECT : GY_FAIL_RESET);
-            }
-            return true;
-        }
-        if (!uc->can_read || gy_buf_reserve(&dc->w->bufs, &uc->rbuf) != 0)
-            return progress;
-        ssize_t n = gy_conn_read(uc->io.fd, uc->transport, &uc->rbuf, &uc->can_read, &uc->eof, uc->hup);
-        if (n > 0) {
-            s->any_response_byte = true;
-            gy_stat_add(s->cluster->stats, dc->w->id, GY_C_BYTES_RX, (uint64_t)n);
-            progress = true;
-        } else if (!uc->eof) {
-            return progress;
-        }
+    if (rc != 0) {
+        gy_stream_reset(s, GY_RF_DC);
+        return -1;
     }
-    return progress;
+    s->resp_started = true;
+    return 1;
 }
 
 bool gy_stream_pump(struct gy_stream *s)
@@ -711,15 +660,14 @@ bool gy_stream_pump(struct gy_stream *s)
     struct gy_worker *w = s->dc->w;
     bool any = false;
 
-    if (gy_buf_reserve(&w->bufs, &s->dc->wbuf) != 0) {
-        gy_stream_reset(s, GY_RF_DC);
-        return true;
-    }
     for (int guard = 0; guard < 256 && !s->reset; guard++) {
         bool p = pump_request(s);
-        p |= flush_upstream(s);
-        p |= pump_response(s);
-        p |= flush_downstream(s);
+        if (s->uc != NULL && !s->reset)
+            p |= s->up->flush(s);
+        if (s->uc != NULL && !s->reset && !s->resp_done)
+            p |= s->up->resp_pump(s);
+        if (!s->reset)
+            p |= s->down->flush(s);
         if (!p)
             break;
         any = true;
@@ -731,5 +679,5 @@ bool gy_stream_pump(struct gy_stream *s)
 
 void gy_stream_upstream_event(struct gy_stream *s)
 {
-    gy_dconn_run(s->dc);
+    s->down->wake(s);
 }

@@ -50,6 +50,7 @@ struct gy_upool *gy_upool_get(struct gy_worker *w, const struct gy_cluster *c, c
         return NULL;
     }
     gy_list_init(&p->idle);
+    gy_list_init(&p->h2conns);
     p->wrefs = 1;
     p->max_idle = c->max_idle_per_host;
     p->stats = stats;
@@ -79,6 +80,22 @@ static void upool_close_idle(struct gy_upool *p)
 {
     while (!gy_list_empty(&p->idle))
         gy_uconn_close(GY_CONTAINER_OF(p->idle.next, struct gy_uconn, link));
+    for (struct gy_list *n = p->h2conns.next, *next; n != &p->h2conns; n = next) {
+        struct gy_uconn *uc = GY_CONTAINER_OF(n, struct gy_uconn, link);
+        next = n->next;
+        if (gy_h2u_streams(uc) == 0)
+            gy_uconn_close(uc);
+    }
+}
+
+struct gy_uconn *gy_upool_take_h2(struct gy_upool *p)
+{
+    for (struct gy_list *n = p->h2conns.next; n != &p->h2conns; n = n->next) {
+        struct gy_uconn *uc = GY_CONTAINER_OF(n, struct gy_uconn, link);
+        if (gy_h2u_has_room(uc))
+            return uc;
+    }
+    return NULL;
 }
 
 void gy_upool_put(struct gy_worker *w, struct gy_upool *p)
@@ -116,7 +133,9 @@ static void connect_settled(struct gy_uconn *uc)
 
 static void notify(struct gy_uconn *uc)
 {
-    if (uc->stream != NULL)
+    if (uc->h2 != NULL)
+        gy_h2u_event(uc);
+    else if (uc->stream != NULL)
         gy_stream_upstream_event(uc->stream);
     else if (uc->shadow != NULL)
         gy_shadow_event(uc->shadow);
@@ -128,6 +147,10 @@ static void uconn_timer(struct gy_timer *t)
 
     if (uc->state == GY_UC_IDLE) {
         gy_uconn_close(uc);
+        return;
+    }
+    if (uc->state == GY_UC_ACTIVE && !uc->handshaking && uc->h2 != NULL) {
+        gy_h2u_timer(uc);
         return;
     }
     if (uc->state == GY_UC_CONNECTING || uc->handshaking) {
@@ -211,7 +234,7 @@ static void uconn_on_io(struct gy_io *io, unsigned events)
 }
 
 struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, const struct gy_cluster *c,
-                               const struct gy_instance *in, bool *overflow)
+                               const struct gy_instance *in, bool h2, bool *overflow)
 {
     uint32_t connect_timeout_ms = c->connect_timeout_ms;
     struct gy_uconn *uc;
@@ -238,6 +261,7 @@ struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, const st
     }
     uc->w = w;
     uc->pool = p;
+    uc->ops = &gy_up_h1;
     uc->state = GY_UC_CONNECTING;
     uc->cb_pending = true;
     if (c->tls != NULL && (uc->transport = gy_tls_client(c->tls, in->host)) == NULL) {
@@ -259,12 +283,35 @@ struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, const st
         gy_cb_give(p->stats, GY_CB_CONNECTIONS);
         return NULL;
     }
+    if (h2 && gy_h2u_open(uc, c) != 0) {
+        gy_io_stop(&uc->io);
+        if (uc->transport != NULL)
+            uc->transport->ops->destroy(uc->transport);
+        close(fd);
+        free(uc);
+        gy_cb_give(p->stats, GY_CB_PENDING);
+        gy_cb_give(p->stats, GY_CB_CONNECTIONS);
+        return NULL;
+    }
+    if (h2)
+        gy_list_insert_tail(&p->h2conns, &uc->link);
     p->crefs++;
     gy_stat_inc(p->stats, w->id, GY_C_CX_TOTAL);
     gy_stat_inc(p->stats, w->id, GY_C_CX_ACTIVE);
     if (connect_timeout_ms > 0)
         gy_timer_start(&w->loop, &uc->timer, connect_timeout_ms);
     return uc;
+}
+
+int gy_uconn_attach(struct gy_uconn *uc, struct gy_stream *s)
+{
+    if (uc->h2 != NULL)
+        return gy_h2u_attach(uc, s);
+    uc->stream = s;
+    uc->nrequests++;
+    s->uc = uc;
+    s->up = uc->ops;
+    return 0;
 }
 
 struct gy_uconn *gy_upool_take(struct gy_upool *p)
@@ -317,6 +364,10 @@ void gy_uconn_close(struct gy_uconn *uc)
         gy_list_remove(&uc->link);
         p->nidle--;
         gy_stat_dec(p->stats, w->id, GY_C_CX_IDLE);
+    }
+    if (uc->h2 != NULL) {
+        gy_list_remove(&uc->link);
+        gy_h2u_free(uc);
     }
     gy_timer_stop(&w->loop, &uc->timer);
     connect_settled(uc);

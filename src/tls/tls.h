@@ -21,9 +21,9 @@
 #include "mesh/config.h"
 #include "net/transport.h"
 
-/* Whether listeners offer "h2" by ALPN (protocol http_auto and http2). Stays 0 until the HTTP/2
- * codec serves TLS connections (then gy_tls_alpn() tells the connection which codec to run). */
-#define GY_TLS_OFFER_H2 0
+/* Whether listeners offer "h2" by ALPN (protocol http_auto and http2): the HTTP/2 codec serves
+ * TLS connections, gy_tls_alpn() tells the connection which codec to run (proxy/downstream.c). */
+#define GY_TLS_OFFER_H2 1
 
 /* Process-wide setup, on the main thread before the first gy_tls_attach: FIPS mode (`fips`: NULL,
  * "off", "on" (or "true"), "required"; fips.c), session ticket keys, and a timer on `loop` that

@@ -318,17 +318,21 @@ def test_domain_ssl_config_alone_makes_the_listener_tls(gyrus_factory, backend_f
         assert peer_cn(s) == "default.test"  # the domain "*" is the default
 
 
-def test_alpn_offers_http11(gyrus_factory, backend_factory, pki):
+def test_alpn_h2_and_http11(gyrus_factory, backend_factory, pki):
     be = backend_factory()
     port = free_port()
     gyrus_factory(tls_mesh(port, be.port, listener_ssl={"cert_key_pairs": [ckp(pki.default)]}), "test")
-    with contextlib.closing(tls_connect(port, sni="localhost", alpn=["h2", "http/1.1"])) as s:
-        assert s.selected_alpn_protocol() == "http/1.1"  # h2 once the HTTP/2 codec serves TLS
+    with contextlib.closing(tls_connect(port, sni="localhost", alpn=["http/1.1"])) as s:
+        assert s.selected_alpn_protocol() == "http/1.1"
         assert exchange(s)[0] == 200
     out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
                           "-alpn", "h2,http/1.1"], input=b"", capture_output=True, timeout=20).stdout.decode()
-    assert "ALPN protocol: http/1.1" in out
-    out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-alpn", "h2"],
+    assert "ALPN protocol: h2" in out
+    # h2 over TLS runs the same HTTP/2 code as prior knowledge
+    r = subprocess.run(["curl", "-s", "-S", "--http2", "--cacert", pki.ca.cert, "--resolve", f"localhost:{port}:127.0.0.1",
+                        "-w", "%{http_version}", f"https://localhost:{port}/x"], capture_output=True, timeout=20)
+    assert r.stdout == b"ok backend\n2", r
+    out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-alpn", "spdy/3"],
                          input=b"", capture_output=True, timeout=20).stdout.decode()
     assert "No ALPN negotiated" in out and "Verify return code" in out  # no common protocol: no ALPN, no failure
 

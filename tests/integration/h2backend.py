@@ -1,0 +1,159 @@
+"""An HTTP/2 (h2c, prior knowledge) backend for tests, on python3-h2 and asyncio in a thread:
+answers like backend.py (/x, /sink, /source?n=, /slow?s=, /status?code=) plus /trailers and
+/reset, honours flow control, and records each request's headers and connections."""
+import asyncio
+import hashlib
+import threading
+import urllib.parse
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+
+
+class _Conn(asyncio.Protocol):
+    def __init__(self, owner):
+        self.owner = owner
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        self.streams = {}
+        self.waiters = {}
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.owner.connections += 1
+        self.conn.initiate_connection()
+        self.transport.write(self.conn.data_to_send())
+
+    def data_received(self, data):
+        try:
+            events = self.conn.receive_data(data)
+        except Exception:  # noqa: BLE001 - a bad peer: drop it
+            self.transport.close()
+            return
+        for ev in events:
+            if isinstance(ev, h2.events.RequestReceived):
+                self.streams[ev.stream_id] = {"headers": dict(ev.headers), "body": hashlib.sha256(), "n": 0}
+                self.owner.requests.append(dict(ev.headers))
+                if ev.stream_ended:
+                    self.respond(ev.stream_id)
+            elif isinstance(ev, h2.events.DataReceived):
+                st = self.streams.get(ev.stream_id)
+                if st is not None:
+                    st["body"].update(ev.data)
+                    st["n"] += len(ev.data)
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded):
+                self.respond(ev.stream_id)
+            elif isinstance(ev, h2.events.WindowUpdated):
+                for w in list(self.waiters.values()):
+                    if not w.done():
+                        w.set_result(None)
+            elif isinstance(ev, h2.events.StreamReset):
+                self.owner.resets.append(ev.error_code)
+        self.transport.write(self.conn.data_to_send())
+
+    def connection_lost(self, exc):
+        for w in self.waiters.values():
+            if not w.done():
+                w.set_result(None)
+
+    def respond(self, sid):
+        asyncio.ensure_future(self._respond(sid))
+
+    async def _send(self, sid, data, end=True):
+        while data:
+            window = min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
+            if window <= 0:
+                fut = asyncio.get_event_loop().create_future()
+                self.waiters[sid] = fut
+                await fut
+                if self.transport.is_closing():
+                    return
+                continue
+            self.conn.send_data(sid, data[:window])
+            data = data[window:]
+            self.transport.write(self.conn.data_to_send())
+        if end:
+            self.conn.end_stream(sid)
+            self.transport.write(self.conn.data_to_send())
+
+    async def _respond(self, sid):
+        st = self.streams.pop(sid, None)
+        if st is None:
+            return
+        hdrs = st["headers"]
+        url = urllib.parse.urlsplit(hdrs.get(":path", "/"))
+        q = dict(urllib.parse.parse_qsl(url.query))
+        base = [("x-backend", self.owner.name)]
+        try:
+            if url.path == "/sink":
+                body = f"{st['n']} {st['body'].hexdigest()}".encode()
+                self.conn.send_headers(sid, [(":status", "200"), ("content-length", str(len(body)))] + base)
+                await self._send(sid, body)
+            elif url.path == "/source":
+                n = int(q.get("n", "0"))
+                self.conn.send_headers(sid, [(":status", "200")] + base)
+                block = b"y" * 65536
+                while n > 0:
+                    k = min(n, len(block))
+                    await self._send(sid, block[:k], end=False)
+                    n -= k
+                self.conn.end_stream(sid)
+            elif url.path == "/slow":
+                await asyncio.sleep(float(q.get("s", "1")))
+                self.conn.send_headers(sid, [(":status", "200")] + base)
+                await self._send(sid, b"slow\n")
+            elif url.path == "/status":
+                self.conn.send_headers(sid, [(":status", q.get("code", "200"))] + base)
+                await self._send(sid, b"status\n")
+            elif url.path == "/trailers":
+                self.conn.send_headers(sid, [(":status", "200"), ("trailer", "x-checksum")] + base)
+                await self._send(sid, b"with trailers\n", end=False)
+                self.conn.send_headers(sid, [("x-checksum", "abc123")], end_stream=True)
+            elif url.path == "/reset":
+                self.conn.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM if q.get("refused") else
+                                       h2.errors.ErrorCodes.INTERNAL_ERROR)
+            elif url.path == "/reset-after-headers":
+                self.conn.send_headers(sid, [(":status", "200")] + base)
+                await self._send(sid, b"partial", end=False)
+                await asyncio.sleep(0.3)
+                self.conn.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            else:
+                body = f"ok h2 {self.owner.name}\n".encode()
+                self.conn.send_headers(sid, [(":status", "200"), ("content-length", str(len(body)))] + base)
+                await self._send(sid, body)
+        except Exception:  # noqa: BLE001 - the stream was reset meanwhile
+            pass
+        self.transport.write(self.conn.data_to_send())
+
+
+class H2Backend:
+    def __init__(self, name="h2backend", port=0):
+        self.name = name
+        self.requests = []
+        self.resets = []
+        self.connections = 0
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self.server = self.loop.run_until_complete(
+                self.loop.create_server(lambda: _Conn(self), "127.0.0.1", port))
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    def stop(self):
+        def close():
+            self.server.close()
+            for t in asyncio.all_tasks(self.loop):
+                t.cancel()
+            self.loop.stop()
+        self.loop.call_soon_threadsafe(close)
+        self.thread.join(5)
