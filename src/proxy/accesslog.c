@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "proxy/proxy.h"
+#include "tls/tls.h"
 
 #define ALOG_FLUSH_AT (16u * 1024u)
 #define ALOG_MAX (64u * 1024u)
@@ -40,6 +41,8 @@ enum field {
     F_DOWNSTREAM_REMOTE_ADDRESS,
     F_UPSTREAM_ATTEMPTS,
     F_GRPC_STATUS,
+    F_PEER_URI_SAN,
+    F_PEER_SUBJECT,
     F_COUNT
 };
 
@@ -71,6 +74,8 @@ static const struct {
     [F_DOWNSTREAM_REMOTE_ADDRESS] = { "DOWNSTREAM_REMOTE_ADDRESS", NULL, "downstream_remote_address", false },
     [F_UPSTREAM_ATTEMPTS] = { "UPSTREAM_REQUEST_ATTEMPT_COUNT", NULL, "upstream_attempts", true },
     [F_GRPC_STATUS] = { "GRPC_STATUS_NUMBER", "GRPC_STATUS", "grpc_status", true },
+    [F_PEER_URI_SAN] = { "DOWNSTREAM_PEER_URI_SAN", NULL, "downstream_peer_uri_san", false },
+    [F_PEER_SUBJECT] = { "DOWNSTREAM_PEER_SUBJECT", NULL, "downstream_peer_subject", false },
 };
 
 static int field_lookup(const char *name, size_t len)
@@ -270,6 +275,12 @@ static struct gy_slice field_value(const struct gy_stream *s, int f, char *tmp, 
     case F_UPSTREAM_ATTEMPTS:
         n = snprintf(tmp, cap, "%u", s->attempts);
         break;
+    case F_PEER_URI_SAN:
+    case F_PEER_SUBJECT: { /* what the client's certificate proved; nothing unless it was verified */
+        const struct gy_tls_peer *p = s->dc->transport != NULL ? gy_tls_peer(s->dc->transport) : NULL;
+        const char *v = p == NULL || !p->verified ? NULL : f == F_PEER_URI_SAN ? p->spiffe_id : p->subject;
+        return v != NULL ? gy_slice_cstr(v) : GY_SLICE_NULL;
+    }
     case F_GRPC_STATUS:
         if (!s->grpc || s->grpc_status < 0)
             return GY_SLICE_NULL;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "proxy/filter.h"
 #include "proxy/proxy.h"
 
 struct writer {
@@ -112,10 +113,11 @@ bool gy_fwd_skip_request_header(const struct gy_stream *s, const struct gy_heade
         if (s->lcfg->use_remote_address)
             return true; /* re-emitted with the peer appended */
     } else if (gy_slice_eqi_cstr(h->name, "x-forwarded-proto") || gy_slice_eqi_cstr(h->name, "x-request-id") ||
-               gy_slice_eqi_cstr(h->name, "expect") || gy_slice_eqi_cstr(h->name, "http2-settings")) {
-        return true;
+               gy_slice_eqi_cstr(h->name, "expect") || gy_slice_eqi_cstr(h->name, "http2-settings") ||
+               gy_slice_eqi_cstr(h->name, "x-forwarded-client-cert")) {
+        return true; /* x-forwarded-client-cert: a client's claim about certificates, never trusted */
     }
-    return in_list(r->request_headers_to_remove, r->nrequest_headers_to_remove, h->name) ||
+    return gy_filter_edits_drop(s->edits, h->name) || in_list(r->request_headers_to_remove, r->nrequest_headers_to_remove, h->name) ||
            replaced_by(r->request_headers_to_add, r->nrequest_headers_to_add, h->name);
 }
 
@@ -129,6 +131,22 @@ bool gy_fwd_skip_response_header(const struct gy_stream *s, const struct gy_head
            in_list(r->response_headers_to_remove, r->nresponse_headers_to_remove, h->name) ||
            replaced_by(r->response_headers_to_add, r->nresponse_headers_to_add, h->name) ||
            replaced_by(v->custom_headers, v->ncustom_headers, h->name);
+}
+
+/* Room for the headers the filters set. */
+static size_t edits_size(const struct gy_filter_edits *e)
+{
+    size_t sz = 0;
+
+    for (size_t i = 0; e != NULL && i < e->nset; i++)
+        sz += e->set[i].name.len + e->set[i].value.len + 4;
+    return sz;
+}
+
+/* x-forwarded-proto: how the client reached us. */
+static struct gy_slice downstream_scheme(const struct gy_stream *s)
+{
+    return s->dc->transport != NULL ? GY_SLICE_LIT("https") : GY_SLICE_LIT("http");
 }
 
 /* The x-forwarded-for value sent upstream: the client's, then the peer. */
@@ -181,7 +199,7 @@ int gy_fwd_request_head(struct gy_stream *s, const struct gy_req_head *req, stru
     for (unsigned i = 0; i < req->nheaders; i++)
         hsize += req->headers[i].name.len + req->headers[i].value.len + 4;
     w.cap = hsize + req->method.len + req->authority.len + path.len + req->query.len + 700 + s->xff.len +
-            s->request_id.len + ops_size(r->request_headers_to_add, r->nrequest_headers_to_add);
+            s->request_id.len + ops_size(r->request_headers_to_add, r->nrequest_headers_to_add) + edits_size(s->edits);
     w.p = gy_pool_alloc(&s->pool, w.cap);
     w.len = 0;
     w.overflow = false;
@@ -215,10 +233,12 @@ int gy_fwd_request_head(struct gy_stream *s, const struct gy_req_head *req, stru
     }
     if (remote)
         put_header(&w, GY_SLICE_LIT("x-forwarded-for"), forwarded_for(s));
-    put_header(&w, GY_SLICE_LIT("x-forwarded-proto"), GY_SLICE_LIT("http"));
+    put_header(&w, GY_SLICE_LIT("x-forwarded-proto"), downstream_scheme(s));
     put_header(&w, GY_SLICE_LIT("x-request-id"), s->request_id);
     put_cstr(&w, "via: 1.1 gyrus\r\n");
     put_ops(&w, r->request_headers_to_add, r->nrequest_headers_to_add);
+    for (size_t i = 0; s->edits != NULL && i < s->edits->nset; i++)
+        put_header(&w, s->edits->set[i].name, s->edits->set[i].value);
     if (s->tunnel)
         put_tunnel_headers(s, &w, req);
     if (s->req_chunked_up)
@@ -273,7 +293,8 @@ static void nv_ops(struct nvlist *l, const struct gy_header_op *ops, size_t n)
 int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct gy_slice path)
 {
     const struct gy_route *r = s->route.route;
-    struct nvlist l = { .pool = &s->pool, .cap = req->nheaders + r->nrequest_headers_to_add + 12 };
+    struct nvlist l = { .pool = &s->pool,
+                        .cap = req->nheaders + r->nrequest_headers_to_add + (s->edits ? s->edits->nset : 0) + 12 };
     struct gy_slice authority = req->authority, fullpath = path;
     bool te = false;
 
@@ -313,10 +334,12 @@ int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct
         nv_add(&l, GY_SLICE_LIT("te"), GY_SLICE_LIT("trailers"));
     if (s->lcfg->use_remote_address)
         nv_add(&l, GY_SLICE_LIT("x-forwarded-for"), forwarded_for(s));
-    nv_add(&l, GY_SLICE_LIT("x-forwarded-proto"), GY_SLICE_LIT("http"));
+    nv_add(&l, GY_SLICE_LIT("x-forwarded-proto"), downstream_scheme(s));
     nv_add(&l, GY_SLICE_LIT("x-request-id"), s->request_id);
     nv_add(&l, GY_SLICE_LIT("via"), GY_SLICE_LIT("2 gyrus"));
     nv_ops(&l, r->request_headers_to_add, r->nrequest_headers_to_add);
+    for (size_t i = 0; s->edits != NULL && i < s->edits->nset; i++)
+        nv_add(&l, s->edits->set[i].name, s->edits->set[i].value);
     if (l.failed)
         return GY_ETOOBIG;
     s->unv = l.nv;

@@ -258,6 +258,8 @@ struct gy_up_ops {
 extern const struct gy_down_ops gy_down_h1, gy_down_h2;
 extern const struct gy_up_ops gy_up_h1, gy_up_h2;
 
+struct gy_filter_edits;
+
 struct gy_stream {
     struct gy_dconn *dc;
     const struct gy_down_ops *down;  /* dc->ops */
@@ -352,6 +354,7 @@ struct gy_stream {
     uint64_t route_random;           /* the same routing decision when a filter's delay ends */
     size_t filter_next;
     struct gy_timer filter_timer;
+    struct gy_filter_edits *edits;  /* header changes the filters asked for (in the pool), or NULL */
 
     uint32_t flags;                  /* GY_RF_* */
     uint64_t t_start_ns, t_upstream_ns, t_upstream_done_ns;

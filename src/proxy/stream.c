@@ -440,7 +440,18 @@ static bool run_filters(struct gy_stream *s, const struct gy_req_head *req)
 
     if (chain == NULL)
         return true;
+    if (s->edits == NULL) {
+        if ((s->edits = gy_pool_alloc(&s->pool, sizeof(*s->edits))) == NULL) {
+            s->down->head_done(s, req);
+            gy_stream_local_reply(s, 500, 0, "out of memory");
+            return false;
+        }
+        memset(s->edits, 0, sizeof(*s->edits));
+        s->edits->pool = &s->pool;
+    }
     memset(&c, 0, sizeof(c));
+    c.edits = s->edits;
+    c.request_id = s->request_id;
     c.method = req->method;
     c.path = req->path;
     c.query = req->query;
@@ -485,6 +496,7 @@ static void proceed(struct gy_stream *s, const struct gy_req_head *req, bool res
         .headers = req->headers,
         .nheaders = req->nheaders,
         .random = s->route_random,
+        .tls = dc->transport != NULL,
     };
 
     /* The same config and random number route a resumed request the same way. */
