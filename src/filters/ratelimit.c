@@ -8,8 +8,8 @@
  * bucket is created, so retry-after is the time to the next fill.
  *
  * key `route` gives one bucket to the compiled config: a route's filter_configs entry has its
- * own, the listener's http_filters entry one for the listener. `source_ip` and `header:NAME`
- * give one bucket per value, in a table of at most RL_MAX_KEYS values split in RL_STRIPES
+ * own, the listener's http_filters entry one for the listener. `source_ip`, `identity` and
+ * `header:NAME` give one bucket per value, in a table of at most RL_MAX_KEYS values split in RL_STRIPES
  * stripes, each with its own lock, hash index and LRU list. A new value in a full stripe takes
  * the bucket of the stripe's least recently used value (which has usually refilled anyway).
  * Values are identified by a seeded 64-bit hash, their length and their first RL_KEY_BYTES
@@ -35,7 +35,7 @@
 #define RL_MAX_HEADER 128u            /* header:NAME, NAME at most this long */
 #define GRPC_RESOURCE_EXHAUSTED 8
 
-enum rl_key { RL_KEY_ROUTE, RL_KEY_SOURCE_IP, RL_KEY_HEADER };
+enum rl_key { RL_KEY_ROUTE, RL_KEY_SOURCE_IP, RL_KEY_HEADER, RL_KEY_IDENTITY };
 
 struct bucket {
     uint64_t tokens;
@@ -70,7 +70,7 @@ struct ratelimit {
     int status;
     enum rl_key key;
     struct gy_slice header;           /* RL_KEY_HEADER: the name */
-    char header_buf[RL_MAX_HEADER];
+    char header_buf[RL_MAX_HEADER + 1]; /* NUL-terminated */
     uint64_t seed;
     pthread_mutex_t lock;             /* RL_KEY_ROUTE */
     struct bucket single;
@@ -132,10 +132,14 @@ static int set_key(struct gy_fconf *f, struct ratelimit *rl, const char *key, co
         rl->key = RL_KEY_SOURCE_IP;
         return 0;
     }
+    if (strcmp(key, "identity") == 0) {
+        rl->key = RL_KEY_IDENTITY;
+        return 0;
+    }
     n = strlen(key);
     if (strncmp(key, "header:", 7) != 0 || !is_token(key + 7, n - 7) || n - 7 > RL_MAX_HEADER) {
         mark = gy_fconf_push(f, "key");
-        gy_fconf_fail(f, "must be route, source_ip or header:NAME, got %s", gy_fconf_desc(value, got, sizeof(got)));
+        gy_fconf_fail(f, "must be route, source_ip, identity or header:NAME, got %s", gy_fconf_desc(value, got, sizeof(got)));
         gy_fconf_pop(f, mark);
         return -1;
     }
@@ -341,13 +345,19 @@ static struct bucket *stripe_bucket(const struct ratelimit *rl, struct stripe *s
     return &e->b;
 }
 
-/* The value a request is counted under (key source_ip or header:NAME); "" when it has none. */
+/* The value a request is counted under (key source_ip, identity or header:NAME); "" when it has
+ * none. identity: what the client's verified certificate proved (SPIFFE ID, else subject DN),
+ * else its address; a header as the filters before left it. */
 static struct gy_slice key_value(const struct ratelimit *rl, const struct gy_filter_call *c)
 {
-    if (rl->key == RL_KEY_SOURCE_IP)
+    const struct gy_tls_peer *p = c->peer;
+
+    if (rl->key == RL_KEY_IDENTITY && p != NULL && p->verified && (p->spiffe_id != NULL || p->subject != NULL))
+        return gy_slice_cstr(p->spiffe_id != NULL ? p->spiffe_id : p->subject);
+    if (rl->key == RL_KEY_SOURCE_IP || rl->key == RL_KEY_IDENTITY)
         return gy_slice_cstr(c->peer_ip != NULL ? c->peer_ip : "");
-    const struct gy_header *h = gy_header_find(c->headers, c->nheaders, rl->header);
-    return h != NULL ? h->value : gy_slice("", 0);
+    struct gy_slice v = gy_filter_header_get(c, rl->header_buf);
+    return v.ptr != NULL ? v : gy_slice("", 0);
 }
 
 /* Takes a token for the request; false with *wait_ms if it has none. Allows it when out of memory. */

@@ -264,7 +264,7 @@ def test_unimplemented_grey_matter_filters_are_skipped(gyrus_factory, backend_fa
     (["gyrus.ratelimit"], {}, None,
      'listener "ingress": http_filters.gyrus.ratelimit: needs a config: max_tokens and fill_interval are required'),
     (["gyrus.ratelimit"], {"gyrus_ratelimit": {"max_tokens": 5, "fill_interval": "1s", "key": "cookie:a"}}, None,
-     'listener "ingress": http_filters.gyrus_ratelimit.key: must be route, source_ip or header:NAME, got "cookie:a"'),
+     'listener "ingress": http_filters.gyrus_ratelimit.key: must be route, source_ip, identity or header:NAME, got "cookie:a"'),
     (["gyrus.fault"], {"gyrus_fault": {"abort": {"http_status": 600}}}, None,
      'listener "ingress": http_filters.gyrus_fault.abort.http_status: must be between 200 and 599, got 600'),
     (["gyrus.fault"], {"gyrus_fault": {"delay": {"percentage": 5}}}, None,

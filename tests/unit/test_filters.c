@@ -462,9 +462,9 @@ static void test_ratelimit_config_bad(void **state)
         { "{'max_tokens':5,'fill_interval':-1}",
           "fill_interval: must be a duration such as \"250ms\", \"5s\" or \"1m30s\", got -1" },
         { "{'max_tokens':5,'fill_interval':'1s','key':'cookie:x'}",
-          "key: must be route, source_ip or header:NAME, got \"cookie:x\"" },
+          "key: must be route, source_ip, identity or header:NAME, got \"cookie:x\"" },
         { "{'max_tokens':5,'fill_interval':'1s','key':'header:'}",
-          "key: must be route, source_ip or header:NAME, got \"header:\"" },
+          "key: must be route, source_ip, identity or header:NAME, got \"header:\"" },
         { "{'max_tokens':5,'fill_interval':'1s','key':''}", "key: must not be empty" },
         { "{'max_tokens':5,'fill_interval':'1s','status':200}", "status: must be between 400 and 599, got 200" },
         { "{'max_tokens':5,'fill_interval':'1s','burst':5}", "unknown field \"burst\"" },
@@ -562,6 +562,34 @@ static void test_ratelimit_keys(void **state)
     }
     gy_filter_ratelimit.destroy(h);
     gy_filter_ratelimit.destroy(ip);
+}
+
+/* key identity: one bucket per verified certificate identity, else per address */
+static void test_ratelimit_identity_key(void **state)
+{
+    void *id = compile_ok(&gy_filter_ratelimit, "{'max_tokens':2,'fill_interval':'1h','key':'identity'}");
+    static const struct gy_tls_peer web = { true, "CN=web", "spiffe://td/z/web" }, dn = { true, "CN=batch", NULL };
+    static const struct gy_tls_peer forged = { false, "CN=web", "spiffe://td/z/web" };
+    static const struct {
+        const struct gy_tls_peer *peer;
+        const char *ip;
+        bool allowed;
+    } seq[] = {
+        { &web, "10.0.0.1", true },  { &web, "10.0.0.2", true },    { &web, "10.0.0.3", false }, /* same ID */
+        { &dn, "10.0.0.1", true },   { &dn, "10.0.0.1", true },     { &dn, "10.0.0.9", false },  /* same DN */
+        { NULL, "10.0.0.1", true },  { &forged, "10.0.0.1", true }, { NULL, "10.0.0.1", false }, /* by address */
+    };
+    struct req r;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+        struct gy_filter_call *c = req(&r, 0, 0, NULL);
+        c->peer = seq[i].peer;
+        c->peer_ip = seq[i].ip;
+        if (gy_filter_ratelimit.on_request(c, id, NULL) != (seq[i].allowed ? GY_FILTER_CONTINUE : GY_FILTER_STOP))
+            fail_msg("request %zu: expected %s", i, seq[i].allowed ? "allowed" : "limited");
+    }
+    gy_filter_ratelimit.destroy(id);
 }
 
 static void test_ratelimit_long_values_and_eviction(void **state)
@@ -692,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_ratelimit_burst_and_refill),
         cmocka_unit_test(test_ratelimit_tokens_per_fill),
         cmocka_unit_test(test_ratelimit_keys),
+        cmocka_unit_test(test_ratelimit_identity_key),
         cmocka_unit_test(test_ratelimit_long_values_and_eviction),
         cmocka_unit_test(test_ratelimit_grpc_and_route_override),
         cmocka_unit_test(test_ratelimit_shared_by_threads),
