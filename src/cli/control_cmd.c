@@ -28,6 +28,9 @@ static const char usage[] =
     "      --svid-ttl DURATION      lifetime of the SVIDs the CA issues, default 1h\n"
     "      --ca-cert FILE           sign with this (intermediate) CA instead of a root in DIR/ca\n"
     "      --ca-key FILE            its private key\n"
+    "      --fips on|required       FIPS mode: the CA signs only FIPS-approved keys (RSA >= 2048, ECDSA\n"
+    "                               P-256/P-384) with SHA-256; required: refuse to start without the\n"
+    "                               OpenSSL FIPS provider (docs/fips.md)\n"
     "      --log-level LEVEL        debug, info, warn, error (default info)\n"
     "      --log-format FORMAT      text or json (default text)\n";
 
@@ -70,6 +73,8 @@ int gy_cmd_control(int argc, char **argv)
             o.ca_cert = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--ca-key"))
             o.ca_key = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--fips"))
+            o.fips = gy_flag_value(&f);
         else if (!gy_flags_common(&f))
             gy_flags_unknown(&f);
     }

@@ -20,6 +20,7 @@
 #include "control/control.h"
 #include "core/fsutil.h"
 #include "core/log.h"
+#include "tls/tls.h"
 
 #define ROOT_DAYS 3650
 #define MAX_TOKENS 10000
@@ -155,6 +156,11 @@ static int load_pair(struct ctl_ca *ca, const char *cert_file, const char *key_f
     }
     if (X509_check_ca(ca->cert) == 0) {
         snprintf(err, errlen, "%s: not a CA certificate", cert_file);
+        return -1;
+    }
+    char why[200];
+    if (gy_tls_fips_key_check(ca->key, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "%s: FIPS mode: %s", key_file, why);
         return -1;
     }
     return 0;

@@ -17,6 +17,7 @@
 #include "control/ca_int.h"
 #include "control/control.h"
 #include "core/log.h"
+#include "tls/tls.h"
 
 
 static bool valid_segment(const char *s)
@@ -214,6 +215,11 @@ static void sign(struct gy_control *ctl, struct ctl_ca *ca, struct ctl_req *r)
     if ((req = pem_csr(csr)) == NULL || X509_REQ_verify(req, X509_REQ_get0_pubkey(req)) != 1) {
         ERR_clear_error();
         ctl_respond_errorf(r, 400, "csr: not a valid PEM certificate request");
+        goto out;
+    }
+    char fips_why[200];
+    if (gy_tls_fips_key_check(X509_REQ_get0_pubkey(req), fips_why, sizeof(fips_why)) != 0) {
+        ctl_respond_errorf(r, 400, "csr: FIPS mode: %s", fips_why);
         goto out;
     }
     why = token != NULL ? check_token(ca, token, zone, service)

@@ -23,6 +23,7 @@
 #include "core/time.h"
 #include "mesh/mesh.h"
 #include "net/sock.h"
+#include "tls/tls.h"
 
 #define GC_INTERVAL_MS 60000u
 #define DRAIN_TICK_MS 20u
@@ -343,6 +344,8 @@ int gy_control_run(const struct gy_control_options *opt)
         gy_fatal("out of memory");
     ctl->opt = *opt;
     ctl->started_ms = gy_now_ms();
+    if (gy_tls_init(NULL, opt->fips, err, sizeof(err)) != 0) /* FIPS mode first: nothing is started yet */
+        gy_fatal("%s", err);
     signal(SIGPIPE, SIG_IGN);
     gy_raise_nofile();
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
@@ -370,6 +373,7 @@ int gy_control_run(const struct gy_control_options *opt)
     rc = gy_loop_run(&ctl->loop);
     gy_info("stopped");
     shutdown_all(ctl);
+    gy_tls_shutdown();
     free(ctl);
     return rc == 0 ? 0 : 1;
 }

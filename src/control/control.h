@@ -42,6 +42,7 @@ struct gy_control_options {
     uint32_t svid_ttl_s;         /* lifetime of issued SVIDs, default 3600 */
     const char *ca_cert;         /* an intermediate CA to sign with, instead of a self-signed root */
     const char *ca_key;
+    const char *fips;            /* --fips: NULL/"off", "on", "required" */
 };
 
 struct gy_discovery;

@@ -168,9 +168,16 @@ static void uconn_timer(struct gy_timer *t)
 static void uconn_idle_event(struct gy_uconn *uc)
 {
     char scratch[512];
-    ssize_t n = recv(uc->io.fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+    bool more = false;
+    ssize_t n;
 
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    /* Through TLS, records that carry no data (a TLS 1.3 session ticket, a key update) are
+     * consumed and the connection stays; data, EOF or an error while idle closes it. */
+    if (uc->transport != NULL)
+        n = uc->transport->ops->read(uc->transport, uc->io.fd, scratch, sizeof(scratch), &more);
+    else if ((n = recv(uc->io.fd, scratch, sizeof(scratch), MSG_DONTWAIT)) < 0)
+        n = errno == EAGAIN || errno == EINTR ? GY_EAGAIN : GY_EIO;
+    if (n == GY_EAGAIN)
         return;
     gy_uconn_close(uc);
 }

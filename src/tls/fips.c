@@ -121,10 +121,10 @@ int tls_fips_restrict(SSL_CTX *ctx, char *why, size_t len)
     return 0;
 }
 
-int tls_fips_check(EVP_PKEY *key, X509 *x, char *why, size_t len)
+/* Whether a key is one FIPS mode allows: RSA >= 2048 bits, ECDSA on P-256 or P-384. */
+static int key_check(EVP_PKEY *key, char *why, size_t len)
 {
     char group[64] = "";
-    int mdnid = NID_undef;
 
     switch (EVP_PKEY_get_base_id(key)) {
     case EVP_PKEY_RSA:
@@ -133,7 +133,7 @@ int tls_fips_check(EVP_PKEY *key, X509 *x, char *why, size_t len)
             snprintf(why, len, "RSA keys need at least 2048 bits (this one has %d)", EVP_PKEY_get_bits(key));
             return -1;
         }
-        break;
+        return 0;
     case EVP_PKEY_EC: {
         EVP_PKEY_get_utf8_string_param(key, "group", group, sizeof(group), NULL);
         int nid = OBJ_sn2nid(group);
@@ -141,13 +141,26 @@ int tls_fips_check(EVP_PKEY *key, X509 *x, char *why, size_t len)
             snprintf(why, len, "ECDSA keys must be on P-256 or P-384 (this one is on %s)", group[0] ? group : "?");
             return -1;
         }
-        break;
+        return 0;
     }
     default:
         tls_key_describe(key, group, sizeof(group));
         snprintf(why, len, "%s keys are not allowed (RSA >= 2048 or ECDSA P-256/P-384)", group);
         return -1;
     }
+}
+
+int gy_tls_fips_key_check(EVP_PKEY *key, char *why, size_t len)
+{
+    return mode == 0 ? 0 : key_check(key, why, len);
+}
+
+int tls_fips_check(EVP_PKEY *key, X509 *x, char *why, size_t len)
+{
+    int mdnid = NID_undef;
+
+    if (key_check(key, why, len) != 0)
+        return -1;
     if (X509_get_signature_info(x, &mdnid, NULL, NULL, NULL) != 1 ||
         (mdnid != NID_sha256 && mdnid != NID_sha384 && mdnid != NID_sha512)) {
         snprintf(why, len, "the certificate is signed with %s; SHA-256 or stronger is needed",

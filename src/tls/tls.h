@@ -31,6 +31,10 @@
  * rotates the ticket keys (every hour). loop may be NULL: no reloads. Returns 0, or GY_ECONFIG
  * with one line in err (`--fips required` without the FIPS provider, a bad --fips value). */
 int gy_tls_init(struct gy_loop *loop, const char *fips, char *err, size_t errlen);
+/* In FIPS mode (gy_tls_init with "on" or "required"), whether `key` is one FIPS allows (RSA >=
+ * 2048 bits, ECDSA P-256/P-384): 0, or -1 with the reason in why. 0 when FIPS mode is off. */
+struct evp_pkey_st;
+int gy_tls_fips_key_check(struct evp_pkey_st *key, char *why, size_t len);
 /* Stops the timer and frees the process-wide state (after the last config is released). */
 void gy_tls_shutdown(void);
 

@@ -131,6 +131,49 @@ def test_ca_api_errors(control_factory):
     assert status == 403 and "not a valid SVID of this mesh" in body["error"]["message"]
 
 
+def csr_with(*keygen):
+    """A CSR for a key made by `openssl genpkey` with these arguments."""
+    key = openssl("genpkey", *keygen)
+    return openssl("req", "-new", "-key", "/dev/stdin", "-subj", "/CN=x", input=key).decode()
+
+
+def test_ca_fips_mode_signs_only_approved_keys(control_factory):
+    plain, fips = control_factory(), control_factory(extra=["--fips", "on"])
+    ed25519 = csr_with("-algorithm", "ed25519")
+    rsa1024 = csr_with("-algorithm", "rsa", "-pkeyopt", "rsa_keygen_bits:1024")
+    p521 = csr_with("-algorithm", "ec", "-pkeyopt", "ec_paramgen_curve:P-521")
+    p256 = csr_with("-algorithm", "ec", "-pkeyopt", "ec_paramgen_curve:P-256")
+    rsa2048 = csr_with("-algorithm", "rsa", "-pkeyopt", "rsa_keygen_bits:2048")
+
+    def sign(control, csr):
+        return control.api("POST", "/v1.0/ca/sign", {"csr": csr, "zone": "z", "service": "x",
+                                                     "token": token(control, "--service", "x")})
+    # without FIPS mode, any key the CSR proves it holds
+    assert sign(plain, ed25519)[0] == 200
+    for csr, why in ((ed25519, "Ed25519 keys are not allowed (RSA >= 2048 or ECDSA P-256/P-384)"),
+                     (rsa1024, "RSA keys need at least 2048 bits (this one has 1024)"),
+                     (p521, "ECDSA keys must be on P-256 or P-384 (this one is on secp521r1)")):
+        status, body = sign(fips, csr)
+        assert (status, body["error"]["message"]) == (400, "csr: FIPS mode: " + why), body
+    for csr in (p256, rsa2048):
+        status, body = sign(fips, csr)
+        assert status == 200, body
+        cert = body["result"]["certificate"]
+        text = openssl("x509", "-noout", "-text", input=cert.encode()).decode()
+        assert "Signature Algorithm: ecdsa-with-SHA256" in text
+
+
+def test_control_fips_required_without_the_provider_refuses_to_start(tmp_path):
+    from test_tls import fips_provider_available
+    if fips_provider_available():
+        pytest.skip("this machine has the OpenSSL FIPS provider")
+    out = subprocess.run([GYRUS, "control", "--data-dir", str(tmp_path), "--listen", f"127.0.0.1:{free_port()}",
+                          "--fips", "required"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert out.stderr.startswith("control: error: --fips required: the OpenSSL FIPS provider cannot be loaded"), \
+        out.stderr
+
+
 def test_ca_survives_restart(control_factory, tmp_path):
     data = str(tmp_path / "control")
     c1 = control_factory(data_dir=data)
