@@ -16,22 +16,16 @@ for gyrus and HAProxy in the same run. Appends a section to docs/BENCHMARKS.md a
 key to bench/results.json.
 """
 
-import argparse
-import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 
 import measure
 import procs
+import section
 from subjects import (BODY, Context, Running, SubjectFailed, _write, free_port, http_get, start_backend,
                       wait_until)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 CIPHERS12 = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"
 
 
@@ -216,37 +210,12 @@ def markdown(res, args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gyrus", default=os.path.join(ROOT, "build", "gyrus"))
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--connections", type=int, default=4)
-    ap.add_argument("--markdown", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
-    ap.add_argument("--json", default=os.path.join(HERE, "results.json"))
+    ap = section.parser(__doc__, connections=4)
     args = ap.parse_args()
-    nofile = procs.raise_nofile_limit(65536)
-    registry = procs.Registry()
-    tmp = tempfile.mkdtemp(prefix="gyrus-bench-mtls-")
-    os.chmod(tmp, 0o755)
-    try:
-        res = run(args, tmp, registry, nofile)
-    except (SubjectFailed, measure.LoadFailed) as e:
-        print(f"mtls benchmark: {e}", file=sys.stderr)
+    res = section.run("mtls", args, run, markdown, "mtls",
+                      {"connections": args.connections, "duration_s": args.duration})
+    if res is None:
         return 2
-    finally:
-        registry.stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
-    with open(args.markdown, "a") as f:
-        f.write(markdown(res, args))
-    try:
-        with open(args.json) as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        doc = {}
-    doc["mtls"] = {"results": res, "connections": args.connections, "duration_s": args.duration,
-                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    with open(args.json, "w") as f:
-        json.dump(doc, f, indent=2)
     for name, r in res.items():
         if "added_p99_us" in r:
             print(f"{name:8} plain p99 {r['plain']['p99_us'] / 1000:.3f} ms  mTLS p99 {r['mtls']['p99_us'] / 1000:.3f} ms"

@@ -362,7 +362,7 @@ def section_appendix(doc):
     wrk_cmd = wrk_cmd.replace(measure.WRK_LUA, "bench/wrk_report.lua")
     blocks = [
         ("Backend (nginx)", "nginx", subj.backend_config(tmp, "BACKENDPORT", nofile),
-         f"nginx -p $TMP -e $TMP/backend.error.log -c $TMP/backend.conf"),
+         "nginx -p $TMP -e $TMP/backend.error.log -c $TMP/backend.conf"),
         ("gyrus", "yaml", subj.gyrus_config("PROXYPORT", "BACKENDPORT"), gyrus_cmd),
         ("HAProxy", "haproxy", subj.haproxy_config("PROXYPORT", "BACKENDPORT", nofile),
          "haproxy -db -f $TMP/haproxy.cfg"),

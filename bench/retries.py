@@ -9,21 +9,15 @@ added p99 against the same failing backend without a proxy (the direct path). Ap
 section to docs/BENCHMARKS.md and a "retries" key to bench/results.json.
 """
 
-import argparse
-import json
 import os
-import shutil
 import sys
-import tempfile
-import time
 
 import measure
+import section
 import procs
 from subjects import (BODY, Context, SubjectFailed, _nginx_common, _start_nginx, _write, free_port, gyrus_argv,
                       http_get, wait_until)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 FAIL_PERCENT = 10
 RETRIES = 2
 
@@ -180,38 +174,12 @@ def markdown(res, args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gyrus", default=os.path.join(ROOT, "build", "gyrus"))
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--connections", type=int, default=64)
+    ap = section.parser(__doc__)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--markdown", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
-    ap.add_argument("--json", default=os.path.join(HERE, "results.json"))
     args = ap.parse_args()
-    nofile = procs.raise_nofile_limit(65536)
-    registry = procs.Registry()
-    tmp = tempfile.mkdtemp(prefix="gyrus-bench-retries-")
-    os.chmod(tmp, 0o755)
-    try:
-        res = run(args, tmp, registry, nofile)
-    except (SubjectFailed, measure.LoadFailed) as e:
-        print(f"retries benchmark: {e}", file=sys.stderr)
+    res = section.run("retries", args, run, markdown, "retries", {"fail_percent": FAIL_PERCENT, "retries": RETRIES})
+    if res is None:
         return 2
-    finally:
-        registry.stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
-    with open(args.markdown, "a") as f:
-        f.write(markdown(res, args))
-    try:
-        with open(args.json) as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        doc = {}
-    doc["retries"] = {"fail_percent": FAIL_PERCENT, "retries": RETRIES, "results": res,
-                      "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    with open(args.json, "w") as f:
-        json.dump(doc, f, indent=2)
     for name, r in res.items():
         print(f"{name:8} " + (f"{r['requests_per_sec']:>9,.0f} req/s  success {100 * r['success_rate']:.3f}%  "
                               f"p99 {r['p99_us'] / 1000:.2f} ms" if "success_rate" in r else r.get("reason", "")))

@@ -16,23 +16,18 @@ certificate and proxies to the same plain-HTTP nginx backend. Two figures per su
 Appends a section to docs/BENCHMARKS.md and a "tls" key to bench/results.json.
 """
 
-import argparse
-import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import measure
 import procs
+import section
 from subjects import (BODY, Context, Running, SubjectFailed, _nginx_common, _start_nginx, _write, free_port,
                       gyrus_argv, http_get, start_backend, wait_until)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 # The same choices everywhere: OpenSSL's default TLS 1.3 suite order (gyrus has no setting for
 # TLS 1.3 suites; it uses OpenSSL's), ECDHE-ECDSA AES-GCM / ChaCha20 for TLS 1.2, server preference,
 # OpenSSL's default groups (X25519 first).
@@ -285,40 +280,15 @@ def markdown(res, args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gyrus", default=os.path.join(ROOT, "build", "gyrus"))
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--connections", type=int, default=64)
+    ap = section.parser(__doc__)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--clients", type=int, default=4, help="parallel s_time clients")
-    ap.add_argument("--markdown", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
-    ap.add_argument("--json", default=os.path.join(HERE, "results.json"))
     args = ap.parse_args()
-    nofile = procs.raise_nofile_limit(65536)
-    registry = procs.Registry()
-    tmp = tempfile.mkdtemp(prefix="gyrus-bench-tls-")
-    os.chmod(tmp, 0o755)
-    try:
-        res = run(args, tmp, registry, nofile)
-    except (SubjectFailed, measure.LoadFailed) as e:
-        print(f"tls benchmark: {e}", file=sys.stderr)
+    res = section.run("tls", args, run, markdown, "tls",
+                      {"certificate": "ECDSA P-256", "tls13_suites": SUITES13, "tls12_ciphers": CIPHERS12,
+                       "groups": GROUPS, "handshake_client": f"openssl s_time -new x{args.clients}"})
+    if res is None:
         return 2
-    finally:
-        registry.stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
-    with open(args.markdown, "a") as f:
-        f.write(markdown(res, args))
-    try:
-        with open(args.json) as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        doc = {}
-    doc["tls"] = {"certificate": "ECDSA P-256", "tls13_suites": SUITES13, "tls12_ciphers": CIPHERS12,
-                  "groups": GROUPS, "handshake_client": f"openssl s_time -new x{args.clients}", "results": res,
-                  "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    with open(args.json, "w") as f:
-        json.dump(doc, f, indent=2)
     for name, r in res.items():
         if "handshakes" in r:
             print(f"{name:8} {r['handshakes']['per_sec']:>8,.0f} handshakes/s "

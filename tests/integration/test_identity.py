@@ -1,16 +1,14 @@
 """Mesh identity: the control plane's CA issues SPIFFE X.509-SVIDs on join tokens, proxies renew
 them at half life with their current SVID, and keep the valid one while the CA is away."""
 import base64
-import json
 import os
 import shutil
 import subprocess
 import tempfile
-import time
 
 import pytest
 
-from control_fixtures import Control, control_factory, http, run_cli  # noqa: F401
+from control_fixtures import control_factory, http, run_cli  # noqa: F401 (control_factory: a fixture)
 from conftest import GYRUS, Process, free_port, simple_mesh, wait_for
 
 

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import shutil
-import ssl
 import threading
 import time
 import types
@@ -15,7 +14,7 @@ import types
 from conftest import free_port, http_get, wait_for
 from control_fixtures import Control
 from test_identity import IdentityProxy, openssl, token
-from test_tls import exchange, pki, refused, request, tls_connect  # noqa: F401
+from test_tls import pki, refused, request, tls_connect  # noqa: F401 (pki: a fixture)
 
 TD = "mesh.test"
 EDGE_ID, WEB_ID = f"spiffe://{TD}/z1/edge", f"spiffe://{TD}/z2/web"
@@ -112,10 +111,14 @@ def test_strangers_are_refused_and_the_right_caller_gets_through(backend_factory
         intruder = svid_for(m.control, str(tmp_path), "z9", "intruder")
         with open(ca, "w") as f:
             f.write(intruder.bundle)
-        # the web sidecar serves its SVID
+        # the web sidecar serves its SVID, shown on /certs with the files TLS loaded
         with contextlib.closing(tls_connect(p2, ca=ca, cert=intruder)) as s:
             sans = s.getpeercert().get("subjectAltName", ())
             assert ("URI", WEB_ID) in sans
+        status, body = m.web.admin("/certs")
+        assert body["svid"]["spiffe_id"] == WEB_ID
+        assert any(c["path"] == m.web.cert("web") for c in body["certificates"])
+        assert m.edge.metric('gyrus_tls_handshakes_total{cluster="web"}') >= 1
         # no certificate, another CA's: refused at the handshake
         assert refused(request(p2, ca=ca))
         assert refused(request(p2, ca=ca, cert=pki.client))

@@ -4,18 +4,8 @@ the identity filters over mTLS are in test_identity_filters.py."""
 import http.client
 import subprocess
 
-from conftest import GYRUS, free_port, simple_mesh, to_yaml, wait_for
-
-
-def mesh(port, backend, filters, configs, routes=()):
-    objs = simple_mesh(port, [backend.port], name="p",
-                       listener_extra={"active_http_filters": filters, "http_filters": configs})
-    for key, path, fc in routes:
-        objs.append({"kind": "route", "route_key": key, "domain_key": "ingress",
-                     "route_match": {"path": path, "match_type": "prefix"},
-                     "rules": [{"constraints": {"light": [{"cluster_key": "backend", "weight": 1}]}}],
-                     "filter_configs": fc})
-    return objs
+from conftest import GYRUS, free_port, to_yaml, wait_for
+from test_filters import mesh
 
 
 def call(port, method, path, source="127.0.0.1", headers=None, body=None):

@@ -9,7 +9,6 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import time
 import types
 
 import pytest
@@ -703,63 +702,5 @@ def test_fips_on_restricts_tls(gyrus_factory, backend_factory, pki):
     assert rc == 1 and "FIPS mode: ECDSA keys must be on P-256 or P-384 (this one is on secp521r1)" in err
 
 
-# ---- automatic mTLS between sidecars (`secret` from the control plane, SVIDs from its CA) ----
-
-def test_sidecars_speak_mtls_with_svids(backend_factory, tls_backend, pki):
-    from control_fixtures import Control, run_cli
-    from test_identity import IdentityProxy
-    be = backend_factory()
-    control = Control(extra=["--trust-domain", "mesh.test"])
-    proxies = []
-    try:
-        p1, p2 = free_port(), free_port()
-        control.apply([
-            {"kind": "listener", "listener_key": "edge-in", "name": "edge-in", "ip": "127.0.0.1", "port": p1,
-             "domain_keys": ["edge-in"]},
-            {"kind": "domain", "domain_key": "edge-in", "name": "*", "port": p1},
-            {"kind": "proxy", "proxy_key": "edge", "name": "edge", "listener_keys": ["edge-in"]},
-            {"kind": "cluster", "cluster_key": "to-web", "name": "web", "instances": [{"host": "127.0.0.1", "port": p2}]},
-            {"kind": "route", "route_key": "edge-r", "domain_key": "edge-in", "route_match": {"path": "/"},
-             "rules": [{"constraints": {"light": [{"cluster_key": "to-web", "weight": 1}]}}]},
-            {"kind": "listener", "listener_key": "web-in", "name": "web-in", "ip": "127.0.0.1", "port": p2,
-             "domain_keys": ["web-in"]},
-            {"kind": "domain", "domain_key": "web-in", "name": "*", "port": p2},
-            {"kind": "proxy", "proxy_key": "web", "name": "web", "listener_keys": ["web-in"]},
-            {"kind": "cluster", "cluster_key": "web-app", "name": "web-app",
-             "instances": [{"host": "127.0.0.1", "port": be.port}]},
-            {"kind": "route", "route_key": "web-r", "domain_key": "web-in", "route_match": {"path": "/"},
-             "rules": [{"constraints": {"light": [{"cluster_key": "web-app", "weight": 1}]}}]},
-        ])
-        for name, zone in (("web", "z2"), ("edge", "z1")):
-            tok = run_cli("token", "create", "--control", control.url, "--service", name).stdout.strip()
-            proxies.append(IdentityProxy(control, name, zone, tok))
-        web, edge = proxies
-
-        def through_edge():
-            from conftest import http_get
-            return http_get(f"http://127.0.0.1:{p1}/")[0] == 200
-        wait_for(lambda: os.path.exists(web.cert("web")) and os.path.exists(edge.cert("edge")), 15, what="SVIDs")
-        # the views turn to mTLS once both have SVIDs: the web listener then refuses plain HTTP
-        wait_for(lambda: b"HTTP" not in _plain(p2), 20, what="web listener speaks TLS")
-        wait_for(through_edge, 20, what="edge -> web over mTLS")
-        status, body = web.admin("/certs")
-        assert body["svid"]["spiffe_id"] == "spiffe://mesh.test/z2/web"
-        assert any(c["path"] == web.cert("web") for c in body["certificates"])
-        assert edge.metric("gyrus_tls_handshakes_total{cluster=\"web\"}") >= 1
-        # a client with a certificate from elsewhere is refused by the web sidecar
-        assert refused(request(p2, cert=pki.client))
-    finally:
-        for p in proxies:
-            print(f"---- {p.name}\n{p.output()[-4000:]}")  # shown when the test fails
-            p.check_clean_exit()
-            shutil.rmtree(p.data_dir, ignore_errors=True)
-        control.check_clean_exit()
-
-
-def _plain(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            return s.recv(100)
-    except OSError:
-        return b""
+# Automatic mTLS between sidecars (`secret` from the control plane, SVIDs from its CA) is tested
+# end to end in test_mtls_mesh.py.

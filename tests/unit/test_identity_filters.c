@@ -12,56 +12,13 @@
 #include <cmocka.h>
 
 #include "core/pool.h"
+#include "filter_fixtures.h"
 #include "filters/rbac.h"
 #include "mesh/config.h"
 #include "proxy/filter.h"
 #include "tls/tls.h"
 
 extern const struct gy_filter_ops gy_filter_rbac, gy_filter_inheaders, gy_filter_impersonation, gy_filter_listauth;
-
-/* JSON with ' for " so that the fixtures stay readable. */
-static json_t *J(const char *text)
-{
-    char *s = strdup(text);
-    json_error_t e;
-
-    assert_non_null(s);
-    for (char *p = s; *p != '\0'; p++)
-        if (*p == '\'')
-            *p = '"';
-    json_t *j = json_loads(s, JSON_DECODE_ANY, &e);
-    if (j == NULL)
-        fail_msg("fixture: %s at line %d col %d", e.text, e.line, e.column);
-    free(s);
-    return j;
-}
-
-static void *compile_ok(const struct gy_filter_ops *ops, const char *text)
-{
-    json_t *j = text != NULL ? J(text) : NULL;
-    char err[400] = "";
-    void *c = ops->compile(j, err, sizeof(err));
-
-    if (c == NULL)
-        fail_msg("%s: unexpected error: %s", text ? text : "(no config)", err);
-    json_decref(j);
-    return c;
-}
-
-static void expect_error(const struct gy_filter_ops *ops, const char *text, const char *msg)
-{
-    json_t *j = text != NULL ? J(text) : NULL;
-    char err[400] = "";
-    void *c = ops->compile(j, err, sizeof(err));
-
-    json_decref(j);
-    if (c != NULL) {
-        ops->destroy(c);
-        fail_msg("%s: compiled, expected: %s", text, msg);
-    }
-    if (strcmp(err, msg) != 0)
-        fail_msg("%s:\n  got:      %s\n  expected: %s", text ? text : "(no config)", err, msg);
-}
 
 #define MAXH 8
 
