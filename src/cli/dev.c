@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/client.h"
 #include "cli/flags.h"
 #include "core/log.h"
 #include "net/sock.h"
@@ -236,6 +237,30 @@ static bool apply_mesh(const char *mesh, const char *url)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+/* A one-use join token for a proxy of the demo, so that it gets its SVID and the traffic between
+ * the proxies turns to mTLS by itself; "" (no identity) if the CA cannot give one. */
+static void join_token(const char *url, const char *service, char *out, size_t len)
+{
+    struct gy_client c;
+    char body[160], err[300];
+    long status = 0;
+    json_t *res = NULL;
+
+    out[0] = '\0';
+    snprintf(body, sizeof(body), "{\"service\":\"%s\",\"zone\":\"dev\",\"uses\":1,\"ttl\":\"10m\"}", service);
+    gy_client_init(&c, url);
+    if (gy_client_call(&c, "POST", "/v1.0/ca/tokens", body, strlen(body), &status, &res, err, sizeof(err)) != 0 ||
+        status / 100 != 2)
+        gy_warn("no join token for %s (%s): it runs without a mesh identity", service,
+                status ? gy_client_error_message(res, status, err, sizeof(err)) : err);
+    else {
+        const char *t = json_string_value(json_object_get(json_object_get(res, "result"), "token"));
+        snprintf(out, len, "%s", t != NULL ? t : "");
+    }
+    json_decref(res);
+    gy_client_dispose(&c);
+}
+
 static void banner(const char *dir, const struct ports *p)
 {
     printf("\ngyrus dev mesh is up (files in %s)\n\n"
@@ -244,7 +269,9 @@ static void banner(const char *dir, const struct ports *p)
            "                 curl http://127.0.0.1:%d/services/fibonacci/fib/30\n"
            "  control plane: http://127.0.0.1:%d/v1.0/route   (gyrus status --control http://127.0.0.1:%d)\n"
            "  edge admin:    http://127.0.0.1:%d/stats/prometheus\n"
-           "  sidecar admin: http://127.0.0.1:%d/ (echo), http://127.0.0.1:%d/ (fibonacci)\n\n"
+           "  sidecar admin: http://127.0.0.1:%d/ (echo), http://127.0.0.1:%d/ (fibonacci)\n"
+           "  identities:    the proxies hold SPIFFE SVIDs from the control plane's CA (their /certs);\n"
+           "                 edge -> sidecar traffic is mTLS, and the sidecars refuse anyone without one\n\n"
            "Change the mesh with `gyrus apply -f %s/mesh.yaml --control http://127.0.0.1:%d` after\n"
            "editing it, or the instances in %s/discovery.yaml. Access log of the edge follows;\n"
            "Ctrl-C stops everything.\n\n",
@@ -288,7 +315,8 @@ int gy_cmd_dev(int argc, char **argv)
     snprintf(addr[1], sizeof(addr[1]), "127.0.0.1:%d", p.fib_svc);
     for (int i = 0; i < 3; i++)
         snprintf(admin[i], sizeof(admin[i]), "127.0.0.1:%d", p.admin[i]);
-    char *argvs[NCHILD][16] = {
+    char tokens[3][128];
+    char *argvs[NCHILD][18] = {
         { "gyrus", "control", "--listen", clisten, "--data-dir", cdir, "--discovery", disc_spec, NULL },
         { "gyrus", "demo-service", "--listen", addr[0], "--name", "echo", NULL },
         { "gyrus", "demo-service", "--listen", addr[1], "--name", "fibonacci", NULL },
@@ -309,9 +337,25 @@ int gy_cmd_dev(int argc, char **argv)
     const char *ready_path[] = { "/ready" };
     bool ok = (ch[0].pid = spawn(argvs[0])) > 0 && wait_ready(ch, NCHILD, &p.control, ready_path, 1) &&
               apply_mesh(mesh, url);
-    for (int i = 1; ok && i < NCHILD; i++)
+    for (int i = 0; ok && i < 3; i++) { /* the proxies, argvs[3..5] (name at [5]): a token at the end */
+        char **a = argvs[3 + i];
+        size_t n = 0;
+        while (a[n] != NULL)
+            n++;
+        join_token(url, a[5], tokens[i], sizeof(tokens[i]));
+        if (tokens[i][0] != '\0') {
+            a[n] = "--join-token";
+            a[n + 1] = tokens[i];
+            a[n + 2] = NULL;
+        }
+    }
+    /* The sidecars first: once they serve, they hold their SVIDs, so the edge's first view
+     * already speaks mTLS to them (no plain-then-TLS switch while the first requests come). */
+    for (int i = 1; ok && i < NCHILD - 1; i++)
         if ((ch[i].pid = spawn(argvs[i])) < 0)
             ok = false;
+    const char *const sc_paths[] = { "/ready", "/ready" };
+    ok = ok && wait_ready(ch, NCHILD, &p.admin[1], sc_paths, 2) && (ch[NCHILD - 1].pid = spawn(argvs[NCHILD - 1])) > 0;
     const int rports[] = { p.admin[0], p.admin[1], p.admin[2], p.echo_svc, p.fib_svc };
     const char *const rpaths[] = { "/ready", "/ready", "/ready", "/healthz", "/healthz" };
     if (!ok || !wait_ready(ch, NCHILD, rports, rpaths, 5)) {

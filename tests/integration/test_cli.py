@@ -161,6 +161,16 @@ def test_gyrus_dev_runs_and_stops_cleanly():
         assert all(f"{name} " in status for name in ("echo", "fibonacci", "edge")), status
         assert status.count("ACK") >= 3, status
         assert "DISCOVERED" in status and "ok, 4 clusters, 4 instances" in status, status
+        # Zero trust out of the box: every proxy holds an SVID, the edge reached the echo sidecar
+        # over mTLS, and the sidecar refuses plain HTTP.
+        certs = requests.get(f"http://127.0.0.1:{base + 11}/certs", timeout=5).json()
+        assert certs["svid"]["spiffe_id"] == "spiffe://gyrus.local/dev/echo"
+        prom = requests.get(f"http://127.0.0.1:{base + 10}/stats/prometheus", timeout=5).text
+        handshakes = [float(line.split()[-1]) for line in prom.splitlines()
+                      if line.startswith('gyrus_tls_handshakes_total{cluster="echo"} ')]
+        assert handshakes and handshakes[0] >= 1, prom
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"http://127.0.0.1:{base + 1}/echo", timeout=5)
         children = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) == 6
         os.killpg(p.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
