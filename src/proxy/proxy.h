@@ -82,6 +82,8 @@ struct gy_upool {
     uint32_t max_idle;
     unsigned wrefs;                  /* wclusters pointing here */
     unsigned crefs;                  /* connections to this host (idle or busy) */
+    bool h1_alpn;                    /* TLS: the host chose http/1.1 over h2 by ALPN; HTTP/2 attempts
+                                        use HTTP/1.1 here until the worker has no connection to it */
     struct gy_stats_scope *stats;    /* the cluster's */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -559,6 +561,9 @@ bool gy_attempt_response(struct gy_stream *s, const struct gy_resp_head *res);
 void gy_attempt_replay_add(struct gy_stream *s, const char *p, size_t n);
 /* Detaches the current attempt from its upstream (aborting it). */
 void gy_attempt_detach(struct gy_stream *s);
+/* The attempt's connection turned out to speak HTTP/1.1 (ALPN) before anything was sent: the
+ * stream is off it (s->uc is stale) and starts over, not counted as a retry. */
+void gy_attempt_restart(struct gy_stream *s);
 void gy_attempt_cleanup(struct gy_stream *s);
 void gy_stream_overflow_reply(struct gy_stream *s);
 
