@@ -150,6 +150,7 @@ struct gy_dconn {
     bool handshaking;                /* TLS handshake under way */
     bool closing;                    /* close once wbuf is flushed */
     bool lingering;                  /* write side shut, discarding input until the timer */
+    bool retired;                    /* a reload removed or changed its listener: no new requests */
     enum { GY_DT_NONE, GY_DT_IDLE, GY_DT_HEADER, GY_DT_LINGER } timer_mode;
     bool freed;
     uint32_t nrequests;
@@ -463,10 +464,17 @@ void gy_dconn_accept(struct gy_wlistener *wl, int fd, const struct sockaddr_stor
 void gy_dconn_run(struct gy_dconn *dc);
 void gy_dconn_close(struct gy_dconn *dc);
 void gy_dconn_drain(struct gy_dconn *dc);
+/* Its listener was removed or changed by a reload: HTTP/2 gets GOAWAY now and closes after its
+ * streams; HTTP/1.1 closes now when idle, else after the request under way. */
+void gy_dconn_retire(struct gy_dconn *dc);
+/* Whether a connection of listener `old` can go on under `now` (same key in the new config):
+ * the address, protocol, TLS and HTTP/2 settings it was set up with are unchanged. */
+bool gy_listener_same_setup(const struct gy_listener *old, const struct gy_listener *now);
 /* Starts closing politely: shut the write side, discard input for a while. */
 void gy_dconn_begin_close(struct gy_dconn *dc);
 void gy_dconn_set_timer(struct gy_dconn *dc, int mode, uint32_t ms);
-/* When the config changed, the next request uses the new one; false when the listener is gone. */
+/* When the config changed, the next request uses the new one; false when the listener is gone
+ * (or the connection was retired). */
 bool gy_dconn_follow_config(struct gy_dconn *dc);
 /* Reads more of the client's bytes if the socket may have some and rbuf has room; true if any came. */
 bool gy_dconn_read(struct gy_dconn *dc);

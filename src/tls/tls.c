@@ -226,6 +226,13 @@ void gy_tls_detach(struct gy_config *cfg)
     }
 }
 
+bool gy_tls_same_setup(void *a, void *b)
+{
+    const struct tls_owner *x = a, *y = b;
+
+    return x == y || (x != NULL && y != NULL && json_equal(x->spec, y->spec));
+}
+
 /* ---- connections ---- */
 
 struct gy_transport *gy_tls_server(void *listener_tls)

@@ -65,6 +65,10 @@ enum gy_tls_alpn_offer {
  * offering `alpn`. */
 struct gy_transport *gy_tls_client(void *cluster_tls, const char *instance_host, enum gy_tls_alpn_offer alpn);
 
+/* Whether two listener TLS contexts (listener->tls of two configs) were built from the same
+ * settings: certificates, trust, versions, ciphers, SNI names, ALPN. */
+bool gy_tls_same_setup(void *listener_tls_a, void *listener_tls_b);
+
 /* The negotiated ALPN protocol ("h2", "http/1.1") or NULL. */
 const char *gy_tls_alpn(struct gy_transport *t);
 
