@@ -392,8 +392,13 @@ static void begin(struct gy_stream *s, bool fresh)
     s->wcluster->active[idx]++;
     s->attempts++;
     struct gy_upool *p = s->wcluster->hosts[idx];
-    struct gy_uconn *uc = fresh ? NULL : s->up_h2 ? gy_upool_take_h2(p) : gy_upool_take(p);
-    if (uc == NULL && (uc = gy_uconn_open(w, p, s->cluster, &s->cluster->instances[idx], s->up_h2, &overflow)) == NULL) {
+    bool h2 = s->up_h2 && !p->h1_alpn; /* a TLS host that chose http/1.1 gets HTTP/1.1 */
+    if (!h2 && s->uhead.ptr == NULL) {
+        gy_attempt_failed(s, GY_FAIL_CONNECT); /* no HTTP/1.1 head was built (cannot happen) */
+        return;
+    }
+    struct gy_uconn *uc = fresh ? NULL : h2 ? gy_upool_take_h2(p) : gy_upool_take(p);
+    if (uc == NULL && (uc = gy_uconn_open(w, p, s->cluster, &s->cluster->instances[idx], h2, &overflow)) == NULL) {
         if (overflow) {
             release_host(s);
             gy_stream_overflow_reply(s);
@@ -422,6 +427,16 @@ static void begin(struct gy_stream *s, bool fresh)
 
 void gy_attempt_begin(struct gy_stream *s)
 {
+    begin(s, false);
+}
+
+void gy_attempt_restart(struct gy_stream *s)
+{
+    gy_timer_stop(&s->dc->w->loop, &s->per_try);
+    s->uc = NULL;
+    s->up = NULL;
+    release_host(s);
+    s->attempts--; /* the same attempt, on another connection */
     begin(s, false);
 }
 

@@ -169,6 +169,8 @@ bool gy_dconn_follow_config(struct gy_dconn *dc)
     struct gy_worker *w = dc->w;
     struct gy_config *cfg = w->wcfg->cfg;
 
+    if (dc->retired)
+        return false;
     if (dc->wcfg == w->wcfg)
         return true;
     for (size_t i = 0; i < cfg->nlisteners; i++) {
@@ -250,6 +252,8 @@ static bool detect(struct gy_dconn *dc)
         close_now(dc);
         return false;
     }
+    if (dc->retired && dc->ops == &gy_down_h2)
+        gy_h2d_drain(dc); /* retired during the handshake: GOAWAY right after the preface */
     return true;
 }
 
@@ -345,6 +349,41 @@ void gy_dconn_accept(struct gy_wlistener *wl, int fd, const struct sockaddr_stor
     gy_dconn_set_timer(dc, GY_DT_HEADER, dc->lcfg->request_headers_timeout_ms);
     if (!dc->handshaking && dc->lcfg->protocol != GY_PROTO_HTTP_AUTO)
         detect(dc);
+}
+
+bool gy_listener_same_setup(const struct gy_listener *old, const struct gy_listener *now)
+{
+    const struct gy_http2_options *a = &old->h2, *b = &now->h2;
+
+    if (old->addrlen != now->addrlen || memcmp(&old->addr, &now->addr, old->addrlen) != 0 ||
+        old->protocol != now->protocol || (old->tls == NULL) != (now->tls == NULL) ||
+        (old->tls != NULL && !gy_tls_same_setup(old->tls, now->tls)))
+        return false;
+    return a->max_concurrent_streams == b->max_concurrent_streams &&
+           a->initial_stream_window_size == b->initial_stream_window_size &&
+           a->initial_connection_window_size == b->initial_connection_window_size &&
+           a->max_header_list_size == b->max_header_list_size && a->hpack_table_size == b->hpack_table_size &&
+           a->allow_connect == b->allow_connect && a->max_outbound_control_frames == b->max_outbound_control_frames &&
+           a->max_inbound_control_frames_per_s == b->max_inbound_control_frames_per_s &&
+           a->max_resets_per_s == b->max_resets_per_s && a->max_resets_burst == b->max_resets_burst;
+}
+
+void gy_dconn_retire(struct gy_dconn *dc)
+{
+    if (dc->retired || dc->lingering || dc->freed)
+        return;
+    dc->retired = true;
+    if (dc->ops == &gy_down_h2) {
+        gy_h2d_drain(dc);
+        return;
+    }
+    if (dc->ops == NULL)
+        return; /* handshake or detection under way: decided after it */
+    if (dc->stream != NULL)
+        dc->closing = true; /* the answer says connection: close */
+    else if (gy_buf_len(&dc->rbuf) == 0 && gy_buf_len(&dc->wbuf) == 0)
+        gy_dconn_begin_close(dc);
+    /* else a head is arriving: it is served, then the connection closes (follow_config fails) */
 }
 
 void gy_dconn_drain(struct gy_dconn *dc)

@@ -311,7 +311,7 @@ int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct
     if (authority.len == 0)
         authority = gy_slice_cstr(s->cluster->name);
     nv_add(&l, GY_SLICE_LIT(":method"), req->method);
-    nv_add(&l, GY_SLICE_LIT(":scheme"), GY_SLICE_LIT("http"));
+    nv_add(&l, GY_SLICE_LIT(":scheme"), s->cluster->tls != NULL ? GY_SLICE_LIT("https") : GY_SLICE_LIT("http"));
     nv_add(&l, GY_SLICE_LIT(":authority"), authority);
     nv_add(&l, GY_SLICE_LIT(":path"), fullpath.len ? fullpath : GY_SLICE_LIT("/"));
     for (unsigned i = 0; i < req->nheaders; i++) {

@@ -456,7 +456,8 @@ static void probe_start(struct checker *ck)
         return;
     }
     if (ck->cluster->tls != NULL &&
-        (ck->tls = gy_tls_client(ck->cluster->tls, ck->cluster->instances[ck->inst].host)) == NULL) {
+        (ck->tls = gy_tls_client(ck->cluster->tls, ck->cluster->instances[ck->inst].host,
+                                 ck->kind == GY_HC_GRPC ? GY_TLS_ALPN_H2 : GY_TLS_ALPN_HTTP11)) == NULL) {
         probe_end(ck, why(ck, GY_ENOMEM, "cannot start TLS"));
         return;
     }

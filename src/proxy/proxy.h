@@ -82,6 +82,8 @@ struct gy_upool {
     uint32_t max_idle;
     unsigned wrefs;                  /* wclusters pointing here */
     unsigned crefs;                  /* connections to this host (idle or busy) */
+    bool h1_alpn;                    /* TLS: the host chose http/1.1 over h2 by ALPN; HTTP/2 attempts
+                                        use HTTP/1.1 here until the worker has no connection to it */
     struct gy_stats_scope *stats;    /* the cluster's */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -148,6 +150,7 @@ struct gy_dconn {
     bool handshaking;                /* TLS handshake under way */
     bool closing;                    /* close once wbuf is flushed */
     bool lingering;                  /* write side shut, discarding input until the timer */
+    bool retired;                    /* a reload removed or changed its listener: no new requests */
     enum { GY_DT_NONE, GY_DT_IDLE, GY_DT_HEADER, GY_DT_LINGER } timer_mode;
     bool freed;
     uint32_t nrequests;
@@ -461,10 +464,17 @@ void gy_dconn_accept(struct gy_wlistener *wl, int fd, const struct sockaddr_stor
 void gy_dconn_run(struct gy_dconn *dc);
 void gy_dconn_close(struct gy_dconn *dc);
 void gy_dconn_drain(struct gy_dconn *dc);
+/* Its listener was removed or changed by a reload: HTTP/2 gets GOAWAY now and closes after its
+ * streams; HTTP/1.1 closes now when idle, else after the request under way. */
+void gy_dconn_retire(struct gy_dconn *dc);
+/* Whether a connection of listener `old` can go on under `now` (same key in the new config):
+ * the address, protocol, TLS and HTTP/2 settings it was set up with are unchanged. */
+bool gy_listener_same_setup(const struct gy_listener *old, const struct gy_listener *now);
 /* Starts closing politely: shut the write side, discard input for a while. */
 void gy_dconn_begin_close(struct gy_dconn *dc);
 void gy_dconn_set_timer(struct gy_dconn *dc, int mode, uint32_t ms);
-/* When the config changed, the next request uses the new one; false when the listener is gone. */
+/* When the config changed, the next request uses the new one; false when the listener is gone
+ * (or the connection was retired). */
 bool gy_dconn_follow_config(struct gy_dconn *dc);
 /* Reads more of the client's bytes if the socket may have some and rbuf has room; true if any came. */
 bool gy_dconn_read(struct gy_dconn *dc);
@@ -559,6 +569,9 @@ bool gy_attempt_response(struct gy_stream *s, const struct gy_resp_head *res);
 void gy_attempt_replay_add(struct gy_stream *s, const char *p, size_t n);
 /* Detaches the current attempt from its upstream (aborting it). */
 void gy_attempt_detach(struct gy_stream *s);
+/* The attempt's connection turned out to speak HTTP/1.1 (ALPN) before anything was sent: the
+ * stream is off it (s->uc is stale) and starts over, not counted as a retry. */
+void gy_attempt_restart(struct gy_stream *s);
 void gy_attempt_cleanup(struct gy_stream *s);
 void gy_stream_overflow_reply(struct gy_stream *s);
 

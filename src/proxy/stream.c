@@ -414,8 +414,10 @@ static void start_upstream(struct gy_stream *s, const struct gy_req_head *req)
         return;
     }
     int rc = s->up_h2 ? gy_fwd_request_nv(s, req, s->route.path) : gy_fwd_request_head(s, req, s->route.path);
-    if (rc == 0 && s->up_h2 && s->route.rule != NULL && (s->route.rule->ndark > 0 || s->route.rule->ntap > 0))
-        rc = gy_fwd_request_head(s, req, s->route.path); /* shadow copies and taps go over HTTP/1.1 */
+    /* Shadow copies and taps go over HTTP/1.1; a TLS host may choose http/1.1 by ALPN. */
+    if (rc == 0 && s->up_h2 &&
+        (s->cluster->tls != NULL || (s->route.rule != NULL && (s->route.rule->ndark > 0 || s->route.rule->ntap > 0))))
+        rc = gy_fwd_request_head(s, req, s->route.path);
     s->down->head_done(s, req);
     if (rc != 0) {
         gy_stream_local_reply(s, 431, GY_RF_DPE, "request headers too large");

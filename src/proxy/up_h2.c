@@ -7,6 +7,12 @@
  * into the stream's pool and passed on by the stream's pump. A reset from the upstream fails the
  * attempt (retried like a connection reset) or, once the response started, resets the client's
  * stream with the same code.
+ *
+ * Over TLS the connection offers "h2" and "http/1.1" by ALPN. Until the handshake says which,
+ * streams may queue their heads but take no body; when the server picks http/1.1 the session is
+ * dropped unsent, the connection goes to the pool as an idle HTTP/1.1 one, and its streams start
+ * over (each with the HTTP/1.1 head built for this case). No ALPN answer means HTTP/2, as the
+ * cluster says.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +22,7 @@
 #include "core/time.h"
 #include "http/h2.h"
 #include "proxy/proxy.h"
+#include "tls/tls.h"
 
 struct gy_h2u {
     struct gy_h2 h2;
@@ -24,9 +31,11 @@ struct gy_h2u {
     unsigned nstreams;
     uint32_t max_streams;            /* the cluster's max_concurrent_streams */
     uint32_t window;                 /* per-stream buffer bound (our initial window) */
+    uint32_t idle_ms;                /* the cluster's idle timeout (an HTTP/1.1 fallback keeps it) */
     struct gy_task flush;            /* output after a change made outside of our I/O */
     struct gy_list woken;            /* streams to wake once nghttp2 returns (gy_stream.uwake) */
     bool broken;                     /* GOAWAY received or the session failed: no new streams */
+    bool alpn_pending;               /* TLS: the server has not said h2 yet (no body goes in) */
 };
 
 static struct gy_h2u *sess(const struct gy_uconn *uc)
@@ -279,6 +288,56 @@ static bool output(struct gy_h2u *u)
     return progress;
 }
 
+/* The server chose http/1.1: the connection becomes an idle HTTP/1.1 one, its streams start over. */
+static void fall_back_to_h1(struct gy_h2u *u)
+{
+    struct gy_uconn *uc = u->uc;
+    struct gy_upool *p = uc->pool;
+    uint32_t idle_ms = u->idle_ms;
+    struct gy_list moved;
+
+    gy_list_init(&moved);
+    while (!gy_list_empty(&u->streams)) {
+        struct gy_stream *s = GY_CONTAINER_OF(u->streams.next, struct gy_stream, ulink);
+        unlink_stream(u, s);
+        gy_list_insert_tail(&moved, &s->uwake);
+    }
+    gy_list_remove(&uc->link); /* out of the pool's HTTP/2 connections */
+    gy_list_init(&uc->link);
+    gy_h2u_free(uc);
+    uc->ops = &gy_up_h1;
+    gy_uconn_release(uc, true, idle_ms); /* may close it (draining, pool full) */
+    /* Remembered for the next attempts while the worker keeps a connection to the host (the
+     * streams' config holds the pool; a closed uc is only freed after this batch). */
+    if (uc->pool != NULL || !gy_list_empty(&moved))
+        p->h1_alpn = true;
+    while (!gy_list_empty(&moved)) {
+        struct gy_stream *s = GY_CONTAINER_OF(moved.next, struct gy_stream, uwake);
+        gy_list_remove(&s->uwake);
+        gy_attempt_restart(s);
+        s->down->wake(s);
+    }
+}
+
+/* After the TLS handshake: which protocol the server chose. False when the connection is no
+ * longer an HTTP/2 one. */
+static bool check_alpn(struct gy_h2u *u, struct gy_list *wake)
+{
+    const char *alpn = gy_tls_alpn(u->uc->transport);
+
+    u->alpn_pending = false;
+    if (alpn != NULL && strcmp(alpn, "http/1.1") == 0) {
+        fall_back_to_h1(u);
+        return false;
+    }
+    for (struct gy_list *n = u->streams.next; n != &u->streams; n = n->next) {
+        struct gy_stream *s = GY_CONTAINER_OF(n, struct gy_stream, ulink);
+        if (!gy_list_linked(&s->uwake))
+            gy_list_insert_tail(wake, &s->uwake); /* their bodies may go in now */
+    }
+    return true;
+}
+
 static void input(struct gy_h2u *u)
 {
     struct gy_uconn *uc = u->uc;
@@ -306,6 +365,8 @@ void gy_h2u_event(struct gy_uconn *uc)
 
     gy_list_init(&wake);
     if (uc->state == GY_UC_CONNECTING || uc->handshaking)
+        return;
+    if (u->alpn_pending && !uc->connect_failed && !check_alpn(u, &wake))
         return;
     if (!uc->connect_failed) {
         input(u);
@@ -347,6 +408,8 @@ int gy_h2u_open(struct gy_uconn *uc, const struct gy_cluster *c)
     u->uc = uc;
     u->max_streams = c->h2.max_concurrent_streams;
     u->window = c->h2.initial_stream_window_size;
+    u->idle_ms = c->idle_timeout_ms;
+    u->alpn_pending = uc->transport != NULL;
     gy_list_init(&u->streams);
     gy_list_init(&u->woken);
     gy_task_init(&u->flush, flush_task);
@@ -411,7 +474,7 @@ static int start(struct gy_stream *s)
 
 static size_t req_room(struct gy_stream *s)
 {
-    if (gy_buf_reserve(&s->uc->w->bufs, &s->ureq_buf) != 0)
+    if (sess(s->uc)->alpn_pending || gy_buf_reserve(&s->uc->w->bufs, &s->ureq_buf) != 0)
         return 0;
     size_t room = gy_buf_room(&s->ureq_buf);
     if (s->grpc_web.mode == GY_GRPCWEB_TEXT) /* base64 in, at most 3 bytes out for 4 */

@@ -271,7 +271,8 @@ struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, const st
     uc->ops = &gy_up_h1;
     uc->state = GY_UC_CONNECTING;
     uc->cb_pending = true;
-    if (c->tls != NULL && (uc->transport = gy_tls_client(c->tls, in->host)) == NULL) {
+    if (c->tls != NULL &&
+        (uc->transport = gy_tls_client(c->tls, in->host, h2 ? GY_TLS_ALPN_H2_HTTP11 : GY_TLS_ALPN_HTTP11)) == NULL) {
         close(fd);
         free(uc);
         gy_stat_inc(p->stats, w->id, GY_C_CX_CONNECT_FAIL);
@@ -392,7 +393,8 @@ void gy_uconn_close(struct gy_uconn *uc)
     uc->stream = NULL;
     uc->shadow = NULL;
     uc->pool = NULL;
-    p->crefs--;
+    if (--p->crefs == 0)
+        p->h1_alpn = false; /* the next HTTP/2 attempt offers h2 again */
     upool_maybe_free(w, p);
     /* Events for it may still be queued in this batch: free after it. */
     gy_list_insert_tail(&w->dead, &uc->link);

@@ -175,6 +175,29 @@ static void sync_listeners(struct gy_worker *w, struct gy_config *cfg, const int
     gy_list_splice_tail(&w->listeners, &keep);
 }
 
+/* Connections whose listener the new config removes, or changes in what a connection was set
+ * up with, are retired at once (HTTP/2: GOAWAY now); the others follow the new config. */
+static void retire_connections(struct gy_worker *w, const struct gy_config *cfg)
+{
+    const struct gy_listener *last = NULL; /* connections of one listener usually come together */
+    bool retire = false;
+
+    for (struct gy_list *n = w->conns.next, *next; n != &w->conns; n = next) {
+        struct gy_dconn *dc = GY_CONTAINER_OF(n, struct gy_dconn, link);
+        next = n->next;
+        if (dc->lcfg != last) {
+            const struct gy_listener *now = NULL;
+            for (size_t i = 0; i < cfg->nlisteners && now == NULL; i++)
+                if (strcmp(cfg->listeners[i].key, dc->lcfg->key) == 0)
+                    now = &cfg->listeners[i];
+            last = dc->lcfg;
+            retire = now == NULL || (now != dc->lcfg && !gy_listener_same_setup(dc->lcfg, now));
+        }
+        if (retire)
+            gy_dconn_retire(dc);
+    }
+}
+
 /* ---- messages from the main thread ---- */
 
 static void adopt(struct gy_loop *loop, void *arg)
@@ -202,8 +225,11 @@ static void adopt(struct gy_loop *loop, void *arg)
         sync_listeners(w, m->cfg, m->fds);
     struct gy_wcfg *old = w->wcfg;
     w->wcfg = wc;
-    if (old != NULL)
+    if (old != NULL) {
+        if (!w->draining)
+            retire_connections(w, m->cfg);
         gy_wcfg_release(w, old);
+    }
     free(m->fds);
     free(m);
 }

@@ -6,7 +6,10 @@
  * store is used (against the instance host: a public CA vouches for names, so a chain alone
  * proves nothing). With a private trust_file and no sni, the chain is what is checked (Envoy's
  * and Grey Matter's behaviour: mesh certificates rarely carry the instances' addresses).
- * SNI is ssl_config.sni, else the instance host when it is a name. ALPN offers http/1.1.
+ * SNI is ssl_config.sni, else the instance host when it is a name. ALPN offers http/1.1 (the
+ * context's default), or "h2" and "http/1.1" for connections meant for HTTP/2 (clusters with
+ * http2_protocol_options, or USE_DOWNSTREAM_PROTOCOL for an HTTP/2 client): the proxy runs
+ * whichever codec the server picked (proxy/up_h2.c), "h2" only for gRPC health checks.
  */
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -86,10 +89,26 @@ fail:
     return GY_ECONFIG;
 }
 
-int tls_client_setup(const struct tls_set *set, SSL *ssl, const char *host)
+static int set_alpn(SSL *ssl, enum gy_tls_alpn_offer alpn)
+{
+    static const unsigned char h2_h1[] = "\x02h2\x08http/1.1", h2[] = "\x02h2";
+
+    switch (alpn) {
+    case GY_TLS_ALPN_H2_HTTP11:
+        return SSL_set_alpn_protos(ssl, h2_h1, sizeof(h2_h1) - 1) == 0 ? 0 : -1; /* 0 is success here */
+    case GY_TLS_ALPN_H2:
+        return SSL_set_alpn_protos(ssl, h2, sizeof(h2) - 1) == 0 ? 0 : -1;
+    default:
+        return 0; /* the context offers http/1.1 */
+    }
+}
+
+int tls_client_setup(const struct tls_set *set, SSL *ssl, const char *host, enum gy_tls_alpn_offer alpn)
 {
     const char *sni = set->sni != NULL ? set->sni : host;
 
+    if (set_alpn(ssl, alpn) != 0)
+        return -1;
     if (sni != NULL && !is_ip(sni) && SSL_set_tlsext_host_name(ssl, sni) != 1)
         return -1;
     if (!set->verify_names || sni == NULL)

@@ -226,6 +226,13 @@ void gy_tls_detach(struct gy_config *cfg)
     }
 }
 
+bool gy_tls_same_setup(void *a, void *b)
+{
+    const struct tls_owner *x = a, *y = b;
+
+    return x == y || (x != NULL && y != NULL && json_equal(x->spec, y->spec));
+}
+
 /* ---- connections ---- */
 
 struct gy_transport *gy_tls_server(void *listener_tls)
@@ -242,12 +249,12 @@ struct gy_transport *gy_tls_server(void *listener_tls)
     return tls_conn_new(s, ssl, true);
 }
 
-struct gy_transport *gy_tls_client(void *cluster_tls, const char *instance_host)
+struct gy_transport *gy_tls_client(void *cluster_tls, const char *instance_host, enum gy_tls_alpn_offer alpn)
 {
     struct tls_set *s = tls_owner_acquire(cluster_tls);
     SSL *ssl = SSL_new(s->ctxs[0].ctx);
 
-    if (ssl == NULL || tls_client_setup(s, ssl, instance_host) != 0) {
+    if (ssl == NULL || tls_client_setup(s, ssl, instance_host, alpn) != 0) {
         ERR_clear_error();
         SSL_free(ssl);
         tls_set_unref(s);

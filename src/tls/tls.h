@@ -55,8 +55,19 @@ void gy_tls_detach(struct gy_config *cfg);
 
 /* A server-side TLS transport for an accepted socket of a listener with tls != NULL. */
 struct gy_transport *gy_tls_server(void *listener_tls);
-/* A client-side TLS transport for a connection to an instance of a cluster with tls != NULL. */
-struct gy_transport *gy_tls_client(void *cluster_tls, const char *instance_host);
+/* What a client connection offers by ALPN. */
+enum gy_tls_alpn_offer {
+    GY_TLS_ALPN_HTTP11,             /* "http/1.1" */
+    GY_TLS_ALPN_H2_HTTP11,          /* "h2", then "http/1.1": the server picks, gy_tls_alpn() tells */
+    GY_TLS_ALPN_H2,                 /* "h2" only (gRPC health checks) */
+};
+/* A client-side TLS transport for a connection to an instance of a cluster with tls != NULL,
+ * offering `alpn`. */
+struct gy_transport *gy_tls_client(void *cluster_tls, const char *instance_host, enum gy_tls_alpn_offer alpn);
+
+/* Whether two listener TLS contexts (listener->tls of two configs) were built from the same
+ * settings: certificates, trust, versions, ciphers, SNI names, ALPN. */
+bool gy_tls_same_setup(void *listener_tls_a, void *listener_tls_b);
 
 /* The negotiated ALPN protocol ("h2", "http/1.1") or NULL. */
 const char *gy_tls_alpn(struct gy_transport *t);

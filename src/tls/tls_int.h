@@ -157,8 +157,8 @@ size_t tls_sni_lookup(const struct tls_set *set, const char *name, size_t len);
 /* client.c */
 int tls_client_spec(const struct gy_config *cfg, const struct gy_cluster *c, json_t **spec, char *err, size_t errlen);
 int tls_client_build(struct tls_owner *o, struct tls_set **out, char *err, size_t errlen);
-/* Sets SNI and the name to verify on a new client SSL. */
-int tls_client_setup(const struct tls_set *set, SSL *ssl, const char *host);
+/* Sets SNI, the name to verify and the ALPN offer on a new client SSL. */
+int tls_client_setup(const struct tls_set *set, SSL *ssl, const char *host, enum gy_tls_alpn_offer alpn);
 
 /* tls.c */
 /* The ssl_config that stands for a `secret` (the SVID files, the SPIFFE rule), or NULL with no

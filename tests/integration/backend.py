@@ -47,6 +47,8 @@ class _Handler(socketserver.BaseRequestHandler):
             kind, _, arg = action.partition(":")
             if kind == "delay":
                 time.sleep(float(arg))
+            elif kind == "gate":  # answer once the test opens the gate (at most `arg` s)
+                srv.gate.wait(float(arg or "30"))
             elif kind == "status":
                 return self._send(sock, int(arg), b"scripted\n", extra=f"x-backend: {srv.name}\r\n", keep=keep)
             elif kind == "reset":
@@ -165,8 +167,9 @@ class Backend:
         self.times = []           # arrival time of each request (time.monotonic)
         self.bodies = []          # (length, sha256) of each request body
         # Misbehaviour: each request takes the next action of `script` ("status:503", "reset",
-        # "close", "delay:0.5", "grpc:14", None = normal), then `default_action`.
+        # "close", "delay:0.5", "gate:30", "grpc:14", None = normal), then `default_action`.
         self.script = []
+        self.gate = threading.Event()
         self.default_action = None
         self.seen_ids = set()
         self.server = _Server(("127.0.0.1", port), _Handler)

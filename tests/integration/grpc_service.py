@@ -13,7 +13,8 @@ OPTIONS = [("grpc.max_receive_message_length", MAX_MSG), ("grpc.max_send_message
 
 
 class Service:
-    def __init__(self):
+    def __init__(self, tls=None):
+        """tls: (certificate chain PEM, key PEM) bytes to serve gRPC over TLS (ALPN h2)."""
         self.cancelled = threading.Event()
         self.calls = 0
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=128), options=OPTIONS)
@@ -24,7 +25,11 @@ class Service:
             "Bidi": grpc.stream_stream_rpc_method_handler(self.bidi),
         }
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", handlers),))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        if tls is None:
+            self.port = self.server.add_insecure_port("127.0.0.1:0")
+        else:
+            creds = grpc.ssl_server_credentials([(tls[1], tls[0])])
+            self.port = self.server.add_secure_port("127.0.0.1:0", creds)
         self.server.start()
 
     def unary(self, request, context):

@@ -1,6 +1,10 @@
-"""An HTTP/2 (h2c, prior knowledge) backend for tests, on python3-h2 and asyncio in a thread:
-answers like backend.py (/x, /sink, /source?n=, /slow?s=, /status?code=) plus /trailers and
-/reset, honours flow control, and records each request's headers and connections."""
+"""An HTTP/2 backend for tests (h2c with prior knowledge, or TLS with ALPN when given an
+ssl.SSLContext), on python3-h2 and asyncio in a thread: answers like backend.py (/x, /sink,
+/source?n=, /slow?s=, /status?code=) plus /trailers and /reset, honours flow control, and records
+each request's headers, its connections and the ALPN protocol each TLS connection chose.
+It also answers HTTP/1.1 on the same port (told from the first bytes, or from ALPN): GET and
+content-length bodies, "ok h1 NAME" (for USE_DOWNSTREAM_PROTOCOL tests); `protocols` records
+which protocol each connection spoke."""
 import asyncio
 import hashlib
 import threading
@@ -11,6 +15,8 @@ import h2.connection
 import h2.errors
 import h2.events
 
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
 
 class _Conn(asyncio.Protocol):
     def __init__(self, owner):
@@ -18,14 +24,36 @@ class _Conn(asyncio.Protocol):
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
         self.streams = {}
         self.waiters = {}
+        self.h1 = None        # None until the first bytes (or ALPN) tell
+        self.pending = b""
 
     def connection_made(self, transport):
         self.transport = transport
         self.owner.connections += 1
-        self.conn.initiate_connection()
-        self.transport.write(self.conn.data_to_send())
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:
+            alpn = tls.selected_alpn_protocol()
+            self.owner.alpn.append(alpn)
+            if alpn is not None:
+                self.start(alpn == "http/1.1")
+
+    def start(self, h1):
+        self.h1 = h1
+        self.owner.protocols.append("h1" if h1 else "h2")
+        if not h1:
+            self.conn.initiate_connection()
+            self.transport.write(self.conn.data_to_send())
 
     def data_received(self, data):
+        if self.h1 is None:
+            self.pending += data
+            if len(self.pending) < len(PREFACE) and PREFACE.startswith(self.pending):
+                return
+            self.start(not self.pending.startswith(PREFACE))
+            data, self.pending = self.pending, b""
+        if self.h1:
+            self.h1_received(data)
+            return
         try:
             events = self.conn.receive_data(data)
         except Exception:  # noqa: BLE001 - a bad peer: drop it
@@ -52,6 +80,24 @@ class _Conn(asyncio.Protocol):
             elif isinstance(ev, h2.events.StreamReset):
                 self.owner.resets.append(ev.error_code)
         self.transport.write(self.conn.data_to_send())
+
+    def h1_received(self, data):
+        self.pending += data
+        while True:
+            end = self.pending.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            lines = self.pending[:end].decode("latin1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            hdrs = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+            n = int(hdrs.get("content-length", "0"))
+            if len(self.pending) < end + 4 + n:
+                return
+            self.pending = self.pending[end + 4 + n:]
+            self.owner.requests.append({":method": method, ":path": target, **hdrs})
+            body = f"ok h1 {self.owner.name}\n".encode()
+            self.transport.write(f"HTTP/1.1 200 OK\r\ncontent-length: {len(body)}\r\nx-backend: {self.owner.name}\r\n"
+                                 "\r\n".encode() + body)
 
     def connection_lost(self, exc):
         for w in self.waiters.values():
@@ -129,8 +175,10 @@ class _Conn(asyncio.Protocol):
 
 
 class H2Backend:
-    def __init__(self, name="h2backend", port=0):
+    def __init__(self, name="h2backend", port=0, ssl=None):
         self.name = name
+        self.alpn = []
+        self.protocols = []
         self.requests = []
         self.resets = []
         self.connections = 0
@@ -140,7 +188,7 @@ class H2Backend:
         def run():
             asyncio.set_event_loop(self.loop)
             self.server = self.loop.run_until_complete(
-                self.loop.create_server(lambda: _Conn(self), "127.0.0.1", port))
+                self.loop.create_server(lambda: _Conn(self), "127.0.0.1", port, ssl=ssl))
             self.port = self.server.sockets[0].getsockname()[1]
             ready.set()
             self.loop.run_forever()

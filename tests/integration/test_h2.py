@@ -3,6 +3,7 @@ flow control, GOAWAY on drain, resets in both directions; with curl, nghttp, h2l
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -10,7 +11,7 @@ import h2.errors
 import pytest
 
 from conftest import free_port, simple_mesh, wait_for
-from h2probe import Probe
+from h2probe import Probe, raw_responses
 
 
 def curl(*args, timeout=20):
@@ -123,6 +124,79 @@ def test_goaway_with_last_stream_on_drain(gyrus_factory, backend_factory):
     assert data == b"slow\n" and p.rst_code(sid) is None
     p.wait(lambda: p.closed, 5)
     assert p.closed  # then the connection closes
+    p.close()
+
+
+def _keepalive_h1(port):
+    """An HTTP/1.1 keep-alive connection with one answered request on it."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET /x HTTP/1.1\r\nhost: localhost\r\n\r\n")
+    got = b""
+    while b"ok backend\n" not in got:
+        b = s.recv(65536)
+        assert b, got
+        got += b
+    return s
+
+
+@pytest.mark.parametrize("change", ["removed", "changed"])
+def test_goaway_when_a_reload_removes_or_changes_the_listener(gyrus_factory, backend_factory, change):
+    be = backend_factory()
+    be.script = ["gate:30"]  # the first request is answered when the test says so
+    port = free_port()
+    objs = simple_mesh(port, [be.port])
+    g = gyrus_factory(objs, "test")
+    p = Probe(port)
+    sid = p.request("/held")
+    wait_for(lambda: len(be.requests) == 1, what="the request at the backend")
+    h1 = _keepalive_h1(port)
+    gen = g.generation()
+    if change == "removed":  # the listener goes; another one takes over elsewhere
+        port2 = free_port()
+        new = simple_mesh(port2, [be.port])
+        new[0]["listener_key"] = new[2]["listener_keys"][0] = "other"
+    else:  # same key and port, other HTTP/2 settings: the connection cannot follow
+        port2 = port
+        new = simple_mesh(port, [be.port], listener_extra={"http2_protocol_options": {"max_concurrent_streams": 50}})
+    g.write_mesh(new)
+    wait_for(lambda: g.generation() > gen, what="the reload")
+    # GOAWAY NO_ERROR naming the stream in flight comes at once, while the stream is held
+    assert p.wait(lambda: p.goaway_raw() is not None, 10)
+    assert p.goaway_raw() == (sid, 0) and not p.stream_ended_raw(sid)
+    h1.settimeout(10)
+    assert h1.recv(100) == b""  # the idle HTTP/1.1 connection is closed
+    h1.close()
+    be.gate.set()
+    assert p.wait(lambda: p.stream_ended_raw(sid), 10)  # the stream finishes...
+    data = b"".join(pl for t, _, s, pl in p.frames if t == 0 and s == sid)  # h2 stops decoding after GOAWAY
+    assert raw_responses(p)[sid][0][":status"] == "200" and data == b"ok backend\n"
+    assert p.rst_code(sid) is None
+    p.wait(lambda: p.closed, 5)
+    assert p.closed  # ...then the connection closes
+    p.close()
+    q = Probe(port2)  # new connections get the new listener
+    sid = q.request("/x")
+    assert q.wait(lambda: q.done(sid), 5) and q.responses[sid]["data"] == b"ok backend\n"
+    q.close()
+
+
+def test_reload_of_routes_keeps_h2_connections(gyrus_factory, backend_factory):
+    be, be2 = backend_factory("one"), backend_factory("two")
+    port = free_port()
+    g = gyrus_factory(simple_mesh(port, [be.port]), "test")
+    p = Probe(port)
+    sid = p.request("/x")
+    assert p.wait(lambda: p.done(sid), 5) and p.responses[sid]["data"] == b"ok one\n"
+    gen = g.generation()
+    g.write_mesh(simple_mesh(port, [be2.port]))  # the listener is the same: only the cluster moved
+    wait_for(lambda: g.generation() > gen, what="the reload")
+
+    def served_by_two():
+        s = p.request("/x")
+        assert p.wait(lambda: p.done(s), 5)
+        return p.responses[s]["data"] == b"ok two\n"
+    wait_for(served_by_two, what="new streams on the same connection to use the new config")
+    assert p.goaway_raw() is None and not p.closed
     p.close()
 
 

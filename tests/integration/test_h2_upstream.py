@@ -1,11 +1,13 @@
 """HTTP/2 upstreams: multiplexing with more connections past max_concurrent_streams, resets
-both ways, refused streams resent, and windows given back when clients go away mid-stream."""
+both ways, refused streams resent, windows given back when clients go away mid-stream, and
+protocol_selection USE_DOWNSTREAM_PROTOCOL. (TLS upstreams: test_h2_upstream_tls.py.)"""
 import socket
+import subprocess
 import time
 
 import pytest
 
-from conftest import free_port, simple_mesh, wait_for
+from conftest import free_port, http_get, simple_mesh, wait_for
 from h2backend import H2Backend
 from h2probe import Probe
 
@@ -71,3 +73,29 @@ def test_clients_leaving_mid_stream_give_the_window_back(gyrus_factory, h2be):
     assert p.wait(lambda: p.done(sid), 20)
     assert len(p.responses[sid]["data"]) == 3000000
     p.close()
+
+
+def test_use_downstream_protocol(gyrus_factory, h2be):
+    """One cluster, one instance that speaks both: HTTP/1.1 clients reach it over HTTP/1.1,
+    HTTP/2 clients over h2c (prior knowledge), each on its own upstream connection."""
+    port = free_port()
+    g = gyrus_factory(simple_mesh(port, [h2be.port], cluster_extra={"protocol_selection": "USE_DOWNSTREAM_PROTOCOL"}),
+                      "test")
+    for _ in range(2):
+        st, _, body = http_get(f"http://127.0.0.1:{port}/x")
+        assert st == 200 and body == b"ok h1 h2backend\n"
+    p = Probe(port)
+    sids = [p.request("/x") for _ in range(3)]
+    assert p.wait(lambda: all(p.done(s) for s in sids), 5)
+    assert all(p.responses[s]["data"] == b"ok h2 h2backend\n" for s in sids)
+    p.close()
+    r = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", f"http://127.0.0.1:{port}/x"],
+                       capture_output=True, timeout=10)
+    assert r.returncode == 0 and r.stdout == b"ok h2 h2backend\n"
+    st, _, body = http_get(f"http://127.0.0.1:{port}/x")
+    assert st == 200 and body == b"ok h1 h2backend\n"
+    # keep-alive HTTP/1.1 connections are pooled apart from the multiplexed HTTP/2 one
+    assert sorted(h2be.protocols) == ["h1", "h2"]
+    assert [r.get("host", r.get(":authority")) for r in h2be.requests] == [f"127.0.0.1:{port}"] * 2 + ["localhost"] * 3 + \
+        [f"127.0.0.1:{port}"] * 2
+    assert g.metric("gyrus_cluster_upstream_cx_total", cluster="backend") == 2

@@ -219,7 +219,7 @@ static void test_transport_over_socketpair(void **state)
     (void)state;
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     struct gy_transport *s = gy_tls_server(cfg->listeners[0].tls);
-    struct gy_transport *c = gy_tls_client(cfg->clusters[0].tls, "127.0.0.1");
+    struct gy_transport *c = gy_tls_client(cfg->clusters[0].tls, "127.0.0.1", GY_TLS_ALPN_HTTP11);
     assert_non_null(s);
     assert_non_null(c);
     /* nothing yet */
@@ -261,6 +261,31 @@ static void test_transport_over_socketpair(void **state)
     s->ops->destroy(s);
     c->ops->destroy(c);
     close(sv[0]), close(sv[1]);
+    release(cfg);
+}
+
+/* Connections meant for HTTP/2 offer h2 first (the listener offers h2 and http/1.1). */
+static void test_client_alpn_offers(void **state)
+{
+    static const enum gy_tls_alpn_offer offers[] = { GY_TLS_ALPN_H2_HTTP11, GY_TLS_ALPN_H2, GY_TLS_ALPN_HTTP11 };
+    static const char *const want[] = { "h2", "h2", "http/1.1" };
+    struct gy_config *cfg = compile_tls_config();
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(offers) / sizeof(offers[0]); i++) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+        struct gy_transport *s = gy_tls_server(cfg->listeners[0].tls);
+        struct gy_transport *c = gy_tls_client(cfg->clusters[0].tls, "127.0.0.1", offers[i]);
+        assert_non_null(s);
+        assert_non_null(c);
+        handshake_pair(s, sv[0], c, sv[1]);
+        assert_string_equal(gy_tls_alpn(c), want[i]);
+        assert_string_equal(gy_tls_alpn(s), want[i]);
+        s->ops->destroy(s);
+        c->ops->destroy(c);
+        close(sv[0]), close(sv[1]);
+    }
     release(cfg);
 }
 
@@ -426,7 +451,7 @@ static int secret_pair(const char *lsecret, const char *csecret, char *spiffe, s
         fail_msg("%s", err);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     struct gy_transport *s = gy_tls_server(cfg->listeners[0].tls);
-    struct gy_transport *c = gy_tls_client(cfg->clusters[0].tls, "127.0.0.1");
+    struct gy_transport *c = gy_tls_client(cfg->clusters[0].tls, "127.0.0.1", GY_TLS_ALPN_HTTP11);
     for (int i = 0; i < 100 && (rs == GY_EAGAIN || rc == GY_EAGAIN); i++) {
         bool ww;
         if (rc == GY_EAGAIN)
@@ -476,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_sni_parse),
         cmocka_unit_test(test_cipher_list),
         cmocka_unit_test(test_transport_over_socketpair),
+        cmocka_unit_test(test_client_alpn_offers),
         cmocka_unit_test(test_client_without_certificate_is_refused),
         cmocka_unit_test(test_ticket_keys_rotate),
         cmocka_unit_test(test_attach_errors_name_the_field),
