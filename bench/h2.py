@@ -8,28 +8,26 @@
 2. gRPC-shaped unary calls per second: the same h2load driver POSTs a length-prefixed gRPC
    message with content-type application/grpc and te: trailers; the backend (nghttpd) answers a
    gRPC frame and a grpc-status trailer, so every proxy carries HEADERS + DATA + trailers both ways.
+3. The same GET to an nginx that ends each connection by GOAWAY after 1,000 requests (its
+   default keepalive_requests): how many requests each proxy loses.
 
 Subjects run one worker/thread pinned to one CPU, the load generator and backend on the other
-(as bench/run.py does). p50/p99 come from h2load's per-request log. Appends a section to
+(as bench/run.py does); all subjects run at once and are measured in turn for --rounds rounds,
+the median round of each counts. p50/p99 come from h2load's per-request log. Appends a section to
 docs/BENCHMARKS.md and an "h2" key to bench/results.json.
 """
 
-import argparse
-import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import measure
 import procs
+import section
 from subjects import (BODY, Context, Running, SubjectFailed, _nginx_common, _start_nginx, _write, free_port,
                       gyrus_argv, wait_until)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 GRPC_PATH = "/bench.Echo/Unary"
 GRPC_MESSAGE = b"\x00\x00\x00\x00\x0bhello grpc!"
 
@@ -45,11 +43,15 @@ def h2_ok(port, path="/", grpc=False):
     return r.returncode == 0 and "200" in r.stdout
 
 
-def nginx_h2_backend(tmp, port, nofile):
-    return _nginx_common(tmp, "h2backend", nofile) + f"""\
-    http2_max_requests 1000000;
+ROTATE_PATH = "/rotate/"
+ROTATE_REQUESTS = 1000
+
+
+def nginx_h2_backend(tmp, port, nofile, tag="h2backend", keepalive_requests=1000000):
+    return _nginx_common(tmp, tag, nofile) + f"""\
     server {{
         listen 127.0.0.1:{port} http2 backlog=4096;
+        keepalive_requests {keepalive_requests};
         location / {{ return 200 "{BODY.decode()}"; }}
     }}
 }}
@@ -57,9 +59,15 @@ def nginx_h2_backend(tmp, port, nofile):
 
 
 def start_backends(ctx):
+    """h2: nginx over h2c; grpc: nghttpd answering gRPC frames and trailers; rotate: nginx ending
+    each connection by GOAWAY after 1,000 requests (its default keepalive_requests)."""
     port = free_port()
     nginx = _start_nginx(ctx, "h2backend", nginx_h2_backend(ctx.tmp, port, ctx.nofile), port, measure.LOAD_CPU)
     wait_until(nginx, lambda: h2_ok(port), "h2c GET / on nginx")
+    rport = free_port()
+    rotate = _start_nginx(ctx, "h2rotate", nginx_h2_backend(ctx.tmp, rport, ctx.nofile, "h2rotate", ROTATE_REQUESTS),
+                          rport, measure.LOAD_CPU)
+    wait_until(rotate, lambda: h2_ok(rport), "h2c GET / on the rotating nginx")
     docs = os.path.join(ctx.tmp, "grpc-docs", "bench.Echo")
     os.makedirs(docs)
     with open(os.path.join(docs, "Unary"), "wb") as f:
@@ -70,27 +78,31 @@ def start_backends(ctx):
                               log_path=f"{ctx.tmp}/nghttpd.log")
     grpc = Running("nghttpd", proc, gport, [f"{ctx.tmp}/nghttpd.log"])
     wait_until(grpc, lambda: h2_ok(gport, GRPC_PATH, True), "gRPC-shaped POST on nghttpd")
-    return nginx, grpc
+    return {"h2": nginx, "grpc": grpc, "rotate": rotate}
 
 
-def gyrus_conf(port, backend, grpc_backend):
+def gyrus_conf(port, b):
     return f"""\
 - {{kind: listener, listener_key: ingress, name: ingress, ip: 127.0.0.1, port: {port}, protocol: http_auto, domain_keys: [ingress],
    http2_protocol_options: {{max_concurrent_streams: 1000, initial_stream_window_size: 1048576}}}}
 - {{kind: domain, domain_key: ingress, name: "*", port: {port}}}
 - {{kind: proxy, proxy_key: bench, name: bench, listener_keys: [ingress]}}
-- {{kind: cluster, cluster_key: web, name: web, instances: [{{host: 127.0.0.1, port: {backend}}}],
+- {{kind: cluster, cluster_key: web, name: web, instances: [{{host: 127.0.0.1, port: {b['h2']}}}],
    http2_protocol_options: {{max_concurrent_streams: 1000, initial_stream_window_size: 1048576}}}}
-- {{kind: cluster, cluster_key: grpc, name: grpc, instances: [{{host: 127.0.0.1, port: {grpc_backend}}}],
+- {{kind: cluster, cluster_key: grpc, name: grpc, instances: [{{host: 127.0.0.1, port: {b['grpc']}}}],
+   http2_protocol_options: {{max_concurrent_streams: 1000, initial_stream_window_size: 1048576}}}}
+- {{kind: cluster, cluster_key: rotate, name: rotate, instances: [{{host: 127.0.0.1, port: {b['rotate']}}}],
    http2_protocol_options: {{max_concurrent_streams: 1000, initial_stream_window_size: 1048576}}}}
 - {{kind: route, route_key: grpc, domain_key: ingress, route_match: {{path: /bench.Echo/, match_type: prefix}},
    rules: [{{constraints: {{light: [{{cluster_key: grpc, weight: 1}}]}}}}]}}
+- {{kind: route, route_key: rotate, domain_key: ingress, route_match: {{path: {ROTATE_PATH}, match_type: prefix}},
+   rules: [{{constraints: {{light: [{{cluster_key: rotate, weight: 1}}]}}}}]}}
 - {{kind: route, route_key: root, domain_key: ingress, route_match: {{path: /, match_type: prefix}},
    rules: [{{constraints: {{light: [{{cluster_key: web, weight: 1}}]}}}}]}}
 """
 
 
-def haproxy_conf(port, backend, grpc_backend, nofile):
+def haproxy_conf(port, b, nofile):
     maxconn = max(1000, (nofile - 100) // 2)
     return f"""\
 global
@@ -107,26 +119,30 @@ defaults
 frontend ingress
     bind 127.0.0.1:{port} proto h2
     use_backend grpc if {{ path_beg /bench.Echo/ }}
+    use_backend rotate if {{ path_beg {ROTATE_PATH} }}
     default_backend web
 backend web
-    server web 127.0.0.1:{backend} proto h2
+    server web 127.0.0.1:{b['h2']} proto h2
 backend grpc
-    server grpc 127.0.0.1:{grpc_backend} proto h2
+    server grpc 127.0.0.1:{b['grpc']} proto h2
+backend rotate
+    server rotate 127.0.0.1:{b['rotate']} proto h2
 """
 
 
-def start_gyrus(ctx, binary, backend, grpc_backend):
+def start_gyrus(ctx, binary, b):
     port, admin = free_port(), free_port()
-    conf = _write(f"{ctx.tmp}/mesh-h2.yaml", gyrus_conf(port, backend, grpc_backend))
+    conf = _write(f"{ctx.tmp}/mesh-h2.yaml", gyrus_conf(port, b))
     proc = ctx.registry.start(gyrus_argv(os.path.abspath(binary), conf, admin), cpu=measure.SUBJECT_CPU,
                               log_path=f"{ctx.tmp}/gyrus-h2.log")
     return Running("gyrus", proc, port, [f"{ctx.tmp}/gyrus-h2.log"])
 
 
-def start_nghttpx(ctx, backend, grpc_backend):
+def start_nghttpx(ctx, b):
     port = free_port()
     argv = ["nghttpx", "--conf=/dev/null", f"--frontend=127.0.0.1,{port};no-tls",
-            f"--backend=127.0.0.1,{grpc_backend};/bench.Echo/;proto=h2", f"--backend=127.0.0.1,{backend};/;proto=h2",
+            f"--backend=127.0.0.1,{b['grpc']};/bench.Echo/;proto=h2", f"--backend=127.0.0.1,{b['h2']};/;proto=h2",
+            f"--backend=127.0.0.1,{b['rotate']};{ROTATE_PATH};proto=h2",
             "--workers=1", "--single-thread", "--accesslog-file=/dev/null", "--errorlog-file=" + f"{ctx.tmp}/nghttpx.log",
             "--frontend-http2-max-concurrent-streams=1000", "--backend-http2-max-concurrent-streams=1000",
             f"--pid-file={ctx.tmp}/nghttpx.pid", "--no-ocsp"]
@@ -134,9 +150,9 @@ def start_nghttpx(ctx, backend, grpc_backend):
     return Running("nghttpx", proc, port, [f"{ctx.tmp}/nghttpx.log", f"{ctx.tmp}/nghttpx.out"])
 
 
-def start_haproxy(ctx, backend, grpc_backend):
+def start_haproxy(ctx, b):
     port = free_port()
-    conf = _write(f"{ctx.tmp}/haproxy-h2.cfg", haproxy_conf(port, backend, grpc_backend, ctx.nofile))
+    conf = _write(f"{ctx.tmp}/haproxy-h2.cfg", haproxy_conf(port, b, ctx.nofile))
     proc = ctx.registry.start(["haproxy", "-db", "-f", conf], cpu=measure.SUBJECT_CPU,
                               log_path=f"{ctx.tmp}/haproxy-h2.log")
     return Running("haproxy", proc, port, [f"{ctx.tmp}/haproxy-h2.log"])
@@ -148,8 +164,9 @@ def percentile(sorted_values, p):
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * p / 100))]
 
 
-def h2load(ctx, port, args, grpc, duration):
-    log = f"{ctx.tmp}/h2load-{port}-{grpc}-{time.monotonic_ns()}.log"
+def h2load(ctx, port, args, kind, duration):
+    grpc = kind == "grpc"
+    log = f"{ctx.tmp}/h2load-{port}-{kind}-{time.monotonic_ns()}.log"
     argv = ["h2load", "-t", "1", "-c", str(args.connections), "-m", str(args.streams), "-D", str(duration),
             "--log-file", log]
     if grpc:
@@ -157,7 +174,7 @@ def h2load(ctx, port, args, grpc, duration):
         argv += ["-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers"]
         argv.append(f"http://127.0.0.1:{port}{GRPC_PATH}")
     else:
-        argv.append(f"http://127.0.0.1:{port}/")
+        argv.append(f"http://127.0.0.1:{port}{ROTATE_PATH if kind == 'rotate' else '/'}")
     proc = ctx.registry.start(argv, cpu=measure.LOAD_CPU, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out, _ = proc.communicate(timeout=duration + 60)
@@ -196,48 +213,85 @@ def parse(out, log):
     return fig
 
 
-def measure_subject(ctx, port, watched, args, grpc):
-    h2load(ctx, port, args, grpc, args.warmup)
+def measure_subject(ctx, port, watched, args, kind):
+    h2load(ctx, port, args, kind, args.warmup)
     meter = procs.CpuMeter(watched)
     meter.start()
-    fig = h2load(ctx, port, args, grpc, args.duration)
+    fig = h2load(ctx, port, args, kind, args.duration)
     fig["cpu_percent"] = meter.stop()
     return fig
 
 
 def run(args, tmp, registry, nofile):
+    """All proxies are started first (an idle one costs nothing); then `rounds` rounds measure
+    every subject in turn, so that a disturbance of this shared machine falls on all of them
+    alike, and the round with the median req/s of each subject counts."""
     ctx = Context(tmp, registry, nofile)
-    nginx, grpc = start_backends(ctx)
-    out = {"h2": {}, "grpc": {}}
-    for kind, backend in (("h2", nginx), ("grpc", grpc)):
-        procs.pin_tree(backend.pid, measure.SUBJECT_CPU)
-        try:
-            out[kind]["direct"] = measure_subject(ctx, backend.port, {"backend": backend.pid}, args, kind == "grpc")
-        except measure.LoadFailed as e:
-            out[kind]["direct"] = {"status": "failed", "reason": str(e)}
-        finally:
-            procs.pin_tree(backend.pid, measure.LOAD_CPU)
+    backends = start_backends(ctx)
+    ports = {kind: b.port for kind, b in backends.items()}
     starters = {
-        "gyrus": lambda: start_gyrus(ctx, args.gyrus, nginx.port, grpc.port),
-        "nghttpx": lambda: start_nghttpx(ctx, nginx.port, grpc.port),
-        "haproxy": lambda: start_haproxy(ctx, nginx.port, grpc.port),
+        "gyrus": lambda: start_gyrus(ctx, args.gyrus, ports),
+        "nghttpx": lambda: start_nghttpx(ctx, ports),
+        "haproxy": lambda: start_haproxy(ctx, ports),
     }
+    running, failed = {}, {}
     for name, start in starters.items():
         try:
             r = start()
             wait_until(r, lambda: h2_ok(r.port), f"h2c GET / through {name}")
             wait_until(r, lambda: h2_ok(r.port, GRPC_PATH, True), f"gRPC-shaped POST through {name}")
+            running[name] = r
         except SubjectFailed as e:
-            out["h2"][name] = out["grpc"][name] = {"status": "failed", "reason": str(e)}
-            continue
-        for kind, backend in (("h2", nginx), ("grpc", grpc)):
-            try:
-                out[kind][name] = measure_subject(ctx, r.port, {"subject": r.pid, "backend": backend.pid}, args,
-                                                  kind == "grpc")
-            except measure.LoadFailed as e:
-                out[kind][name] = {"status": "failed", "reason": str(e)}
-        registry.stop(r.proc)
+            failed[name] = {"status": "failed", "reason": str(e)}
+    rounds = {kind: {name: [] for name in ["direct", *starters]} for kind in KINDS}
+    for i in range(args.rounds):
+        for kind in KINDS:
+            backend = backends[kind]
+            for name in ["direct", *starters]:
+                if name in failed or (name == "direct" and kind == "rotate"):
+                    continue  # h2load does not reconnect after a GOAWAY: no direct path for "rotate"
+                try:
+                    if name == "direct":
+                        procs.pin_tree(backend.pid, measure.SUBJECT_CPU)
+                        try:
+                            fig = measure_subject(ctx, backend.port, {"backend": backend.pid}, args, kind)
+                        finally:
+                            procs.pin_tree(backend.pid, measure.LOAD_CPU)
+                    else:
+                        fig = measure_subject(ctx, running[name].port,
+                                              {"subject": running[name].pid, "backend": backend.pid}, args, kind)
+                except measure.LoadFailed as e:
+                    fig = {"status": "failed", "reason": str(e)}
+                rounds[kind][name].append(fig)
+                print(f"round {i + 1} {kind:6} {name:8} {fig.get('requests_per_sec', 0):>10,.0f} req/s  "
+                      f"failed {fig.get('failed', '?')}", flush=True)
+    out = {}
+    for kind in KINDS:
+        out[kind] = {}
+        for name in ["direct", *starters]:
+            if name in failed:
+                out[kind][name] = failed[name]
+                continue
+            if not rounds[kind][name]:
+                continue
+            good = sorted((f for f in rounds[kind][name] if "requests_per_sec" in f),
+                          key=lambda f: f["requests_per_sec"])
+            if len(good) < len(rounds[kind][name]) or not good:
+                bad = [f for f in rounds[kind][name] if "requests_per_sec" not in f]
+                out[kind][name] = bad[0] if bad else {"status": "failed", "reason": "no round"}
+                continue
+            med = dict(good[(len(good) - 1) // 2])
+            med["rounds_requests_per_sec"] = [f["requests_per_sec"] for f in rounds[kind][name]]
+            med["rounds_failed"] = [f["failed"] for f in rounds[kind][name]]
+            med["rounds_requests"] = [f["requests"] for f in rounds[kind][name]]
+            cpu = med.get("cpu_percent", {}).get("subject" if name != "direct" else "backend")
+            if cpu:
+                med["cpu_us_per_request"] = cpu / 100 * 1e6 / med["requests_per_sec"]
+            out[kind][name] = med
     return out
+
+
+KINDS = ("h2", "grpc", "rotate")
 
 
 def ratio(res, a, b, key):
@@ -253,62 +307,67 @@ def markdown(res, args):
              "worker/thread pinned to one CPU, h2load and the backend on the other. *h2*: GET / to an nginx http2 "
              "backend. *gRPC*: POST of a 16-byte gRPC message (`content-type: application/grpc`, `te: trailers`) to "
              "nghttpd answering a gRPC frame plus `grpc-status`/`grpc-message` trailers — gRPC-shaped unary calls, "
-             "the same driver for every proxy. p50/p99 from h2load's per-request log.", ""]
-    for kind, title in (("h2", "h2c GET"), ("grpc", "gRPC-shaped unary")):
-        lines += [f"**{title}**", "", "| subject | req/s | p50 | p99 | failed | CPU |", "|---|---|---|---|---|---|"]
+             "the same driver for every proxy. p50/p99 from h2load's per-request log. "
+             f"All proxies run at once and {args.rounds} rounds measure each subject in turn; the row shows the "
+             "round with the subject's median req/s, then every round's req/s. CPU is the subject's (the "
+             "backend's for *direct*), and CPU µs per request is that CPU divided by the rate.", ""]
+    for kind, title in (("h2", "h2c GET"), ("grpc", "gRPC-shaped unary")):  # "rotate": its own table below
+        lines += [f"**{title}**", "",
+                  "| subject | req/s (median round) | p50 | p99 | failed | CPU | CPU µs / request | req/s of each round |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name in ("direct", "gyrus", "nghttpx", "haproxy"):
             r = res[kind].get(name, {})
             if "requests_per_sec" not in r:
-                lines.append(f"| {name} | failed: {r.get('reason', '?')[:120]} | | | | |")
+                lines.append(f"| {name} | failed: {r.get('reason', '?')[:120]} | | | | | | |")
                 continue
+            cpu = r.get("cpu_percent", {}).get("subject" if name != "direct" else "backend") or 0
+            each = ", ".join(f"{x:,.0f}" for x in r.get("rounds_requests_per_sec", []))
             lines.append(f"| {name} | {r['requests_per_sec']:,.0f} | {r['p50_us'] / 1000:.2f} ms | "
-                         f"{r['p99_us'] / 1000:.2f} ms | {r['failed']:,} | {(r.get('cpu_percent', {}).get('subject') or r.get('cpu_percent', {}).get('backend') or 0):.0f} % |")
+                         f"{r['p99_us'] / 1000:.2f} ms | {r['failed']:,} | {cpu:.0f} % | "
+                         f"{r.get('cpu_us_per_request', 0):.1f} | {each} |")
         rn, rh = ratio(res[kind], "gyrus", "nghttpx", "requests_per_sec"), ratio(res[kind], "gyrus", "haproxy",
                                                                                   "requests_per_sec")
         pn, ph = ratio(res[kind], "gyrus", "nghttpx", "p99_us"), ratio(res[kind], "gyrus", "haproxy", "p99_us")
+        cn, ch = (ratio(res[kind], "gyrus", "nghttpx", "cpu_us_per_request"),
+                  ratio(res[kind], "gyrus", "haproxy", "cpu_us_per_request"))
         if rn is not None and rh is not None:
-            lines += ["", f"gyrus/nghttpx req/s = {rn:.3f} (target ≥ 1), gyrus/HAProxy req/s = {rh:.3f} (target ≥ 1); "
-                          f"p99 gyrus/nghttpx = {pn:.3f}, gyrus/HAProxy = {ph:.3f} (target ≤ 1)."]
+            lines += ["", f"gyrus/nghttpx req/s = {rn:.3f}, gyrus/HAProxy req/s = {rh:.3f} (target ≥ 1); "
+                          f"p99 gyrus/nghttpx = {pn:.3f}, gyrus/HAProxy = {ph:.3f} (target ≤ 1)"
+                          + (f"; CPU per request gyrus/nghttpx = {cn:.3f}, gyrus/HAProxy = {ch:.3f} (lower is better)."
+                             if cn is not None and ch is not None else ".")]
         lines.append("")
+    lines += ["**An upstream that ends its connections**", "",
+              f"h2c GET through each proxy to nginx with `keepalive_requests {ROTATE_REQUESTS}` (its default): every "
+              f"upstream connection ends by GOAWAY after {ROTATE_REQUESTS:,} requests, and the streams past the "
+              "GOAWAY's last stream id were not processed (RFC 9113 §6.8), so a proxy may send them again on "
+              "another connection. Failed = requests h2load saw fail (5xx or reset streams), summed over the "
+              "rounds.", "",
+              "| subject | req/s (median round) | failed, all rounds | requests, all rounds | failed per million |",
+              "|---|---|---|---|---|"]
+    for name in ("gyrus", "nghttpx", "haproxy"):
+        r = res.get("rotate", {}).get(name, {})
+        if "requests_per_sec" not in r:
+            lines.append(f"| {name} | failed: {r.get('reason', '?')[:120]} | | | |")
+            continue
+        nf, nr = sum(r["rounds_failed"]), sum(r["rounds_requests"])
+        lines.append(f"| {name} | {r['requests_per_sec']:,.0f} | {nf:,} | {nr:,} | {nf / nr * 1e6 if nr else 0:,.1f} |")
+    lines.append("")
     return "\n".join(lines)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gyrus", default=os.path.join(ROOT, "build", "gyrus"))
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--connections", type=int, default=64)
+    ap = section.parser(__doc__, connections=64, duration=8, warmup=2)
     ap.add_argument("--streams", type=int, default=10)
-    ap.add_argument("--markdown", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
-    ap.add_argument("--json", default=os.path.join(HERE, "results.json"))
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    nofile = procs.raise_nofile_limit(65536)
-    registry = procs.Registry()
-    tmp = tempfile.mkdtemp(prefix="gyrus-bench-h2-")
-    os.chmod(tmp, 0o755)
-    try:
-        res = run(args, tmp, registry, nofile)
-    except (SubjectFailed, measure.LoadFailed) as e:
-        print(f"h2 benchmark: {e}", file=sys.stderr)
+    res = section.run("h2", args, run, markdown, "h2",
+                      {"connections": args.connections, "streams": args.streams, "duration_s": args.duration,
+                       "rounds": args.rounds})
+    if res is None:
         return 2
-    finally:
-        registry.stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
-    with open(args.markdown, "a") as f:
-        f.write(markdown(res, args))
-    try:
-        with open(args.json) as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        doc = {}
-    doc["h2"] = {"connections": args.connections, "streams": args.streams, "duration_s": args.duration,
-                 "results": res, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    with open(args.json, "w") as f:
-        json.dump(doc, f, indent=2)
-    for kind in ("h2", "grpc"):
+    for kind in KINDS:
         for name, r in res[kind].items():
-            print(f"{kind:5} {name:8} " + (f"{r['requests_per_sec']:>10,.0f} req/s  p50 {r['p50_us'] / 1000:.2f} ms  "
+            print(f"{kind:6} {name:8} " + (f"{r['requests_per_sec']:>10,.0f} req/s  p50 {r['p50_us'] / 1000:.2f} ms  "
                                            f"p99 {r['p99_us'] / 1000:.2f} ms  failed {r['failed']}"
                                            if "requests_per_sec" in r else r.get("reason", "")))
     return 0

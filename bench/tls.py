@@ -3,15 +3,19 @@
 
     bench/tls.py --gyrus ./build/gyrus        (run by `make bench` after bench/run.py)
 
-Each subject (one worker, pinned to the subject CPU) terminates TLS with the same ECDSA P-256
-certificate and proxies to the same plain-HTTP nginx backend. Two figures per subject:
+Each subject (one worker, pinned to the subject CPU) terminates TLS with the same certificate
+and proxies to the same plain-HTTP nginx backend; each runs twice, with an ECDSA P-256 and with
+an RSA 2048 certificate. All run at once and --rounds rounds measure each in turn; every figure
+is the median over the rounds. Figures per subject:
 
 - new TLS handshakes per second: `openssl s_time -new` (full handshakes, no resumption), several
   clients in parallel on the load CPU, for a fixed time. An ECDSA handshake costs the client
   about as much as the server (the client verifies a signature, the server makes one), so on
   a two-CPU machine the client side is the bottleneck and the raw rates come out close; the
-  comparable figure is handshakes per second of subject CPU (rate / subject CPU share).
-- requests per second over TLS keep-alive: wrk against https://, 64 connections.
+  comparable figure is handshakes per second of subject CPU (rate / subject CPU share). An RSA
+  signature costs the server far more than its check costs the client, so the RSA rate is
+  bounded by the subject itself.
+- requests per second and p99 over TLS keep-alive: wrk against https://, 64 connections.
 
 Appends a section to docs/BENCHMARKS.md and a "tls" key to bench/results.json.
 """
@@ -32,24 +36,27 @@ from subjects import (BODY, Context, Running, SubjectFailed, _nginx_common, _sta
 # TLS 1.3 suites; it uses OpenSSL's), ECDHE-ECDSA AES-GCM / ChaCha20 for TLS 1.2, server preference,
 # OpenSSL's default groups (X25519 first).
 SUITES13 = "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
-CIPHERS12 = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305"
+CIPHERS12 = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:"
+             "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305")
+KEYS = {"ecdsa": ("ECDSA P-256", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+        "rsa": ("RSA 2048", ["-newkey", "rsa:2048"])}
 GROUPS = "X25519:P-256:X448:P-521:P-384"
 
 
-def make_certificate(tmp):
+def make_certificate(tmp, kind):
     def ossl(*a):
         subprocess.run(["openssl", *a], check=True, capture_output=True, timeout=60)
-    ca_key, ca, key, csr, cert = (f"{tmp}/{n}" for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
-    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", ca_key,
-         "-out", ca, "-days", "30", "-subj", "/CN=bench CA")
-    ossl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
-         "-out", csr, "-subj", "/CN=localhost")
+    newkey = KEYS[kind][1]
+    ca_key, ca, key, csr, cert = (f"{tmp}/{kind}-{n}" for n in ("ca.key", "ca.pem", "server.key", "server.csr",
+                                                               "server.pem"))
+    ossl("req", "-x509", *newkey, "-nodes", "-keyout", ca_key, "-out", ca, "-days", "30", "-subj", "/CN=bench CA")
+    ossl("req", "-new", *newkey, "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=localhost")
     ext = _write(f"{tmp}/server.ext", "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     ossl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "30",
          "-extfile", ext)
     with open(cert) as c, open(key) as k:
-        pem = _write(f"{tmp}/server-haproxy.pem", c.read() + k.read())
-    return {"cert": cert, "key": key, "pem": pem, "ca": ca}
+        pem = _write(f"{tmp}/{kind}-server-haproxy.pem", c.read() + k.read())
+    return {"cert": cert, "key": key, "pem": pem, "ca": ca, "kind": kind}
 
 
 # ---------------------------------------------------------------- subjects
@@ -102,8 +109,8 @@ backend backend
 """
 
 
-def nginx_config(tmp, port, backend_port, crt, nofile):
-    return _nginx_common(tmp, "nginx-tls", nofile) + f"""\
+def nginx_config(tmp, tag, port, backend_port, crt, nofile):
+    return _nginx_common(tmp, tag, nofile) + f"""\
     upstream backend {{
         server 127.0.0.1:{backend_port};
         keepalive 1024;
@@ -141,20 +148,22 @@ def start_subject(ctx, name, args, crt):
     port = free_port()
     if name == "gyrus":
         admin = free_port()
-        conf = _write(f"{ctx.tmp}/mesh-tls.yaml", gyrus_config(port, ctx.backend_port, crt))
-        log = f"{ctx.tmp}/gyrus-tls.log"
+        conf = _write(f"{ctx.tmp}/mesh-tls-{crt['kind']}.yaml", gyrus_config(port, ctx.backend_port, crt))
+        log = f"{ctx.tmp}/gyrus-tls-{crt['kind']}.log"
         proc = ctx.registry.start(gyrus_argv(os.path.abspath(args.gyrus), conf, admin), cpu=measure.SUBJECT_CPU,
                                   log_path=log)
         running = Running("gyrus", proc, port, [log])
         wait_until(running, lambda: http_get(admin, "/ready")[0] == 200, "GET /ready on admin")
     elif name == "haproxy":
-        conf = _write(f"{ctx.tmp}/haproxy-tls.cfg", haproxy_config(port, ctx.backend_port, crt, ctx.nofile))
-        log = f"{ctx.tmp}/haproxy-tls.log"
+        conf = _write(f"{ctx.tmp}/haproxy-tls-{crt['kind']}.cfg", haproxy_config(port, ctx.backend_port, crt,
+                                                                                 ctx.nofile))
+        log = f"{ctx.tmp}/haproxy-tls-{crt['kind']}.log"
         proc = ctx.registry.start(["haproxy", "-db", "-f", conf], cpu=measure.SUBJECT_CPU, log_path=log)
         running = Running("haproxy", proc, port, [log])
     else:
-        os.makedirs(f"{ctx.tmp}/nginx-tls-temp", exist_ok=True)
-        running = _start_nginx(ctx, "nginx-tls", nginx_config(ctx.tmp, port, ctx.backend_port, crt, ctx.nofile),
+        tag = f"nginx-tls-{crt['kind']}"
+        os.makedirs(f"{ctx.tmp}/{tag}-temp", exist_ok=True)
+        running = _start_nginx(ctx, tag, nginx_config(ctx.tmp, tag, port, ctx.backend_port, crt, ctx.nofile),
                                port, measure.SUBJECT_CPU)
     wait_until(running, lambda: https_ok(port, crt["ca"]), f"GET / over TLS through {name}")
     return running
@@ -218,82 +227,134 @@ def keepalive(ctx, port, pid, args):
             "subject_cpu_percent": cpu.get("subject")}
 
 
+SUBJECTS = ("gyrus", "haproxy", "nginx")
+
+
+def median_of(rounds, key):
+    """The round with the median value of key (rounds that failed are left out)."""
+    good = sorted((r for r in rounds if key(r) is not None), key=key)
+    return good[(len(good) - 1) // 2] if good else None
+
+
 def run(args, tmp, registry, nofile):
+    """Every subject runs twice at once, once with each key type; then `rounds` rounds measure each
+    subject in turn, so that a disturbance of this shared machine falls on all of them alike. Each
+    figure is the median over the rounds."""
     ctx = Context(tmp, registry, nofile)
-    crt = make_certificate(tmp)
-    backend = start_backend(ctx, measure.LOAD_CPU)
-    out = {}
-    for name in ("gyrus", "haproxy", "nginx"):
+    crts = {kind: make_certificate(tmp, kind) for kind in KEYS}
+    start_backend(ctx, measure.LOAD_CPU)
+    running, out = {}, {}
+    for name in SUBJECTS:
         try:
-            r = start_subject(ctx, name, args, crt)
-        except SubjectFailed as e:
+            running[name] = {kind: start_subject(ctx, name, args, crt) for kind, crt in crts.items()}
+            out[name] = {"negotiated": negotiated(running[name]["ecdsa"].port), "rounds": []}
+        except (SubjectFailed, subprocess.TimeoutExpired) as e:
             out[name] = {"status": "failed", "reason": str(e)}
+    for i in range(args.rounds):
+        for name in SUBJECTS:
+            if name not in running or "status" in out[name]:
+                continue
+            try:
+                rnd = {}
+                for kind, r in running[name].items():
+                    handshakes(ctx, r.port, r.pid, 1, args.clients)  # warm-up
+                    rnd[f"handshakes_{kind}"] = handshakes(ctx, r.port, r.pid, args.duration, args.clients)
+                r = running[name]["ecdsa"]
+                rnd["keepalive"] = keepalive(ctx, r.port, r.pid, args)
+                for r in running[name].values():
+                    if r.proc.poll() is not None:
+                        raise SubjectFailed(f"exited with {r.proc.returncode} during the run")
+                out[name]["rounds"].append(rnd)
+                print(f"round {i + 1} {name:8} " + "  ".join(
+                    f"{k}: {rnd[f'handshakes_{k}']['per_sec']:,.0f}/s" for k in KEYS) +
+                    f"  keep-alive {rnd['keepalive']['requests_per_sec']:,.0f} req/s "
+                    f"p99 {rnd['keepalive']['p99_us'] / 1000:.2f} ms", flush=True)
+            except (measure.LoadFailed, SubjectFailed, subprocess.TimeoutExpired) as e:
+                out[name] = {"status": "failed", "reason": str(e)}
+    for name in SUBJECTS:
+        r = out[name]
+        if "status" in r:
             continue
-        try:
-            res = {"negotiated": negotiated(r.port)}
-            handshakes(ctx, r.port, r.pid, 1, args.clients)  # warm-up
-            res["handshakes"] = handshakes(ctx, r.port, r.pid, args.duration, args.clients)
-            res["keepalive"] = keepalive(ctx, r.port, r.pid, args)
-            if r.proc.poll() is not None:
-                raise SubjectFailed(f"exited with {r.proc.returncode} during the run")
-            out[name] = res
-        except (measure.LoadFailed, SubjectFailed, subprocess.TimeoutExpired) as e:
-            out[name] = {"status": "failed", "reason": str(e)}
-        finally:
-            registry.stop(r.proc)
-    registry.stop(backend.proc)
+        for kind in KEYS:
+            hs = [x[f"handshakes_{kind}"] for x in r["rounds"]]
+            r[f"handshakes_{kind}"] = {"per_sec": median_of(hs, lambda h: h["per_sec"])["per_sec"],
+                                       "per_subject_cpu_sec": (median_of(hs, lambda h: h["per_subject_cpu_sec"])
+                                                               or {}).get("per_subject_cpu_sec"),
+                                       "subject_cpu_percent": median_of(hs, lambda h: h["per_sec"])
+                                       ["subject_cpu_percent"],
+                                       "rounds_per_sec": [h["per_sec"] for h in hs]}
+        ks = [x["keepalive"] for x in r["rounds"]]
+        best = median_of(ks, lambda k: k["requests_per_sec"])
+        r["keepalive"] = {**best, "p99_us": median_of(ks, lambda k: k["p99_us"])["p99_us"],
+                          "rounds_requests_per_sec": [k["requests_per_sec"] for k in ks],
+                          "rounds_p99_us": [k["p99_us"] for k in ks]}
     return out
 
 
 def markdown(res, args):
     lines = ["", "## TLS termination", "",
-             "Each proxy (one worker) terminates TLS with the same ECDSA P-256 certificate, TLS 1.2–1.3, the "
-             "same suites and groups, and proxies to the plain-HTTP backend. Handshakes: "
+             "Each proxy (one worker) terminates TLS, TLS 1.2–1.3 with the same suites and groups, and proxies to "
+             "the plain-HTTP backend; each runs twice at once, once with an ECDSA P-256 certificate and once with "
+             f"an RSA 2048 one. {args.rounds} rounds measure every subject in turn and each figure is the median "
+             "over the rounds (every round's value follows it). Handshakes: "
              f"{args.clients} parallel `openssl s_time -new` clients (full handshakes, no resumption) for "
              f"{args.duration} s on the load CPU. The client side of an ECDSA handshake costs about as much "
-             "as the server side, so with one load CPU the raw rate is bounded by the clients; "
-             "\"per subject CPU-second\" (rate ÷ the subject's CPU share) is the comparable cost figure. "
-             f"Keep-alive: wrk over https, {args.connections} connections, {args.duration} s.", "",
-             "| subject | negotiated | handshakes/s | subject CPU | handshakes per subject CPU-second | "
-             "keep-alive req/s | p50 | p99 | subject CPU |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name in ("gyrus", "haproxy", "nginx"):
+             "as the server side, so with one load CPU the ECDSA rate is bounded by the clients and "
+             "\"per subject CPU-second\" (rate ÷ the subject's CPU share) is the comparable cost figure; with RSA "
+             "the server's signature dominates, so the RSA rate is bounded by the subject. "
+             f"Keep-alive: wrk over https (ECDSA), {args.connections} connections, {args.duration} s.", "",
+             "| subject | negotiated | ECDSA handshakes/s | per subject CPU-second | RSA handshakes/s | "
+             "RSA subject CPU | keep-alive req/s | p50 | p99 | subject CPU |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def each(values, fmt):
+        return " (" + ", ".join(fmt(v) for v in values) + ")" if len(values) > 1 else ""
+    for name in SUBJECTS:
         r = res.get(name, {})
-        if "handshakes" not in r:
+        if "keepalive" not in r:
             why = " ".join(r.get("reason", "?").split())[-200:].replace("|", "/")
-            lines.append(f"| {name} | failed: {why} | | | | | | | |")
+            lines.append(f"| {name} | failed: {why} | | | | | | | | |")
             continue
-        h, k, n = r["handshakes"], r["keepalive"], r["negotiated"]
-        lines.append(f"| {name} | {n['protocol']} {n['cipher']} {n['group']} | {h['per_sec']:,.0f} | "
-                     f"{h['subject_cpu_percent']:.0f} % | {h['per_subject_cpu_sec'] or 0:,.0f} | "
-                     f"{k['requests_per_sec']:,.0f} | {k['p50_us'] / 1000:.2f} ms | {k['p99_us'] / 1000:.2f} ms | "
-                     f"{k['subject_cpu_percent']:.0f} % |")
+        e, rsa, k, n = r["handshakes_ecdsa"], r["handshakes_rsa"], r["keepalive"], r["negotiated"]
+        lines.append(f"| {name} | {n['protocol']} {n['cipher']} {n['group']} | {e['per_sec']:,.0f}"
+                     f"{each(e['rounds_per_sec'], lambda v: f'{v:,.0f}')} | {e['per_subject_cpu_sec'] or 0:,.0f} | "
+                     f"{rsa['per_sec']:,.0f}{each(rsa['rounds_per_sec'], lambda v: f'{v:,.0f}')} | "
+                     f"{rsa['subject_cpu_percent'] or 0:.0f} % | "
+                     f"{k['requests_per_sec']:,.0f}{each(k['rounds_requests_per_sec'], lambda v: f'{v:,.0f}')} | "
+                     f"{k['p50_us'] / 1000:.2f} ms | {k['p99_us'] / 1000:.2f} ms"
+                     f"{each(k['rounds_p99_us'], lambda v: f'{v / 1000:.1f}')} | {k['subject_cpu_percent']:.0f} % |")
     g, h = res.get("gyrus", {}), res.get("haproxy", {})
-    if "handshakes" in g and "handshakes" in h:
-        gh, hh = g["handshakes"], h["handshakes"]
-        ratio = (gh["per_subject_cpu_sec"] or 0) / hh["per_subject_cpu_sec"] if hh["per_subject_cpu_sec"] else 0
-        lines += ["", f"gyrus / HAProxy: handshakes/s {gh['per_sec'] / hh['per_sec']:.3f}, handshakes per subject "
-                      f"CPU-second {ratio:.3f}, keep-alive req/s "
-                      f"{g['keepalive']['requests_per_sec'] / h['keepalive']['requests_per_sec']:.3f} "
-                      "(target: ≥ 1)."]
+    if "keepalive" in g and "keepalive" in h:
+        def q(a, b):
+            return a / b if a and b else 0
+        lines += ["", "gyrus / HAProxy: ECDSA handshakes/s "
+                      f"{q(g['handshakes_ecdsa']['per_sec'], h['handshakes_ecdsa']['per_sec']):.3f}, per subject "
+                      f"CPU-second {q(g['handshakes_ecdsa']['per_subject_cpu_sec'], h['handshakes_ecdsa']['per_subject_cpu_sec']):.3f}"
+                      f", RSA handshakes/s {q(g['handshakes_rsa']['per_sec'], h['handshakes_rsa']['per_sec']):.3f}, "
+                      f"keep-alive req/s {q(g['keepalive']['requests_per_sec'], h['keepalive']['requests_per_sec']):.3f} "
+                      "(target: ≥ 1); keep-alive p99 "
+                      f"{q(g['keepalive']['p99_us'], h['keepalive']['p99_us']):.3f} (lower is better)."]
     return "\n".join(lines) + "\n"
 
 
 def main():
-    ap = section.parser(__doc__)
+    ap = section.parser(__doc__, duration=8)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=4, help="parallel s_time clients")
     args = ap.parse_args()
     res = section.run("tls", args, run, markdown, "tls",
-                      {"certificate": "ECDSA P-256", "tls13_suites": SUITES13, "tls12_ciphers": CIPHERS12,
+                      {"certificates": [v[0] for v in KEYS.values()], "rounds": args.rounds, "tls13_suites": SUITES13, "tls12_ciphers": CIPHERS12,
                        "groups": GROUPS, "handshake_client": f"openssl s_time -new x{args.clients}"})
     if res is None:
         return 2
     for name, r in res.items():
-        if "handshakes" in r:
-            print(f"{name:8} {r['handshakes']['per_sec']:>8,.0f} handshakes/s "
-                  f"({r['handshakes']['per_subject_cpu_sec'] or 0:,.0f} per subject CPU-s)  "
-                  f"{r['keepalive']['requests_per_sec']:>9,.0f} req/s keep-alive")
+        if "keepalive" in r:
+            print(f"{name:8} {r['handshakes_ecdsa']['per_sec']:>8,.0f} ECDSA handshakes/s "
+                  f"({r['handshakes_ecdsa']['per_subject_cpu_sec'] or 0:,.0f} per subject CPU-s)  "
+                  f"{r['handshakes_rsa']['per_sec']:>8,.0f} RSA handshakes/s  "
+                  f"{r['keepalive']['requests_per_sec']:>9,.0f} req/s keep-alive p99 "
+                  f"{r['keepalive']['p99_us'] / 1000:.2f} ms")
         else:
             print(f"{name:8} {r.get('reason', '')}")
     return 0

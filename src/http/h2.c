@@ -263,6 +263,17 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
     return 0;
 }
 
+static int on_frame_not_send(nghttp2_session *ng, const nghttp2_frame *frame, int lib_error, void *ud)
+{
+    struct gy_h2 *h = glue(ud);
+
+    (void)ng, (void)lib_error;
+    if (!h->server && frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST &&
+        h->cb->on_not_sent != NULL)
+        h->cb->on_not_sent(h, frame->hd.stream_id);
+    return 0;
+}
+
 static ssize_t read_body(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *ud)
 {
@@ -296,6 +307,7 @@ static nghttp2_session_callbacks *callbacks(void)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
         nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+        nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send);
     }
     return cbs;
 }

@@ -46,6 +46,9 @@ struct gy_h2_callbacks {
     /* END_STREAM received after the data (not called when it came on the head: see end_stream). */
     void (*on_end)(struct gy_h2 *h, int32_t sid, void *sud);
     void (*on_close)(struct gy_h2 *h, int32_t sid, void *sud, uint32_t error_code);
+    /* Client: a request's HEADERS will never go out (a GOAWAY came first); its stream was never
+     * opened, so on_close does not follow. Optional. */
+    void (*on_not_sent)(struct gy_h2 *h, int32_t sid);
     /* Body of a stream we send: copies up to len bytes; returns the count, 0 to wait (deferred
      * until nghttp2_session_resume_data), or sets *eof (with *trailers when the caller submitted
      * trailers and END_STREAM must not be set on the last DATA frame). */

@@ -318,9 +318,13 @@ void gy_attempt_failed(struct gy_stream *s, enum gy_attempt_failure why)
         gy_stream_reset(s, GY_RF_UC);
         return;
     }
-    /* A pooled connection the upstream had closed meanwhile: resend once on a fresh one, policy or not. */
-    if (stale && !s->stale_resent && (!s->req_has_body || (s->keep_replay && !s->replay_overflow))) {
-        s->stale_resent = true;
+    /* A pooled connection the upstream had closed meanwhile: resend once on a fresh one, policy or
+     * not. A stream the upstream refused (REFUSED_STREAM, or past its GOAWAY) was not processed:
+     * it may go again a few times, as servers that end connections by GOAWAY refuse in bursts. */
+    if (stale && (s->refused_free || s->stale_resends < (s->refused ? GY_MAX_REFUSED_RESENDS : 1)) &&
+        (!s->req_has_body || (s->keep_replay && !s->replay_overflow))) {
+        if (!s->refused_free)
+            s->stale_resends++;
         s->attempts--; /* not a retry: it does not count against the policy */
         begin(s, true);
         return;
@@ -397,7 +401,9 @@ static void begin(struct gy_stream *s, bool fresh)
         gy_attempt_failed(s, GY_FAIL_CONNECT); /* no HTTP/1.1 head was built (cannot happen) */
         return;
     }
-    struct gy_uconn *uc = fresh ? NULL : h2 ? gy_upool_take_h2(p) : gy_upool_take(p);
+    /* A fresh HTTP/1.1 connection for a resend (another pooled one may be stale too); HTTP/2
+     * takes any connection with room, since a refused stream's connection has none left. */
+    struct gy_uconn *uc = h2 ? gy_upool_take_h2(p) : fresh ? NULL : gy_upool_take(p);
     if (uc == NULL && (uc = gy_uconn_open(w, p, s->cluster, &s->cluster->instances[idx], h2, &overflow)) == NULL) {
         if (overflow) {
             release_host(s);
@@ -416,6 +422,7 @@ static void begin(struct gy_stream *s, bool fresh)
     }
     s->any_response_byte = false;
     s->req_sent = false;
+    s->refused = s->refused_free = false;
     if (s->up->start(s) != 0) {
         gy_attempt_failed(s, GY_FAIL_CONNECT);
         return;

@@ -170,6 +170,12 @@ struct gy_dconn {
 #define GY_RF_UO 0x400u /* upstream overflow: a circuit breaker refused the request */
 #define GY_RF_URX 0x800u /* retries exhausted: the answer of the last attempt was passed on */
 
+/* How often a request the upstream refused unprocessed (HTTP/2 REFUSED_STREAM, or past the GOAWAY
+ * of a connection that answered nothing) is sent again without counting as a retry. Past the
+ * GOAWAY of a connection that did answer (a server ending connections after N requests), it is
+ * sent again without limit: every round trip gets some requests answered. */
+#define GY_MAX_REFUSED_RESENDS 3
+
 /* A request or response head in protocol-neutral form. Slices point into the downstream or
  * upstream connection's buffer, or into the stream's pool; valid while the head is handled. */
 struct gy_req_head {
@@ -308,6 +314,8 @@ struct gy_stream {
     struct gy_resp_head *uresp_head; /* HTTP/2 upstream: a response head to pass on (in the pool) */
     bool uclosed;                    /* HTTP/2 upstream: nghttp2 closed the stream (usid kept for windows) */
     bool refused;                    /* HTTP/2 upstream: REFUSED_STREAM (or past a GOAWAY): not processed */
+    bool refused_free;               /* refused by a GOAWAY of a connection that answered others:
+                                      * sent again without counting against GY_MAX_REFUSED_RESENDS */
     bool grpc;                       /* content-type application/grpc* */
     bool tunnel;                     /* WebSocket: h1 Upgrade or h2 extended CONNECT; raw bytes both ways */
     struct gy_grpcweb grpc_web;      /* gRPC-Web caller, translated to gRPC for an HTTP/2 upstream */
@@ -342,7 +350,7 @@ struct gy_stream {
     bool host_counted;               /* s->host holds a unit of wcluster->active[] */
     bool cb_request;                 /* holds a GY_CB_REQUESTS unit */
     bool retry_unit;                 /* holds a GY_CB_RETRIES unit (a retry is in flight) */
-    bool stale_resent;               /* resent once on a fresh connection after a stale pooled one */
+    uint8_t stale_resends;           /* resent after a stale pooled connection or a refused stream */
     bool response_judged;            /* the final response head was checked for a retry */
     bool has_hash;
     uint64_t lb_hash;

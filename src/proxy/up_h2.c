@@ -36,7 +36,22 @@ struct gy_h2u {
     struct gy_list woken;            /* streams to wake once nghttp2 returns (gy_stream.uwake) */
     bool broken;                     /* GOAWAY received or the session failed: no new streams */
     bool alpn_pending;               /* TLS: the server has not said h2 yet (no body goes in) */
+    unsigned answered;               /* streams that got a whole response */
 };
+
+/* A GOAWAY came (or went): no stream opens on this connection any more. */
+static bool goaway(const struct gy_h2u *u)
+{
+    return u->h2.ng != NULL && !nghttp2_session_check_request_allowed(u->h2.ng);
+}
+
+/* The stream was not processed by the server: it may be sent again (free of count when the
+ * connection was ended by GOAWAY after answering others). */
+static void mark_refused(struct gy_h2u *u, struct gy_stream *s)
+{
+    s->refused = true;
+    s->refused_free = u->answered > 0 && goaway(u);
+}
 
 static struct gy_h2u *sess(const struct gy_uconn *uc)
 {
@@ -70,13 +85,16 @@ unsigned gy_h2u_streams(const struct gy_uconn *uc)
     return sess(uc)->nstreams;
 }
 
+/* Room for one more stream: not failed, no GOAWAY either way (one just read counts at once,
+ * even from inside nghttp2's callbacks), below both stream limits. */
 bool gy_h2u_has_room(struct gy_uconn *uc)
 {
     struct gy_h2u *u = sess(uc);
-    uint32_t peer = nghttp2_session_get_remote_settings(u->h2.ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
-    uint32_t max = peer < u->max_streams ? peer : u->max_streams;
 
-    return !u->broken && !uc->eof && u->nstreams < max && u->h2.ng != NULL;
+    if (u->broken || uc->eof || u->h2.ng == NULL || goaway(u))
+        return false;
+    uint32_t peer = nghttp2_session_get_remote_settings(u->h2.ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    return u->nstreams < (peer < u->max_streams ? peer : u->max_streams);
 }
 
 /* Takes the stream off the session (its nghttp2 stream may live on until the RST is sent). */
@@ -102,17 +120,38 @@ static void unlink_stream(struct gy_h2u *u, struct gy_stream *s)
 }
 
 /* The connection is unusable: every stream on it fails (retried when the policy allows) and
- * goes on `wake` to be run once the connection is gone. */
-static void fail_all(struct gy_h2u *u, bool connect, struct gy_list *wake)
+ * goes on `wake` to be run once the connection is gone. With spare_complete, streams whose
+ * whole response has arrived (a server that closes right after its last answer) stay, to be
+ * passed on; the connection closes when they are done. */
+static void fail_all(struct gy_h2u *u, bool connect, struct gy_list *wake, bool spare_complete)
 {
+    struct gy_list spared;
+
     u->broken = true;
+    gy_list_init(&spared);
+    for (struct gy_list *n = u->streams.next, *next; spare_complete && n != &u->streams; n = next) {
+        struct gy_stream *s = GY_CONTAINER_OF(n, struct gy_stream, ulink);
+        next = n->next;
+        if (s->uclosed) {
+            gy_list_remove(&s->ulink);
+            gy_list_insert_tail(&spared, &s->ulink);
+            if (wake != NULL && !gy_list_linked(&s->uwake))
+                gy_list_insert_tail(wake, &s->uwake);
+        }
+    }
+    /* One at a time from the head: a failure may end other streams of this connection. */
     while (!gy_list_empty(&u->streams)) {
         struct gy_stream *s = GY_CONTAINER_OF(u->streams.next, struct gy_stream, ulink);
+        /* Never opened (still queued in nghttp2): nothing reached the server, it may go again. */
+        bool unsent = s->usid <= 0 || (u->h2.ng != NULL && nghttp2_session_find_stream(u->h2.ng, s->usid) == NULL);
         unlink_stream(u, s);
+        if (unsent && !connect)
+            mark_refused(u, s);
         gy_attempt_failed(s, connect ? GY_FAIL_CONNECT : GY_FAIL_RESET);
         if (wake != NULL && !gy_list_linked(&s->uwake))
             gy_list_insert_tail(wake, &s->uwake);
     }
+    gy_list_splice_tail(&u->streams, &spared);
 }
 
 /* ---- callbacks ---- */
@@ -216,6 +255,7 @@ static void on_close(struct gy_h2 *h2, int32_t sid, void *sud, uint32_t code)
 
     (void)sid;
     if (s->resp_up_end && code == NGHTTP2_NO_ERROR) {
+        u->answered++;
         nghttp2_session_set_stream_user_data(h2->ng, s->usid, NULL);
         s->uclosed = true; /* the rest is passed on by the stream's pump */
         notify(u, s);
@@ -223,13 +263,32 @@ static void on_close(struct gy_h2 *h2, int32_t sid, void *sud, uint32_t code)
     }
     unlink_stream(u, s);
     if (!s->resp_started) {
-        s->refused = code == NGHTTP2_REFUSED_STREAM && !s->any_response_byte;
+        if (code == NGHTTP2_REFUSED_STREAM && !s->any_response_byte)
+            mark_refused(u, s);
         gy_attempt_failed(s, GY_FAIL_RESET);
     } else {
         s->rst_code = code == NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : code;
         gy_stream_reset(s, GY_RF_UC);
     }
     notify(u, s);
+}
+
+/* A request that never went out because a GOAWAY came first: refused, so it may be sent again
+ * on another connection whatever the retry policy says. */
+static void on_not_sent(struct gy_h2 *h2, int32_t sid)
+{
+    struct gy_h2u *u = GY_CONTAINER_OF(h2, struct gy_h2u, h2);
+
+    for (struct gy_list *n = u->streams.next; n != &u->streams; n = n->next) {
+        struct gy_stream *s = GY_CONTAINER_OF(n, struct gy_stream, ulink);
+        if (s->usid != sid)
+            continue;
+        unlink_stream(u, s);
+        mark_refused(u, s);
+        gy_attempt_failed(s, GY_FAIL_RESET);
+        notify(u, s);
+        return;
+    }
 }
 
 static ssize_t read_body(struct gy_h2 *h2, int32_t sid, void *sud, uint8_t *buf, size_t len, bool *eof, bool *trailers)
@@ -255,6 +314,7 @@ static const struct gy_h2_callbacks callbacks = {
     .on_data = on_data,
     .on_end = on_end,
     .on_close = on_close,
+    .on_not_sent = on_not_sent,
     .read_body = read_body,
 };
 
@@ -371,13 +431,14 @@ void gy_h2u_event(struct gy_uconn *uc)
     if (!uc->connect_failed) {
         input(u);
         output(u);
-        if (!nghttp2_session_check_request_allowed(u->h2.ng))
+        if (goaway(u))
             u->broken = true; /* GOAWAY received: streams below its id finish, no new ones */
     }
     gy_list_splice_tail(&wake, &u->woken);
     if (uc->connect_failed || uc->eof || gy_h2_done(&u->h2) || (u->broken && u->nstreams == 0)) {
-        fail_all(u, uc->connect_failed, &wake);
-        gy_uconn_close(uc);
+        fail_all(u, uc->connect_failed, &wake, true);
+        if (u->nstreams == 0)
+            gy_uconn_close(uc);
     }
     wake_all(&wake);
 }
@@ -422,7 +483,7 @@ void gy_h2u_free(struct gy_uconn *uc)
 {
     struct gy_h2u *u = sess(uc);
 
-    fail_all(u, false, NULL);
+    fail_all(u, false, NULL, false);
     while (!gy_list_empty(&u->woken))
         gy_list_remove(u->woken.next);
     gy_task_cancel(&u->flush);

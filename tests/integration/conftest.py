@@ -215,9 +215,11 @@ class DemoService(Process):
 
 
 class Nginx(Process):
-    """A real nginx serving a small body and a body sink, one worker, in a temp prefix."""
+    """A real nginx serving a small body and a body sink, one worker, in a temp prefix; with
+    http2, HTTP/2 without TLS (prior knowledge); keepalive_requests ends each connection after
+    that many requests (for HTTP/2 by GOAWAY)."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, http2=False, keepalive_requests=1000000):
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="gyrus-nginx-")
         conf = os.path.join(self.dir, "nginx.conf")
@@ -232,9 +234,9 @@ http {{
   access_log off;
   client_body_temp_path {self.dir}/body; proxy_temp_path {self.dir}/proxy;
   fastcgi_temp_path {self.dir}/fcgi; uwsgi_temp_path {self.dir}/uwsgi; scgi_temp_path {self.dir}/scgi;
-  keepalive_requests 1000000;
+  keepalive_requests {keepalive_requests};
   server {{
-    listen 127.0.0.1:{self.port};
+    listen 127.0.0.1:{self.port}{" http2" if http2 else ""};
     client_max_body_size 0;
     location / {{ return 200 "hello from nginx\\n"; }}
     location /status {{ stub_status; }}
@@ -242,7 +244,12 @@ http {{
 }}
 """)
         super().__init__(["nginx", "-p", self.dir, "-c", conf], "nginx")
-        wait_for(lambda: http_get(f"http://127.0.0.1:{self.port}/")[0] == 200, what="nginx")
+        if http2:
+            wait_for(lambda: subprocess.run(["curl", "-s", "-o", "/dev/null", "--http2-prior-knowledge",
+                                             f"http://127.0.0.1:{self.port}/"], timeout=5).returncode == 0,
+                     what="nginx (h2c)")
+        else:
+            wait_for(lambda: http_get(f"http://127.0.0.1:{self.port}/")[0] == 200, what="nginx")
 
     def stop(self, timeout=20):
         rc = super().stop(timeout)

@@ -1,13 +1,14 @@
 """HTTP/2 upstreams: multiplexing with more connections past max_concurrent_streams, resets
 both ways, refused streams resent, windows given back when clients go away mid-stream, and
 protocol_selection USE_DOWNSTREAM_PROTOCOL. (TLS upstreams: test_h2_upstream_tls.py.)"""
+import re
 import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import free_port, http_get, simple_mesh, wait_for
+from conftest import Nginx, free_port, http_get, simple_mesh, wait_for
 from h2backend import H2Backend
 from h2probe import Probe
 
@@ -48,15 +49,37 @@ def test_upstream_reset_after_headers_resets_the_client_stream(gyrus_factory, h2
     p.close()
 
 
-def test_refused_stream_is_resent_once(gyrus_factory, h2be):
+def test_refused_stream_is_resent_a_bounded_number_of_times(gyrus_factory, h2be):
     port = free_port()
     gyrus_factory(mesh(port, h2be), "test")
     p = Probe(port)
     sid = p.request("/reset?refused=1")
     assert p.wait(lambda: p.done(sid), 5)
     assert p.responses[sid]["headers"][":status"] == "503"
-    assert sum(1 for r in h2be.requests if r[":path"] == "/reset?refused=1") == 2
+    # REFUSED_STREAM means "not processed": sent again up to 3 times (GY_MAX_REFUSED_RESENDS), no more
+    assert sum(1 for r in h2be.requests if r[":path"] == "/reset?refused=1") == 4
     p.close()
+
+
+def test_upstream_ending_connections_by_goaway_loses_no_request(gyrus_factory):
+    """nginx ends each HTTP/2 connection with GOAWAY after 20 requests (its keepalive_requests;
+    the default is 1000). Streams past the GOAWAY's last id were not processed: they go again on
+    another connection, and the complete answers that arrive just before the server closes are
+    passed on, so every request is answered; connections are replaced, not multiplied."""
+    be = Nginx(http2=True, keepalive_requests=20)
+    try:
+        port = free_port()
+        g = gyrus_factory(simple_mesh(port, [be.port], cluster_extra={"http2_protocol_options": {}}), "test")
+        out = subprocess.run(["h2load", "-n", "4000", "-c", "4", "-m", "25", f"http://127.0.0.1:{port}/"],
+                             capture_output=True, text=True, timeout=120).stdout
+        m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+        assert m is not None and (m.group(3), m.group(4)) == ("4000", "0"), out
+        assert "4000 2xx" in out, out
+        cx = g.metric("gyrus_cluster_upstream_cx_total", cluster="backend")
+        assert 4000 // 20 <= cx <= 4000 // 20 * 3 // 2, cx  # each carries at most 20; few are cut short
+        assert g.metric("gyrus_cluster_upstream_rq_total", cluster="backend", status_class="2xx") == 4000
+    finally:
+        be.stop()
 
 
 def test_clients_leaving_mid_stream_give_the_window_back(gyrus_factory, h2be):

@@ -72,7 +72,9 @@ static ssize_t read_body(struct gy_h2 *h, int32_t sid, void *sud, uint8_t *buf, 
     return 0;
 }
 
-static const struct gy_h2_callbacks cbs = { on_head, on_data, on_end, on_close, read_body };
+static const struct gy_h2_callbacks cbs = {
+    .on_head = on_head, .on_data = on_data, .on_end = on_end, .on_close = on_close, .read_body = read_body,
+};
 
 /* A client session of nghttp2 to talk to the glue's server. */
 static size_t client_bytes(nghttp2_session *c, uint8_t *out, size_t cap)
