@@ -340,7 +340,7 @@ def markdown(res, args):
 def main():
     ap = section.parser(__doc__, duration=8)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--clients", type=int, default=4, help="parallel s_time clients")
     args = ap.parse_args()
     res = section.run("tls", args, run, markdown, "tls",
