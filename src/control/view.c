@@ -248,7 +248,11 @@ static json_t *mtls_decorate(struct collect *c, int k, const json_t *o)
         if (json_object_get(ctl->clusters_by_name, c->viewer) == NULL) /* nobody in the mesh calls it */
             return NULL;
         json_t *copy = json_copy((json_t *)o);
-        json_object_set_new(copy, "secret", json_pack("{s:s,s:s}", "secret_name", me, "secret_validation_name", trust));
+        /* The service behind learns who called: x-forwarded-client-cert with the caller's SPIFFE ID
+         * (unless the listener says otherwise with its own forward_client_cert_details). */
+        json_object_set_new(copy, "secret", json_pack("{s:s,s:s,s:s,s:{s:b}}", "secret_name", me, "secret_validation_name",
+                                                      trust, "forward_client_cert_details", "SANITIZE_SET",
+                                                      "set_current_client_cert_details", "uri", 1));
         return copy;
     }
     const char *name = json_string_value(json_object_get(o, "name"));

@@ -179,6 +179,27 @@ static int listener_access_logs(struct cc *cc, struct gy_listener *l, const json
     return 0;
 }
 
+/* x-forwarded-client-cert: the listener's own fields (Envoy's names) or its secret's (Grey Matter's). */
+static void listener_xfcc(struct gy_listener *l, const json_t *lo)
+{
+    static const char *const modes[] = { "SANITIZE", "FORWARD_ONLY", "APPEND_FORWARD", "SANITIZE_SET",
+                                         "ALWAYS_FORWARD_ONLY" };
+    const json_t *secret = json_object_get(lo, "secret");
+    const json_t *from = json_object_get(lo, "forward_client_cert_details") != NULL ? lo : secret;
+    const char *mode = json_string_value(json_object_get(from, "forward_client_cert_details"));
+    const json_t *d = json_object_get(from, "set_current_client_cert_details");
+
+    l->xfcc_mode = GY_XFCC_SANITIZE;
+    for (size_t i = 0; mode != NULL && i < sizeof(modes) / sizeof(modes[0]); i++)
+        if (strcmp(mode, modes[i]) == 0)
+            l->xfcc_mode = (uint8_t)i;
+    l->xfcc_fields = (json_is_true(json_object_get(d, "uri")) || json_is_true(json_object_get(d, "URI")) ? GY_XFCC_URI : 0) |
+                     (json_is_true(json_object_get(d, "subject")) ? GY_XFCC_SUBJECT : 0) |
+                     (json_is_true(json_object_get(d, "dns")) ? GY_XFCC_DNS : 0) |
+                     (json_is_true(json_object_get(d, "cert")) ? GY_XFCC_CERT : 0) |
+                     (json_is_true(json_object_get(d, "chain")) ? GY_XFCC_CHAIN : 0);
+}
+
 static int listener_settings(struct cc *cc, struct gy_listener *l, const json_t *lo)
 {
     char what[300];
@@ -195,6 +216,7 @@ static int listener_settings(struct cc *cc, struct gy_listener *l, const json_t 
     l->max_request_headers_kb = (uint32_t)cc_int(lo, "max_request_headers_kb", 32);
     l->max_headers = (uint32_t)cc_int(lo, "max_headers_count", 100);
     l->use_remote_address = cc_bool(lo, "use_remote_address", true);
+    listener_xfcc(l, lo);
     cc_http2_options(json_object_get(lo, "http2_protocol_options"), &l->h2, l->max_request_headers_kb * 1024);
     return listener_access_logs(cc, l, lo);
 }

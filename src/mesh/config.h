@@ -25,6 +25,20 @@
 struct pcre2_real_code_8;
 
 enum gy_listener_protocol { GY_PROTO_HTTP_AUTO, GY_PROTO_HTTP, GY_PROTO_HTTP2, GY_PROTO_TCP };
+/* x-forwarded-client-cert (Envoy's forward_client_cert_details); "mTLS" = a verified client cert. */
+enum gy_xfcc_mode {
+    GY_XFCC_SANITIZE,            /* never forwarded (the default) */
+    GY_XFCC_FORWARD_ONLY,        /* the client's, over mTLS only */
+    GY_XFCC_APPEND_FORWARD,      /* the client's plus ours, over mTLS only */
+    GY_XFCC_SANITIZE_SET,        /* ours only, over mTLS only */
+    GY_XFCC_ALWAYS_FORWARD_ONLY, /* the client's, always */
+};
+/* What our element carries besides By and Hash (set_current_client_cert_details). */
+#define GY_XFCC_URI 0x01u
+#define GY_XFCC_SUBJECT 0x02u
+#define GY_XFCC_DNS 0x04u
+#define GY_XFCC_CERT 0x08u
+#define GY_XFCC_CHAIN 0x10u
 enum gy_lb_policy { GY_LB_ROUND_ROBIN, GY_LB_LEAST_REQUEST, GY_LB_RANDOM, GY_LB_RING_HASH };
 enum gy_path_match { GY_PATH_PREFIX, GY_PATH_EXACT, GY_PATH_REGEX };
 enum gy_host_match { GY_HOST_ANY, GY_HOST_EXACT, GY_HOST_SUFFIX /* "*.example.com" */, GY_HOST_PREFIX /* "api.*" */ };
@@ -325,6 +339,8 @@ struct gy_listener {
     uint32_t max_request_headers_kb;    /* default 32 */
     uint32_t max_headers;               /* default 100 */
     bool use_remote_address;            /* default true: x-forwarded-for appends the peer */
+    uint8_t xfcc_mode;                  /* enum gy_xfcc_mode */
+    uint8_t xfcc_fields;                /* GY_XFCC_* */
     struct gy_http2_options h2;         /* http2_protocol_options */
     void *stats;                        /* (proxy) */
     void *filters;                      /* (proxy) the HTTP filter chain (active_http_filters) */

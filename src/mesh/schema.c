@@ -185,18 +185,18 @@ static const struct gy_field f_cluster_ssl[] = {
 };
 const struct gy_struct gy_s_cluster_ssl = { "cluster_ssl_config", "TLS towards a cluster's instances.", f_cluster_ssl, NULL };
 
-static const char *const fcc_values[] = { "SANITIZE", "FORWARD_ONLY", "APPEND_FORWARD", "SANITIZE_SET", "ALWAYS_FORWARD_ONLY", NULL };
+const char *const gy_fcc_values[] = { "SANITIZE", "FORWARD_ONLY", "APPEND_FORWARD", "SANITIZE_SET", "ALWAYS_FORWARD_ONLY", NULL };
 
 static const struct gy_field f_client_cert_details[] = {
-    GY_BOOL("uri", .def = "false", .doc = "Include the peer certificate's URI SAN (SPIFFE ID)."),
-    GY_BOOL("URI", .def = "false", .doc = "Same as `uri` (the spelling of api.cue)."),
-    GY_BOOL("subject", .def = "false", .doc = "Include the subject."),
-    GY_BOOL("cert", .def = "false", .doc = "Include the PEM certificate."),
-    GY_BOOL("chain", .def = "false", .doc = "Include the PEM chain."),
-    GY_BOOL("dns", .def = "false", .doc = "Include DNS SANs."),
+    GY_BOOL("uri", .flags = GY_F_USED, .def = "false", .doc = "Include the client certificate's URI SANs (`URI=`, its SPIFFE ID)."),
+    GY_BOOL("URI", .flags = GY_F_USED, .def = "false", .doc = "Same as `uri` (the spelling of api.cue)."),
+    GY_BOOL("subject", .flags = GY_F_USED, .def = "false", .doc = "Include the subject DN (`Subject=\"...\"`, RFC 2253)."),
+    GY_BOOL("cert", .flags = GY_F_USED, .def = "false", .doc = "Include the PEM certificate, URL-encoded (`Cert=\"...\"`)."),
+    GY_BOOL("chain", .flags = GY_F_USED, .def = "false", .doc = "Include the PEM chain the client sent, leaf first, URL-encoded (`Chain=\"...\"`)."),
+    GY_BOOL("dns", .flags = GY_F_USED, .def = "false", .doc = "Include each DNS SAN (`DNS=`)."),
     GY_END,
 };
-static const struct gy_struct s_client_cert_details = {
+const struct gy_struct gy_s_client_cert_details = {
     "client_cert_details", "What goes into `x-forwarded-client-cert`.", f_client_cert_details, NULL
 };
 
@@ -207,8 +207,10 @@ static const struct gy_field f_secret[] = {
            .doc = "Trust domain the peer's SPIFFE ID must belong to, e.g. `spiffe://example.org`."),
     GY_LIST("subject_names", gy_e_string, .flags = GY_F_USED, .doc = "SPIFFE IDs the peer may present (instead of any of the trust domain)."),
     GY_LIST("ecdh_curves", gy_e_string, .doc = "ECDH curves, e.g. `X25519:P-256`."),
-    GY_ENUM("forward_client_cert_details", fcc_values, .doc = "Handling of `x-forwarded-client-cert`."),
-    GY_OBJ("set_current_client_cert_details", s_client_cert_details, .doc = "Fields of the client certificate to forward."),
+    GY_ENUM("forward_client_cert_details", gy_fcc_values, .flags = GY_F_USED,
+            .doc = "Handling of `x-forwarded-client-cert` on a listener (see the listener's field of that name; clusters ignore it)."),
+    GY_OBJ("set_current_client_cert_details", gy_s_client_cert_details, .flags = GY_F_USED,
+           .doc = "On a listener: what our `x-forwarded-client-cert` element carries besides `By` and `Hash`."),
     GY_STR("checksum", .doc = "Opaque, kept for Grey Matter compatibility."),
     GY_END,
 };

@@ -82,7 +82,8 @@ const struct gy_kind *gy_mesh_kind(const char *name);
 extern const struct gy_struct gy_s_metadatum, gy_s_header_kv, gy_s_header_op, gy_s_response_data,
     gy_s_redirect, gy_s_cors_config, gy_s_listener_ssl, gy_s_cluster_ssl, gy_s_secret,
     gy_s_http_options, gy_s_http2_options, gy_s_retry_policy, gy_s_cohort_seed, gy_s_rule,
-    gy_s_all_constraints;
+    gy_s_all_constraints, gy_s_client_cert_details;
+extern const char *const gy_fcc_values[];
 /* The kinds (schema_route.c, schema_cluster.c, schema_listener.c). */
 extern const struct gy_struct gy_s_zone, gy_s_proxy, gy_s_listener, gy_s_domain, gy_s_route,
     gy_s_shared_rules, gy_s_cluster;

@@ -127,7 +127,14 @@ static const struct gy_field f_listener[] = {
     GY_OBJ("tracing_config", s_tracing, .doc = "Tracing."),
     GY_LIST("external_secrets", e_filter_secret, .doc = "Secrets inserted into filter configurations."),
     GY_OBJ("secret", gy_s_secret, .flags = GY_F_USED,
-           .doc = "SPIFFE mTLS with the proxy's SVID from the mesh CA: requires client SVIDs (ignored when `ssl_config` gives TLS)."),
+           .doc = "SPIFFE mTLS with the proxy's SVID from the mesh CA: requires client SVIDs (ignored when `ssl_config` gives TLS, "
+                  "except its `forward_client_cert_details`)."),
+    GY_ENUM("forward_client_cert_details", gy_fcc_values, .flags = GY_F_USED,
+            .doc = "Handling of `x-forwarded-client-cert` (Envoy's name; else the secret's): `SANITIZE` drops it, "
+                   "`SANITIZE_SET` sets ours, `APPEND_FORWARD` appends ours, `FORWARD_ONLY` passes the client's, the last "
+                   "three only over mTLS; `ALWAYS_FORWARD_ONLY` passes it always (docs/identity.md)."),
+    GY_OBJ("set_current_client_cert_details", gy_s_client_cert_details, .flags = GY_F_USED,
+           .doc = "What our element carries besides `By` and `Hash`."),
     GY_OBJ("ssl_config", gy_s_listener_ssl, .flags = GY_F_GYRUS | GY_F_USED,
            .doc = "TLS with certificate files: the default certificate (Grey Matter sets it on domains)."),
     GY_OBJ("http_protocol_options", gy_s_http_options, .doc = "HTTP/1.1 settings."),

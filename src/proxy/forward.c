@@ -12,6 +12,7 @@
 #include "core/err.h"
 #include "proxy/filter.h"
 #include "proxy/proxy.h"
+#include "tls/tls.h"
 
 struct writer {
     char *p;
@@ -115,7 +116,7 @@ bool gy_fwd_skip_request_header(const struct gy_stream *s, const struct gy_heade
     } else if (gy_slice_eqi_cstr(h->name, "x-forwarded-proto") || gy_slice_eqi_cstr(h->name, "x-request-id") ||
                gy_slice_eqi_cstr(h->name, "expect") || gy_slice_eqi_cstr(h->name, "http2-settings") ||
                gy_slice_eqi_cstr(h->name, "x-forwarded-client-cert")) {
-        return true; /* x-forwarded-client-cert: a client's claim about certificates, never trusted */
+        return true; /* x-forwarded-client-cert: re-made as forward_client_cert_details says */
     }
     return gy_filter_edits_drop(s->edits, h->name) || in_list(r->request_headers_to_remove, r->nrequest_headers_to_remove, h->name) ||
            replaced_by(r->request_headers_to_add, r->nrequest_headers_to_add, h->name);
@@ -162,6 +163,51 @@ static struct gy_slice forwarded_for(struct gy_stream *s)
     return gy_slice(p, k > 0 ? (size_t)k : 0);
 }
 
+/* x-forwarded-client-cert as the listener's forward_client_cert_details says (the client's own
+ * fields were skipped); ptr NULL: none goes upstream. */
+static struct gy_slice forwarded_client_cert(struct gy_stream *s, const struct gy_req_head *req)
+{
+    const struct gy_listener *l = s->lcfg;
+    const struct gy_tls_peer *peer;
+    const char *mine = NULL;
+    size_t n = 0;
+
+    if (l->xfcc_mode == GY_XFCC_SANITIZE)
+        return (struct gy_slice){ 0 };
+    peer = gy_tls_peer(s->dc->transport);
+    if ((peer == NULL || !peer->verified) && l->xfcc_mode != GY_XFCC_ALWAYS_FORWARD_ONLY)
+        return (struct gy_slice){ 0 }; /* not mTLS: nothing vouches for what the client says */
+    bool theirs = l->xfcc_mode != GY_XFCC_SANITIZE_SET;
+    if (l->xfcc_mode == GY_XFCC_APPEND_FORWARD || l->xfcc_mode == GY_XFCC_SANITIZE_SET) {
+        if ((mine = gy_tls_xfcc(s->dc->transport, l->xfcc_fields)) == NULL)
+            return (struct gy_slice){ 0 };
+        n += strlen(mine) + 1;
+    }
+    for (unsigned i = 0; theirs && i < req->nheaders; i++)
+        if (gy_slice_eqi_cstr(req->headers[i].name, "x-forwarded-client-cert"))
+            n += req->headers[i].value.len + 1;
+    char *p = gy_pool_alloc(&s->pool, n + 1);
+    size_t len = 0;
+    if (p == NULL)
+        return (struct gy_slice){ 0 };
+    for (unsigned i = 0; theirs && i < req->nheaders; i++) {
+        struct gy_slice v = gy_slice_trim(req->headers[i].value);
+        if (!gy_slice_eqi_cstr(req->headers[i].name, "x-forwarded-client-cert") || v.len == 0)
+            continue;
+        if (len > 0)
+            p[len++] = ',';
+        memcpy(p + len, v.ptr, v.len);
+        len += v.len;
+    }
+    if (mine != NULL) {
+        if (len > 0)
+            p[len++] = ',';
+        memcpy(p + len, mine, strlen(mine));
+        len += strlen(mine);
+    }
+    return len > 0 ? gy_slice(p, len) : (struct gy_slice){ 0 };
+}
+
 /* WebSocket towards an HTTP/1.1 upstream: the upgrade asked again, and for an extended CONNECT
  * (RFC 8441) the handshake fields HTTP/2 does without. */
 static void put_tunnel_headers(struct gy_stream *s, struct writer *w, const struct gy_req_head *req)
@@ -195,10 +241,11 @@ int gy_fwd_request_head(struct gy_stream *s, const struct gy_req_head *req, stru
     char hostbuf[300];
     struct writer w;
     size_t hsize = 0;
+    struct gy_slice xfcc = forwarded_client_cert(s, req);
 
     for (unsigned i = 0; i < req->nheaders; i++)
         hsize += req->headers[i].name.len + req->headers[i].value.len + 4;
-    w.cap = hsize + req->method.len + req->authority.len + path.len + req->query.len + 700 + s->xff.len +
+    w.cap = hsize + xfcc.len + req->method.len + req->authority.len + path.len + req->query.len + 700 + s->xff.len +
             s->request_id.len + ops_size(r->request_headers_to_add, r->nrequest_headers_to_add) + edits_size(s->edits);
     w.p = gy_pool_alloc(&s->pool, w.cap);
     w.len = 0;
@@ -235,6 +282,8 @@ int gy_fwd_request_head(struct gy_stream *s, const struct gy_req_head *req, stru
         put_header(&w, GY_SLICE_LIT("x-forwarded-for"), forwarded_for(s));
     put_header(&w, GY_SLICE_LIT("x-forwarded-proto"), downstream_scheme(s));
     put_header(&w, GY_SLICE_LIT("x-request-id"), s->request_id);
+    if (xfcc.ptr != NULL)
+        put_header(&w, GY_SLICE_LIT("x-forwarded-client-cert"), xfcc);
     put_cstr(&w, "via: 1.1 gyrus\r\n");
     put_ops(&w, r->request_headers_to_add, r->nrequest_headers_to_add);
     for (size_t i = 0; s->edits != NULL && i < s->edits->nset; i++)
@@ -336,6 +385,9 @@ int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct
         nv_add(&l, GY_SLICE_LIT("x-forwarded-for"), forwarded_for(s));
     nv_add(&l, GY_SLICE_LIT("x-forwarded-proto"), downstream_scheme(s));
     nv_add(&l, GY_SLICE_LIT("x-request-id"), s->request_id);
+    struct gy_slice xfcc = forwarded_client_cert(s, req);
+    if (xfcc.ptr != NULL)
+        nv_add(&l, GY_SLICE_LIT("x-forwarded-client-cert"), xfcc);
     nv_add(&l, GY_SLICE_LIT("via"), GY_SLICE_LIT("2 gyrus"));
     nv_ops(&l, r->request_headers_to_add, r->nrequest_headers_to_add);
     for (size_t i = 0; s->edits != NULL && i < s->edits->nset; i++)

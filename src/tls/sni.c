@@ -146,7 +146,8 @@ int tls_server_spec(const struct gy_config *cfg, const struct gy_listener *l, js
             goto nomem;
         dflt = 0;
     } else if (secret) {
-        gy_warn("listener \"%s\": secret is ignored: TLS comes from ssl_config", l->key);
+        gy_warn("listener \"%s\": the secret's identity is ignored: TLS comes from ssl_config (its "
+                "forward_client_cert_details still applies)", l->key);
     }
     if (json_array_size(entries) == 0) {
         json_decref(entries);

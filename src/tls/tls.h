@@ -81,6 +81,10 @@ struct gy_tls_peer {
     const char *spiffe_id;
 };
 const struct gy_tls_peer *gy_tls_peer(struct gy_transport *t);
+/* Our x-forwarded-client-cert element for this connection's verified client certificate (see
+ * tls/xfcc.c), NULL without one; `fields` (GY_XFCC_*) is the same for every call on a connection.
+ * Made on first use and kept while the transport lives. */
+const char *gy_tls_xfcc(struct gy_transport *t, unsigned fields);
 
 /* Appends the TLS metrics in Prometheus text format: handshakes and failures by reason per
  * listener and cluster, certificate reloads, seconds to expiry of every loaded certificate, FIPS

@@ -125,6 +125,9 @@ int tls_berr(struct tls_build *b, const char *field, const char *fmt, ...) __att
 char *tls_name_string(const X509_NAME *n);
 /* The first URI SAN starting with "spiffe://", malloc'd, or NULL. */
 char *tls_spiffe_id(X509 *x);
+/* Our x-forwarded-client-cert element for a verified peer (xfcc.c); malloc'd, NULL without memory.
+ * sent: the chain the peer sent (may omit the leaf); local: our certificate; fields: GY_XFCC_*. */
+char *tls_xfcc_element(X509 *peer, STACK_OF(X509) *sent, X509 *local, unsigned fields);
 int tls_cert_info_fill(struct tls_cert_info *ci, const char *path, X509 *x, EVP_PKEY *key);
 void tls_cert_info_dispose(struct tls_cert_info *ci);
 /* "EC P-256", "RSA 2048", "Ed25519" */

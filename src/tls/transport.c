@@ -34,6 +34,7 @@ struct tls_conn {
     struct gy_tls_peer peer;
     char *subject;
     char *spiffe;
+    char *xfcc;                     /* our x-forwarded-client-cert element, once asked for */
 };
 
 static _Atomic uint64_t last_client_warn_ms;
@@ -175,6 +176,7 @@ static void tc_destroy(struct gy_transport *t)
     tls_set_unref(c->set);
     free(c->subject);
     free(c->spiffe);
+    free(c->xfcc);
     free(c);
 }
 
@@ -236,4 +238,18 @@ const struct gy_tls_peer *gy_tls_peer(struct gy_transport *t)
         }
     }
     return &c->peer;
+}
+
+const char *gy_tls_xfcc(struct gy_transport *t, unsigned fields)
+{
+    const struct gy_tls_peer *peer = gy_tls_peer(t);
+    struct tls_conn *c;
+
+    if (peer == NULL || !peer->verified)
+        return NULL;
+    c = conn_of(t);
+    if (c->xfcc == NULL)
+        c->xfcc = tls_xfcc_element(SSL_get0_peer_certificate(c->ssl), SSL_get_peer_cert_chain(c->ssl),
+                                   SSL_get_certificate(c->ssl), fields);
+    return c->xfcc;
 }

@@ -246,7 +246,9 @@ def test_views_turn_to_mtls_between_services_with_svids(control_factory, tmp_pat
         "subject_names": ["spiffe://mesh.test/z2/web"]}
     assert "secret" not in edge[("listener", "edge-in")]  # nobody calls the edge through the mesh
     assert web[("listener", "web-in")]["secret"] == {"secret_name": "spiffe://mesh.test/z2/web",
-                                                     "secret_validation_name": "spiffe://mesh.test"}
+                                                     "secret_validation_name": "spiffe://mesh.test",
+                                                     "forward_client_cert_details": "SANITIZE_SET",
+                                                     "set_current_client_cert_details": {"uri": True}}
     assert "secret" not in web[("cluster", "web-app")]  # the local app is not a meshed service
     # The stored objects themselves are unchanged; a restart keeps the decoration.
     assert "secret" not in control.api("GET", "/v1.0/cluster/to-web")[1]["result"]

@@ -169,6 +169,13 @@ def test_identity_headers_come_from_the_certificate(backend_factory, tmp_path):
         assert h["user_dn"] == h["ssl_client_s_dn"] and "CN=reports" in h["user_dn"]
         assert "external_sys_dn" not in h
         assert h["x-real-ip"] == "127.0.0.1"
+        # the service learns its caller from x-forwarded-client-cert (set by the mesh's listener,
+        # SANITIZE_SET with the URI): the client's own value is replaced
+        status, h = seen_by_backend(**{"X-Forwarded-Client-Cert": f"By={WEB_ID};URI={EDGE_ID}"})
+        assert status == 200
+        xfcc = dict(kv.split("=", 1) for kv in h["x-forwarded-client-cert"].split(";"))
+        assert xfcc["By"] == WEB_ID and xfcc["URI"] == other.spiffe_id and len(xfcc["Hash"]) == 64
+        assert other.spiffe_id == f"spiffe://{TD}/z3/reports"
         # acting for a user without being a whitelisted server: 403, and the backend never sees it
         status, h = seen_by_backend(USER_DN="CN=alice")
         assert status == 403 and h is None

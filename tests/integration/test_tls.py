@@ -1,7 +1,8 @@
-"""TLS: downstream (SNI, ALPN, versions, client certificates, CRL, resumption), upstream
-(verification, SNI, mTLS), certificate reload from disk, config errors, FIPS mode, metrics and
+"""TLS: downstream (SNI, ALPN, versions, client certificates, CRL, resumption,
+x-forwarded-client-cert), upstream (verification, SNI, mTLS), certificate reload from disk, config errors, FIPS mode, metrics and
 /certs. Certificates are made here with the openssl command line."""
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import pytest
 
 from backend import Backend, _Handler, _Server
 from conftest import GYRUS, free_port, wait_for
+from h2backend import H2Backend
 
 # ---- a small PKI made with `openssl req` / `openssl ca` ----
 
@@ -407,6 +409,72 @@ def test_client_certificate_per_domain(gyrus_factory, backend_factory, pki):
     assert request(port, sni="localhost") == 200
     assert refused(request(port, sni="a.example.com"))
     assert request(port, sni="a.example.com", cert=pki.client) == 200
+
+
+def xfcc_element(pki, server, client, fields):
+    """What gyrus should add for `client` on a listener serving `server`'s certificate."""
+    with open(client.cert) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    out = [f"By={server.uri}", f"Hash={hashlib.sha256(der).hexdigest()}"]
+    if "subject" in fields:
+        dn = openssl("x509", "-in", client.cert, "-noout", "-subject", "-nameopt", "RFC2253").strip()
+        out.append('Subject="' + dn.split("=", 1)[1].strip() + '"')
+    if "uri" in fields:
+        out.append("URI=spiffe://example.org/ns/test/sa/client")
+    return ";".join(out)
+
+
+XFCC_CASES = {  # mode: (what the upstream sees with a client certificate, without one)
+    "SANITIZE": (None, None),
+    "FORWARD_ONLY": ("{spoof}", None),
+    "APPEND_FORWARD": ("{spoof},{mine}", None),
+    "SANITIZE_SET": ("{mine}", None),
+    "ALWAYS_FORWARD_ONLY": ("{spoof}", "{spoof}"),
+}
+
+
+def test_forward_client_cert_details(gyrus_factory, backend_factory, pki):
+    """x-forwarded-client-cert per listener mode (Envoy's semantics): the client's own value passes
+    only where the mode says (over mTLS, or always), ours is By (our URI SAN), Hash (SHA-256 of the
+    client's certificate) and the asked fields; without a verified client certificate nothing but
+    ALWAYS_FORWARD_ONLY passes anything."""
+    server = pki.issue("xfcc-server", "xfcc.test", ["DNS:localhost", "IP:127.0.0.1",
+                                                   "URI:spiffe://example.org/ns/test/sa/server"])
+    server.uri = "spiffe://example.org/ns/test/sa/server"
+    spoof = "By=spiffe://evil/x;Hash=00;URI=spiffe://example.org/ns/test/sa/admin"
+    mine = xfcc_element(pki, server, pki.client, ("uri", "subject"))
+    be = backend_factory()
+    for mode, expected in XFCC_CASES.items():
+        port = free_port()
+        objs = tls_mesh(port, be.port, listener_ssl={"cert_key_pairs": [ckp(server)], "trust_file": pki.ca.cert})
+        objs[0]["forward_client_cert_details"] = mode
+        objs[0]["set_current_client_cert_details"] = {"uri": True, "subject": True}
+        g = gyrus_factory(objs, "test")
+        for cert, want in ((pki.client, expected[0]), (None, expected[1])):
+            n = len(be.requests)
+            with contextlib.closing(tls_connect(port, sni="localhost", ca=pki.ca.cert, cert=cert)) as s:
+                s.sendall(f"GET /x HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Client-Cert: {spoof}\r\n\r\n".encode())
+                assert s.recv(65536).startswith(b"HTTP/1.1 200"), mode
+            seen = be.requests[n][2].get("x-forwarded-client-cert")
+            assert seen == (want.format(spoof=spoof, mine=mine) if want else None), (mode, cert is not None)
+        g.stop()
+    # the Grey Matter spelling (on the listener's secret), over HTTP/2 from curl, to an HTTP/2 upstream
+    h2be = H2Backend()
+    try:
+        port = free_port()
+        objs = tls_mesh(port, h2be.port, listener_ssl={"cert_key_pairs": [ckp(server)], "trust_file": pki.ca.cert},
+                        cluster_extra={"http2_protocol_options": {}})
+        objs[0]["secret"] = {"forward_client_cert_details": "APPEND_FORWARD",
+                             "set_current_client_cert_details": {"URI": True}}
+        gyrus_factory(objs, "test")
+        r = subprocess.run(["curl", "-sS", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                            "--cacert", pki.ca.cert, "--cert", pki.client.cert, "--key", pki.client.key,
+                            "-H", "x-forwarded-client-cert: By=a;Hash=b", f"https://localhost:{port}/h2"],
+                           capture_output=True, text=True, timeout=20)
+        assert r.stdout == "2 200", r
+        assert h2be.requests[-1]["x-forwarded-client-cert"] == "By=a;Hash=b," + xfcc_element(pki, server, pki.client, ("uri",))
+    finally:
+        h2be.stop()
 
 
 @pytest.mark.parametrize("inline", [False, True])
