@@ -144,7 +144,7 @@ def memory(ctx, running, args):
     time.sleep(SETTLE)
     idle = procs.memory_bytes(running.pid)
     count = idle_conn_count(args.idle_conns, ctx.nofile)
-    result = {"rss_idle_bytes": idle["rss"], "idle_conns_requested": args.idle_conns,
+    result = {"rss_idle_bytes": idle["rss"], "anon_idle_bytes": idle["anon"], "idle_conns_requested": args.idle_conns,
               "idle_conns_attempted": count, "idle_conns_open": None,
               "idle_conns_alive_at_measure": None, "upstream_conns_held": None,
               "rss_idle_conns_bytes": None, "bytes_per_idle_conn": None,
@@ -165,6 +165,7 @@ def memory(ctx, running, args):
                            "while holding idle connections")
         return result
     result["rss_idle_conns_bytes"] = held["rss"]
+    result["anon_idle_conns_bytes"] = held["anon"]
     if alive:
         result["bytes_per_idle_conn"] = round((held["rss"] - idle["rss"]) / alive)
     return result

@@ -146,9 +146,13 @@ def _status_kb(pid, key):
 
 
 def memory_bytes(root_pid):
-    """{'rss': sum of VmRSS, 'hwm': sum of VmHWM} over the process tree, in bytes."""
+    """{'rss': sum of VmRSS, 'hwm': sum of VmHWM, 'anon': sum of RssAnon} over the process tree,
+    in bytes. RssAnon is the memory the process itself holds; the rest of VmRSS is pages of
+    files (the binary and shared libraries) mapped from the page cache, shared with every other
+    process using them, and larger when the cache is warm (fault-around maps neighbours)."""
     pids = process_tree(root_pid)
     return {
+        "anon": sum(_status_kb(p, "RssAnon") for p in pids) * 1024,
         "rss": sum(_status_kb(p, "VmRSS") for p in pids) * 1024,
         "hwm": sum(_status_kb(p, "VmHWM") for p in pids) * 1024,
         "processes": len(pids),

@@ -44,6 +44,9 @@ def _flat(name, res):
         "processes": after.get("processes"),
         # idle RSS from the memory step, or from the load step's process before its load
         "rss_idle_bytes": mem.get("rss_idle_bytes", load.get("memory_idle", {}).get("rss")),
+        "anon_idle_bytes": mem.get("anon_idle_bytes", load.get("memory_idle", {}).get("anon")),
+        "anon_idle_conns_bytes": mem.get("anon_idle_conns_bytes"),
+        "rounds": load.get("rounds"),
         "rss_idle_conns_bytes": mem.get("rss_idle_conns_bytes"),
         "bytes_per_idle_conn": mem.get("bytes_per_idle_conn"),
         "idle_conns": {k: mem.get(k) for k in (
@@ -112,6 +115,7 @@ def build_results(args, results, machine, versions, nofile, started):
             "subjects": args.subjects,
             "duration_s": args.duration,
             "warmup_s": args.warmup,
+            "rounds": args.rounds,
             "connections": args.connections,
             "threads": args.threads,
             "idle_conns_requested": args.idle_conns,
@@ -234,7 +238,11 @@ Everything runs on one machine over loopback, in one run of `bench/run.py`.
   - wrk, the backend and the idle-connection client: CPU {s['cpu']['wrk_and_backend']};
   - direct path: backend on CPU {s['cpu']['direct_backend']}, wrk on CPU {s['cpu']['wrk_and_backend']}.
 - **Load**: `wrk -t{s['threads']} -c{s['connections']} -d{s['duration_s']}s` (keep-alive),
-  after a {s['warmup_s']} s warmup run with the same settings. Figures come from
+  after a {s['warmup_s']} s warmup run with the same settings. All proxies run at once (idle
+  ones cost nothing) and {s.get('rounds', 1)} rounds load each subject in turn, so that a drift
+  of the machine's speed falls on all alike; req/s, p50, p99 and p99.9 are each the median
+  over the rounds, CPU and RSS come from the round with the median req/s, and every round's
+  req/s and p99 are listed. Figures come from
   `bench/wrk_report.lua`, which prints them as JSON from wrk's `done()`: requests/s over
   wrk's measured duration, latency percentiles from wrk's histogram, socket errors
   (connect/read/write/timeout) and HTTP errors (wrk counts status ≥ 400).
@@ -266,7 +274,7 @@ def section_load(doc):
     for n in _run_subjects(doc):
         s = doc["subjects"][n]
         if s["status"] != "ok":
-            rows.append([LABELS[n], "failed"] + ["—"] * 11)
+            rows.append([LABELS[n], "failed"] + ["—"] * 12)
             continue
         busy = s["cpu_busy_percent"] or {}
         rows.append([LABELS[n], fmt_num(s["requests_per_sec"]), fmt_us(s["latency_p50_us"]),
@@ -275,10 +283,11 @@ def section_load(doc):
                      fmt_num(s["backend_cpu_percent"], 1, " %"),
                      fmt_num(busy.get("cpu0"), 0, " %") + " / " + fmt_num(busy.get("cpu1"), 0, " %"),
                      fmt_mib(s["rss_after_load_bytes"]), fmt_mib(s["rss_peak_bytes"]),
-                     fmt_errors(s["errors"])])
+                     fmt_errors(s["errors"]),
+                     ", ".join(f"{r['requests_per_sec']:,.0f} / {fmt_us(r['p99_us'])}" for r in s["rounds"] or [])])
     header = ["subject", "req/s", "p50", "p99", "p99.9", "added p99 vs direct",
               "proxy CPU", "backend CPU", "CPU 0 / 1 busy", "RSS after load", "peak RSS",
-              "errors"]
+              "errors", "each round: req/s / p99"]
     return ("## Throughput and latency\n\n" + table(header, rows) + "\n\n"
             "Proxy and backend CPU are in % of one core. When CPU 0 (wrk + backend) is near "
             "100 % busy while the proxy uses well under 100 % of CPU 1, the load side limits "
@@ -309,12 +318,13 @@ def section_memory(doc):
             continue
         held = "—" if c["idle_conns_alive_at_measure"] is None else (
             f"{c['idle_conns_alive_at_measure']:,} of {c['idle_conns_requested']:,}")
-        rows.append([LABELS[n], fmt_mib(s["rss_idle_bytes"]), fmt_mib(s["rss_idle_conns_bytes"]),
+        rows.append([LABELS[n], fmt_mib(s["rss_idle_bytes"]), fmt_mib(s["anon_idle_bytes"]),
+                     fmt_mib(s["rss_idle_conns_bytes"]), fmt_mib(s["anon_idle_conns_bytes"]),
                      held, fmt_num(c["upstream_conns_held"]),
                      fmt_conn_bytes(s["bytes_per_idle_conn"]),
                      c["error"] or fmt_errors(c["client_errors"])])
-    header = ["subject", "idle RSS", "RSS with idle conns", "idle conns held",
-              "upstream conns held", "per idle conn", "client errors"]
+    header = ["subject", "idle RSS", "idle private", "RSS with idle conns", "private with idle conns",
+              "idle conns held", "upstream conns held", "per idle conn", "client errors"]
     notes = _memory_notes(doc)
     return "## Memory\n\n" + table(header, rows) + "\n" + notes
 
@@ -324,7 +334,14 @@ def _memory_notes(doc):
     attempted = [doc["subjects"][n]["idle_conns"]["idle_conns_attempted"]
                  for n in _run_subjects(doc) if n != "direct"]
     attempted = [a for a in attempted if a is not None]
-    notes = ["", "*Upstream conns held* counts ESTABLISHED sockets to the backend port while "
+    notes = ["", "*RSS* is VmRSS; *private* is RssAnon, the memory the process itself holds. The "
+             "difference is pages of the binary and its shared libraries mapped from the page cache, "
+             "shared with every other process that maps the same files (the same with a cold page "
+             "cache: measured after `drop_caches`). For gyrus most of them are OpenSSL's "
+             "initialization (libcrypto, about 3.4 MiB resident) and the libraries libcurl brings "
+             "in (GnuTLS, p11-kit, Kerberos, LDAP, about 2.5 MiB, loaded although a static proxy "
+             "never uses libcurl: the control-plane client does).",
+             "", "*Upstream conns held* counts ESTABLISHED sockets to the backend port while "
              "the idle connections are open: how many upstream connections the proxy keeps "
              "(nginx caps its idle upstream pool with `keepalive 1024`; HAProxy stops pooling "
              "idle server connections once 25 % of its descriptors are in use, "

@@ -43,6 +43,7 @@ def parse_args(argv=None):
                     help="comma-separated subset of: " + ",".join(ALL_SUBJECTS))
     ap.add_argument("--duration", type=int, default=10, help="seconds of measured load")
     ap.add_argument("--warmup", type=int, default=2, help="seconds of warmup before it")
+    ap.add_argument("--rounds", type=int, default=3, help="load rounds, subjects in turn; medians count")
     ap.add_argument("--connections", type=int, default=64, help="wrk connections")
     ap.add_argument("--threads", type=int, default=1, help="wrk threads")
     ap.add_argument("--idle-conns", type=int, default=10000,
@@ -54,6 +55,8 @@ def parse_args(argv=None):
     args.subjects = _parse_only(ap, args.only)
     if args.duration < 1 or args.warmup < 1:
         ap.error("--duration and --warmup must be at least 1 second")
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     return args
 
 
@@ -75,39 +78,31 @@ def log(msg):
 
 # ---------------------------------------------------------------- subjects
 
-def bench_direct(ctx, backend, args):
-    log("direct: wrk -> backend")
-    return {"status": "ok", "reason": None,
-            "load": measure.load_direct(ctx, backend, args), "memory": None}
-
-
-def bench_proxy(ctx, backend, name, args):
-    """Memory step on a fresh process, then the load step on another fresh process.
-
-    A subject that does not start or dies under load is reported as failed, keeping
-    whatever was measured before."""
-    start = STARTERS[name]
-    out = {"status": "ok", "reason": None, "load": None, "memory": None}
+def memory_step(ctx, name, args):
+    """Idle RSS and idle connections on a fresh process of the subject."""
+    log(f"{name}: start, idle RSS, idle connections")
+    running = STARTERS[name](ctx, measure.SUBJECT_CPU, args)
     try:
-        if args.idle_conns > 0:
-            log(f"{name}: start, idle RSS, idle connections")
-            out["memory"] = _with_subject(ctx, start, args,
-                                          lambda r: measure.memory(ctx, r, args))
-        log(f"{name}: start, warmup {args.warmup}s, load {args.duration}s")
-        out["load"] = _with_subject(ctx, start, args,
-                                    lambda r: measure.load_proxy(ctx, r, backend, args))
-    except (SubjectFailed, measure.LoadFailed) as e:
-        log(f"{name}: FAILED: {e}")
-        out.update(status="failed", reason=str(e), load=None)
-    return out
-
-
-def _with_subject(ctx, start, args, step):
-    running = start(ctx, measure.SUBJECT_CPU, args)
-    try:
-        return step(running)
+        return measure.memory(ctx, running, args)
     finally:
         ctx.registry.stop(running.proc)
+
+
+def median_round(rounds):
+    """The round with the median req/s, its latency percentiles replaced by the medians over all
+    rounds (each figure is the median of its own), and every round's req/s and p99 under
+    "rounds"."""
+    ordered = sorted(rounds, key=lambda r: r["requests_per_sec"])
+    med = dict(ordered[(len(ordered) - 1) // 2])
+    lat = dict(med.get("latency_us", {}))
+    for key in ("p50", "p99", "p99_9"):
+        vals = sorted(r["latency_us"][key] for r in rounds if r.get("latency_us", {}).get(key) is not None)
+        if vals:
+            lat[key] = vals[(len(vals) - 1) // 2]
+    med["latency_us"] = lat
+    med["rounds"] = [{"requests_per_sec": r["requests_per_sec"], "p99_us": r.get("latency_us", {}).get("p99")}
+                     for r in rounds]
+    return med
 
 
 # ---------------------------------------------------------------- the run
@@ -124,6 +119,9 @@ def check_tools(subjects):
 
 
 def run(args, registry, tmp, nofile):
+    """Memory steps on fresh processes; then every proxy runs at once (an idle one costs
+    nothing) and `rounds` rounds load each subject in turn, so that a drift of this shared
+    machine's speed falls on all of them alike; each figure is the median over the rounds."""
     check_tools(args.subjects)
     ctx = Context(tmp, registry, nofile)
     try:
@@ -131,14 +129,46 @@ def run(args, registry, tmp, nofile):
     except SubjectFailed as e:
         raise HarnessError(f"backend nginx did not start: {e}")
     log(f"backend nginx on 127.0.0.1:{backend.port}; RLIMIT_NOFILE {nofile}")
-    results = {}
+    results = {name: {"status": "ok", "reason": None, "load": None, "memory": None} for name in args.subjects}
+
+    def failed(name, e):
+        log(f"{name}: FAILED: {e}")
+        results[name].update(status="failed", reason=str(e), load=None)
+
+    proxies = [n for n in args.subjects if n != "direct"]
+    for name in proxies:
+        if args.idle_conns > 0:
+            try:
+                results[name]["memory"] = memory_step(ctx, name, args)
+            except (SubjectFailed, measure.LoadFailed) as e:
+                failed(name, e)
+    running = {}
+    for name in proxies:
+        if results[name]["status"] == "ok":
+            try:
+                running[name] = STARTERS[name](ctx, measure.SUBJECT_CPU, args)
+            except SubjectFailed as e:
+                failed(name, e)
+    rounds = {name: [] for name in args.subjects}
+    for i in range(args.rounds):
+        for name in args.subjects:
+            if results[name]["status"] != "ok":
+                continue
+            log(f"round {i + 1}/{args.rounds}: {name}: warmup {args.warmup}s, load {args.duration}s")
+            try:
+                if name == "direct":
+                    rounds[name].append(measure.load_direct(ctx, backend, args))
+                else:
+                    rounds[name].append(measure.load_proxy(ctx, running[name], backend, args))
+            except (SubjectFailed, measure.LoadFailed) as e:
+                failed(name, e)
+            if backend.proc.poll() is not None:
+                raise HarnessError(f"backend nginx exited (code {backend.proc.returncode})")
     for name in args.subjects:
-        if name == "direct":
-            results[name] = bench_direct(ctx, backend, args)
-        else:
-            results[name] = bench_proxy(ctx, backend, name, args)
-        if backend.proc.poll() is not None:
-            raise HarnessError(f"backend nginx exited (code {backend.proc.returncode})")
+        if results[name]["status"] == "ok" and rounds[name]:
+            results[name]["load"] = median_round(rounds[name])
+    for r in running.values():
+        registry.stop(r.proc)
     return results
 
 
