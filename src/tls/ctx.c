@@ -1,6 +1,6 @@
 /*
  * An SSL_CTX from an `ssl_config` (Grey Matter #ListenerSSLConfig / #ClusterSSLConfig):
- * cert_key_pairs, protocols, cipher_filter, trust_file, crl, require_client_certs; session
+ * cert_key_pairs, protocols, cipher_filter, ecdh_curves, trust_file, crl, require_client_certs; session
  * tickets and ALPN on server contexts. Files are read by us (not by OpenSSL's file loaders) so
  * that errors name the field and the OS reason, and so that reload.c knows which files to watch.
  */
@@ -172,12 +172,37 @@ char *tls_cipher_list(const char *filter)
     return out;
 }
 
+/* ecdh_curves: the key exchange groups, in order; FIPS mode takes P-256 and P-384 only. */
+static int apply_groups(struct tls_build *b, const json_t *ssl, SSL_CTX *ctx)
+{
+    const json_t *curves = json_object_get(ssl, "ecdh_curves"), *v;
+    char list[512];
+    size_t i, len = 0;
+
+    if (json_array_size(curves) == 0)
+        return 0;
+    json_array_foreach(curves, i, v)
+    {
+        const char *g = json_string_value(v);
+        if (g == NULL || *g == '\0' || strchr(g, ':') != NULL || len + strlen(g) + 2 > sizeof(list))
+            return tls_berr(b, "ecdh_curves", "each entry is one group name, e.g. X25519 or P-256");
+        if (tls_fips_mode() != 0 && strcmp(g, "P-256") != 0 && strcmp(g, "P-384") != 0 &&
+            strcmp(g, "prime256v1") != 0 && strcmp(g, "secp384r1") != 0)
+            return tls_berr(b, "ecdh_curves", "FIPS mode: \"%s\" is not an approved group (P-256, P-384)", g);
+        len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", len ? ":" : "", g);
+    }
+    if (SSL_CTX_set1_groups_list(ctx, list) != 1)
+        return tls_berr(b, "ecdh_curves", "unknown group in \"%s\"", list);
+    return 0;
+}
+
 static int apply_versions_ciphers(struct tls_build *b, const json_t *ssl, struct tls_ctx *c)
 {
     const char *filter = jstr(ssl, "cipher_filter");
     char *list = NULL;
 
-    if (tls_protocols(b, json_object_get(ssl, "protocols"), &c->min_version, &c->max_version) != 0)
+    if (tls_protocols(b, json_object_get(ssl, "protocols"), &c->min_version, &c->max_version) != 0 ||
+        apply_groups(b, ssl, c->ctx) != 0)
         return -1;
     if (SSL_CTX_set_min_proto_version(c->ctx, c->min_version) != 1 ||
         SSL_CTX_set_max_proto_version(c->ctx, c->max_version) != 1)

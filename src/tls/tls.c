@@ -39,6 +39,8 @@ json_t *tls_secret_ssl(const json_t *secret, bool server)
                             "subject_names", json_is_array(names) ? names : NULL);
     if (ssl != NULL && server)
         json_object_set_new(ssl, "require_client_certs", json_true());
+    if (ssl != NULL && json_is_array(json_object_get(secret, "ecdh_curves")))
+        json_object_set(ssl, "ecdh_curves", json_object_get(secret, "ecdh_curves"));
     return ssl;
 }
 

@@ -359,6 +359,31 @@ def test_protocol_limits(gyrus_factory, backend_factory, pki):
     assert r.returncode != 0
 
 
+def s_client_group(port, groups):
+    """The key exchange group a default OpenSSL client offering `groups` gets, or None if refused."""
+    out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+                          "-groups", groups], input=b"", capture_output=True, timeout=20).stdout.decode("latin1")
+    for line in out.splitlines():
+        if line.startswith("Server Temp Key:") or line.startswith("Negotiated TLS1.3 group:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def test_ecdh_curves(gyrus_factory, backend_factory, pki):
+    """ssl_config.ecdh_curves limits the key exchange groups (Envoy's ecdh_curves); a name OpenSSL
+    does not know refuses the config with the field named."""
+    be = backend_factory()
+    port = free_port()
+    gyrus_factory(tls_mesh(port, be.port, listener_ssl={"cert_key_pairs": [ckp(pki.default)],
+                                                        "ecdh_curves": ["P-384"]}), "test")
+    assert "secp384r1" in s_client_group(port, "P-384")
+    assert s_client_group(port, "X25519") is None  # the client offers nothing the listener takes
+    assert "secp384r1" in s_client_group(port, "X25519:P-384")
+    rc, err = run_and_fail(tls_mesh(free_port(), 1, listener_ssl={"cert_key_pairs": [ckp(pki.default)],
+                                                                  "ecdh_curves": ["P-999"]}))
+    assert rc == 1 and "ssl_config.ecdh_curves: unknown group" in err, err
+
+
 def test_default_protocols_and_cipher_filter(gyrus_factory, backend_factory, pki):
     be = backend_factory()
     port = free_port()
