@@ -10,6 +10,9 @@
  * context's default), or "h2" and "http/1.1" for connections meant for HTTP/2 (clusters with
  * http2_protocol_options, or USE_DOWNSTREAM_PROTOCOL for an HTTP/2 client): the proxy runs
  * whichever codec the server picked (proxy/up_h2.c), "h2" only for gRPC health checks.
+ * Sessions resume: the last session of each host (per cluster TLS setup, so a reload or a new
+ * certificate starts afresh) is offered on its next connection, which saves the key exchange and
+ * the certificate checks; a server that refuses it gets a full handshake.
  */
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -103,12 +106,102 @@ static int set_alpn(SSL *ssl, enum gy_tls_alpn_offer alpn)
     }
 }
 
-int tls_client_setup(const struct tls_set *set, SSL *ssl, const char *host, enum gy_tls_alpn_offer alpn)
+/* ---- session resumption: the last session of each upstream host, tried on its next connection ---- */
+
+#define SESSIONS_MAX 256 /* hosts per cluster remembered; past it, the oldest entries are replaced */
+
+struct sess_key {
+    struct tls_set *set;            /* alive as long as the SSL (its connection holds a reference) */
+    char host[];
+};
+
+static int key_index = -1;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+
+static void key_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    free(ptr);
+}
+
+static void key_init(void)
+{
+    key_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, key_free);
+}
+
+static struct tls_session *find_session(struct tls_set *set, const char *host)
+{
+    for (size_t i = 0; i < set->nsessions; i++)
+        if (strcmp(set->sessions[i].host, host) == 0)
+            return &set->sessions[i];
+    return NULL;
+}
+
+/* A copy is kept, not the connection's own session: OpenSSL marks that one not resumable when
+ * the connection ends without close_notify (an upstream that just closes), which would spoil
+ * the entry; the copy's ticket stays good. Returns 0: OpenSSL keeps its reference. */
+int tls_client_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct sess_key *k = key_index >= 0 ? SSL_get_ex_data(ssl, key_index) : NULL;
+    struct tls_session *e;
+    SSL_SESSION *copy;
+
+    if (k == NULL || !SSL_SESSION_is_resumable(sess) || (copy = SSL_SESSION_dup(sess)) == NULL)
+        return 0;
+    pthread_mutex_lock(&k->set->sess_lock);
+    if ((e = find_session(k->set, k->host)) == NULL) {
+        struct tls_set *set = k->set;
+        if (set->sessions == NULL && (set->sessions = calloc(SESSIONS_MAX, sizeof(*set->sessions))) == NULL)
+            goto out;
+        char *host = strdup(k->host);
+        if (host == NULL)
+            goto out;
+        e = &set->sessions[set->nsessions < SESSIONS_MAX ? set->nsessions++ : (size_t)(uintptr_t)sess % SESSIONS_MAX];
+        free(e->host);
+        e->host = host;
+    }
+    SSL_SESSION_free(e->sess); /* NULL-safe: a new entry has none */
+    e->sess = copy;
+    copy = NULL;
+out:
+    pthread_mutex_unlock(&k->set->sess_lock);
+    SSL_SESSION_free(copy);
+    return 0;
+}
+
+/* Remembers the host for the new-session callback and offers the host's last session. */
+static int offer_session(struct tls_set *set, SSL *ssl, const char *host)
+{
+    size_t len = strlen(host);
+    struct sess_key *k = malloc(sizeof(*k) + len + 1);
+    struct tls_session *e;
+
+    pthread_once(&key_once, key_init);
+    if (k == NULL || key_index < 0) {
+        free(k);
+        return 0; /* no resumption, still a connection */
+    }
+    k->set = set;
+    memcpy(k->host, host, len + 1);
+    if (SSL_set_ex_data(ssl, key_index, k) != 1) {
+        free(k);
+        return 0;
+    }
+    pthread_mutex_lock(&set->sess_lock);
+    if ((e = find_session(set, host)) != NULL && e->sess != NULL)
+        SSL_set_session(ssl, e->sess); /* takes its own reference; a refused one means a full handshake */
+    pthread_mutex_unlock(&set->sess_lock);
+    return 0;
+}
+
+int tls_client_setup(struct tls_set *set, SSL *ssl, const char *host, enum gy_tls_alpn_offer alpn)
 {
     const char *sni = set->sni != NULL ? set->sni : host;
 
     if (set_alpn(ssl, alpn) != 0)
         return -1;
+    if (host != NULL)
+        offer_session(set, ssl, host);
     if (sni != NULL && !is_ip(sni) && SSL_set_tlsext_host_name(ssl, sni) != 1)
         return -1;
     if (!set->verify_names || sni == NULL)

@@ -562,6 +562,8 @@ int tls_ctx_client(struct tls_build *b, const json_t *ssl, struct tls_ctx *out, 
         goto fail;
     out->verify_mode = SSL_VERIFY_PEER;
     SSL_CTX_set_verify(out->ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_session_cache_mode(out->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(out->ctx, tls_client_new_session);
     if (apply_spiffe(b, ssl, out) != 0)
         goto fail;
     if (SSL_CTX_set_alpn_protos(out->ctx, http11, sizeof(http11) - 1) != 0) { /* 0 is success here */

@@ -92,6 +92,7 @@ struct tls_set *tls_set_new(bool server, struct tls_counters *ctr)
     atomic_init(&s->refs, 1);
     s->server = server;
     s->ctr = ctr;
+    pthread_mutex_init(&s->sess_lock, NULL);
     return s;
 }
 
@@ -112,6 +113,12 @@ void tls_set_unref(struct tls_set *s)
         tls_cert_info_dispose(&s->certs[i]);
     free(s->certs);
     free(s->sni);
+    for (size_t i = 0; i < s->nsessions; i++) {
+        free(s->sessions[i].host);
+        SSL_SESSION_free(s->sessions[i].sess);
+    }
+    free(s->sessions);
+    pthread_mutex_destroy(&s->sess_lock);
     free(s);
 }
 

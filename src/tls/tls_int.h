@@ -96,6 +96,14 @@ struct tls_set {
     size_t ncerts;
     char *sni;                      /* client: ssl_config.sni */
     bool verify_names;              /* client: check the name (the system store is used) */
+    pthread_mutex_t sess_lock;      /* client: guards sessions (workers share the set) */
+    struct tls_session *sessions;   /* client: the last resumable session per upstream host */
+    size_t nsessions;
+};
+
+struct tls_session {
+    char *host;
+    SSL_SESSION *sess;
 };
 
 struct tls_owner {
@@ -161,7 +169,9 @@ size_t tls_sni_lookup(const struct tls_set *set, const char *name, size_t len);
 int tls_client_spec(const struct gy_config *cfg, const struct gy_cluster *c, json_t **spec, char *err, size_t errlen);
 int tls_client_build(struct tls_owner *o, struct tls_set **out, char *err, size_t errlen);
 /* Sets SNI, the name to verify and the ALPN offer on a new client SSL. */
-int tls_client_setup(const struct tls_set *set, SSL *ssl, const char *host, enum gy_tls_alpn_offer alpn);
+int tls_client_setup(struct tls_set *set, SSL *ssl, const char *host, enum gy_tls_alpn_offer alpn);
+/* SSL_CTX_sess_set_new_cb of client contexts: keeps the session for the connection's host. */
+int tls_client_new_session(SSL *ssl, SSL_SESSION *sess);
 
 /* tls.c */
 /* The ssl_config that stands for a `secret` (the SVID files, the SPIFFE rule), or NULL with no

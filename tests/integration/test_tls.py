@@ -236,6 +236,7 @@ class _TLSHandler(_Handler):
         with owner.lock:
             owner.alpn.append(self.request.selected_alpn_protocol())
             owner.client_cns.append(dict(x[0] for x in cert["subject"])["commonName"] if cert else None)
+            owner.resumed.append(self.request.session_reused)
         super().handle()
 
 
@@ -247,7 +248,7 @@ class TLSBackend(Backend):
         self.requests, self.times, self.bodies, self.script = [], [], [], []
         self.default_action = None
         self.seen_ids = set()
-        self.snis, self.alpn, self.client_cns, self.handshake_errors = [], [], [], []
+        self.snis, self.alpn, self.client_cns, self.handshake_errors, self.resumed = [], [], [], [], []
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert.cert, cert.key)
         ctx.set_alpn_protocols(["http/1.1"])
@@ -630,6 +631,21 @@ def test_upstream_mtls(gyrus_factory, tls_backend, pki):
     assert be.client_cns[-1] == "gyrus-proxy"
     gyrus_factory(upstream_mesh(p2, be, {"trust_file": pki.ca.cert}), "test")  # no client certificate
     assert plain_get(p2)[0] == 503
+
+
+def test_upstream_sessions_resume(gyrus_factory, tls_backend, pki):
+    """Each new upstream connection offers the host's last session: after the first full
+    handshake (with the client certificate checked), the next connections resume, and the
+    server still knows the client."""
+    be = tls_backend(pki.backend, client_ca=pki.ca.cert)
+    port = free_port()
+    g = gyrus_factory(upstream_mesh(port, be, {"trust_file": pki.ca.cert, "cert_key_pairs": [ckp(pki.proxy_client)]}),
+                      "test")
+    for _ in range(4):
+        assert plain_get(port, "/eof")[0] == 200  # the backend closes after each answer: a new connection each
+    assert be.resumed == [False, True, True, True], be.resumed
+    assert be.client_cns == ["gyrus-proxy"] * 4
+    assert g.metric("gyrus_tls_sessions_resumed_total", cluster="backend") == 3
 
 
 def test_health_checks_to_tls_clusters_go_over_tls(gyrus_factory, tls_backend, pki):
