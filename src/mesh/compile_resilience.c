@@ -251,6 +251,15 @@ static int health_checks(struct cc *cc, struct gy_cluster *c, const json_t *arr)
         h->healthy_threshold = u32(cc_int(o, "healthy_threshold", 2));
         if (h->interval_ms == 0)
             h->interval_ms = 5000;
+        h->unhealthy_interval_ms = u32(cc_int(o, "unhealthy_interval_msec", h->interval_ms));
+        if (h->unhealthy_interval_ms == 0)
+            h->unhealthy_interval_ms = h->interval_ms;
+        h->unhealthy_edge_ms = u32(cc_int(o, "unhealthy_edge_interval_msec", h->unhealthy_interval_ms));
+        if (h->unhealthy_edge_ms == 0)
+            h->unhealthy_edge_ms = h->unhealthy_interval_ms;
+        h->healthy_edge_ms = u32(cc_int(o, "healthy_edge_interval_msec", h->interval_ms));
+        if (h->healthy_edge_ms == 0)
+            h->healthy_edge_ms = h->interval_ms;
         if (h->timeout_ms == 0)
             h->timeout_ms = 1000;
         if (h->unhealthy_threshold == 0)

@@ -120,6 +120,9 @@ struct gy_health_check {
     uint32_t timeout_ms;            /* default 1000 */
     uint32_t interval_ms;           /* default 5000 */
     uint32_t jitter_ms;             /* extra random 0..jitter per interval */
+    uint32_t unhealthy_interval_ms; /* between checks of an unhealthy host, default interval */
+    uint32_t unhealthy_edge_ms;     /* the first one after a host turned unhealthy, default unhealthy_interval */
+    uint32_t healthy_edge_ms;       /* the first one after it turned healthy again, default interval */
     uint32_t unhealthy_threshold;   /* consecutive failures to mark unhealthy, default 3 */
     uint32_t healthy_threshold;     /* consecutive successes to mark healthy again, default 2 */
     char *path;                     /* HTTP: default "/" */

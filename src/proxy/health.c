@@ -50,6 +50,7 @@ struct checker {
     size_t inst;                          /* in cluster->instances */
     const struct gy_health_check *hc;     /* &cluster->health_checks[index] */
     bool unhealthy;
+    int8_t edge;                    /* the host just turned healthy (1) or unhealthy (-1): the next interval is an edge one */
     bool seen;                      /* still in the config being synced */
     uint32_t failures, successes;   /* consecutive */
     struct gy_timer timer;          /* next check while idle; timeout while running */
@@ -134,6 +135,7 @@ static void record(struct checker *ck, bool ok)
         ck->successes++;
         if (ck->unhealthy && ck->successes >= hc->healthy_threshold) {
             ck->unhealthy = false;
+            ck->edge = 1;
             gy_info("health check: cluster \"%s\" host %s is healthy again after %u %s checks in a row",
                     h->cluster, h->addr_str, ck->successes, kind_name(ck->kind));
             host_flag_update(ck->hs, h);
@@ -146,6 +148,7 @@ static void record(struct checker *ck, bool ok)
                  kind_name(ck->kind), ck->why);
         if (!ck->unhealthy && ck->failures >= hc->unhealthy_threshold) {
             ck->unhealthy = true;
+            ck->edge = -1;
             gy_info("health check: cluster \"%s\" host %s is unhealthy after %u failed %s checks in a row (%s)",
                     h->cluster, h->addr_str, ck->failures, kind_name(ck->kind), ck->why);
             host_flag_update(ck->hs, h);
@@ -176,9 +179,16 @@ static void probe_dispose(struct checker *ck)
     ck->running = ck->connected = false;
 }
 
+/* interval, unhealthy_interval for an unhealthy host, or the edge interval once right after
+ * the host changed state (Envoy's meaning); plus jitter. */
 static void schedule_next(struct checker *ck)
 {
-    gy_timer_start(loop_of(ck), &ck->timer, ck->hc->interval_ms + rand_below(ck->hs, (uint64_t)ck->hc->jitter_ms + 1));
+    const struct gy_health_check *hc = ck->hc;
+    uint32_t base = ck->edge < 0 ? hc->unhealthy_edge_ms : ck->edge > 0 ? hc->healthy_edge_ms
+                    : ck->unhealthy ? hc->unhealthy_interval_ms : hc->interval_ms;
+
+    ck->edge = 0;
+    gy_timer_start(loop_of(ck), &ck->timer, base + rand_below(ck->hs, (uint64_t)hc->jitter_ms + 1));
 }
 
 static void schedule_first(struct checker *ck)
@@ -541,7 +551,8 @@ static void checker_adopt(struct checker *ck, const struct gy_cluster *c, size_t
 {
     const struct gy_health_check *old = ck->hc, *hc = &c->health_checks[index];
     bool retime = old->kind != hc->kind || old->interval_ms != hc->interval_ms || old->jitter_ms != hc->jitter_ms ||
-                  old->timeout_ms != hc->timeout_ms;
+                  old->timeout_ms != hc->timeout_ms || old->unhealthy_interval_ms != hc->unhealthy_interval_ms ||
+                  old->unhealthy_edge_ms != hc->unhealthy_edge_ms || old->healthy_edge_ms != hc->healthy_edge_ms;
 
     /* a running check keeps its connection (and TLS transport, which holds its own context) */
     checker_point(ck, c, index, inst);

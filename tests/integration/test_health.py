@@ -198,6 +198,34 @@ def test_jitter_spreads_checks(gyrus_factory, backends):
     assert max(gaps) - min(gaps) > 0.05, f"no jitter: {gaps}"
 
 
+def test_unhealthy_and_edge_intervals(gyrus_factory, backends):
+    """Envoy's intervals: every 100 ms while healthy; 300 ms before the first check after the host
+    turns unhealthy (unhealthy_edge_interval), then every 700 ms (unhealthy_interval); 30 ms
+    before the first check after it is healthy again (healthy_edge_interval), then 100 ms."""
+    a = backends("a")
+    hc = {**check(interval=100, unhealthy=2, healthy=1), "unhealthy_interval_msec": 700,
+          "unhealthy_edge_interval_msec": 300, "healthy_edge_interval_msec": 30}
+    g = gyrus_factory(simple_mesh(free_port(), [a.port], cluster_extra={"health_checks": [hc]}), "test")
+    wait_for(lambda: a.nchecks() >= 3, what="first checks")
+    n0 = a.set_health(503)
+    wait_health(g, a.addr, 0)
+    wait_for(lambda: a.nchecks() >= n0 + 5, timeout=10, what="checks while unhealthy")
+    times = [c[0] for c in a.checks]
+    k = n0 + 1  # the check that turned it unhealthy (the second failure); the gaps after it:
+    gaps = [b - x for x, b in zip(times[k:k + 3], times[k + 1:k + 4])]
+    assert 0.25 <= gaps[0] <= 0.5, gaps        # the unhealthy edge
+    assert all(0.65 <= gap <= 1.0 for gap in gaps[1:]), gaps
+    n1 = a.set_health(200)
+    wait_health(g, a.addr, 1)
+    wait_for(lambda: a.nchecks() >= n1 + 4, timeout=10, what="checks after recovery")
+    times = [c[0] for c in a.checks]
+    k = n1  # the first healthy answer, an unhealthy interval after the last failure
+    assert times[k] - times[k - 1] >= 0.65
+    gaps = [b - x for x, b in zip(times[k:k + 2], times[k + 1:k + 3])]
+    assert gaps[0] <= 0.08, gaps               # the healthy edge
+    assert 0.09 <= gaps[1] <= 0.3, gaps
+
+
 def test_reload_keeps_state_and_stops_removed_hosts(gyrus_factory, backends):
     a, b = backends("a"), backends("b")
     port = free_port()
