@@ -169,6 +169,9 @@ static const struct gy_field f_listener_ssl[] = {
             .doc = "Server names (host patterns) this certificate serves, picked by the client's SNI."),
     GY_STR("trust_file", .flags = GY_F_USED,
            .doc = "CA bundle that verifies client certificates; with it, certificates are asked for and verified when sent."),
+    GY_STR("ocsp_staple", .flags = GY_F_USED | GY_F_GYRUS,
+           .doc = "DER OCSP response file for the certificate (e.g. `openssl ocsp -respout`), stapled when a client asks; "
+                  "checked to be current and \"good\", re-read when it changes."),
     GY_END,
 };
 const struct gy_struct gy_s_listener_ssl = { "listener_ssl_config", "TLS for incoming connections (domain, listener).", f_listener_ssl, NULL };

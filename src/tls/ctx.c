@@ -1,6 +1,7 @@
 /*
  * An SSL_CTX from an `ssl_config` (Grey Matter #ListenerSSLConfig / #ClusterSSLConfig):
- * cert_key_pairs, protocols, cipher_filter, ecdh_curves, trust_file, crl, require_client_certs; session
+ * cert_key_pairs, protocols, cipher_filter, ecdh_curves, trust_file, crl, require_client_certs,
+ * ocsp_staple; session
  * tickets and ALPN on server contexts. Files are read by us (not by OpenSSL's file loaders) so
  * that errors name the field and the OS reason, and so that reload.c knows which files to watch.
  */
@@ -15,6 +16,7 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
@@ -501,6 +503,96 @@ static int set_session_context(struct tls_build *b, SSL_CTX *ctx, const json_t *
     return ok ? 0 : tls_berr(b, NULL, "cannot set the session context: %s", tls_ossl_reason());
 }
 
+/* ---- OCSP stapling ---- */
+
+static int staple(SSL *ssl, void *arg)
+{
+    const struct tls_ctx *c = arg;
+    unsigned char *copy;
+
+    if (c->ocsp == NULL || (copy = OPENSSL_malloc(c->ocsp_len)) == NULL)
+        return SSL_TLSEXT_ERR_NOACK;
+    memcpy(copy, c->ocsp, c->ocsp_len);
+    SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)c->ocsp_len); /* OpenSSL frees it */
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* The issuer of the leaf among the chain the certificate file gave, or NULL. */
+static X509 *issuer_of(SSL_CTX *ctx, X509 *leaf)
+{
+    STACK_OF(X509) *chain = NULL;
+
+    SSL_CTX_get0_chain_certs(ctx, &chain);
+    for (int i = 0; chain != NULL && i < sk_X509_num(chain); i++)
+        if (X509_check_issued(sk_X509_value(chain, i), leaf) == X509_V_OK)
+            return sk_X509_value(chain, i);
+    return NULL;
+}
+
+/* ocsp_staple: a DER OCSP response for the (last) certificate, checked to be a successful
+ * answer that is current and, when the file's chain has the issuer, says "good" for exactly
+ * this certificate. */
+static int load_ocsp(struct tls_build *b, const char *path, struct tls_ctx *c)
+{
+    BIO *bio = read_file(b, "ocsp_staple", path);
+    const unsigned char *p;
+    char *data;
+    OCSP_RESPONSE *resp = NULL;
+    OCSP_BASICRESP *basic = NULL;
+    int rc = -1;
+
+    if (bio == NULL)
+        return -1;
+    long len = BIO_get_mem_data(bio, &data);
+    p = (const unsigned char *)data;
+    if (len <= 0 || (resp = d2i_OCSP_RESPONSE(NULL, &p, len)) == NULL) {
+        tls_berr(b, "ocsp_staple", "%s is not a DER OCSP response", path);
+        goto out;
+    }
+    if (OCSP_response_status(resp) != OCSP_RESPONSE_STATUS_SUCCESSFUL || (basic = OCSP_response_get1_basic(resp)) == NULL) {
+        tls_berr(b, "ocsp_staple", "%s: the responder did not answer (%s)", path,
+                 OCSP_response_status_str(OCSP_response_status(resp)));
+        goto out;
+    }
+    X509 *leaf = SSL_CTX_get0_certificate(c->ctx), *issuer = leaf != NULL ? issuer_of(c->ctx, leaf) : NULL;
+    if (issuer != NULL) {
+        OCSP_CERTID *id = OCSP_cert_to_id(NULL, leaf, issuer);
+        ASN1_GENERALIZEDTIME *thisupd = NULL, *nextupd = NULL;
+        int status = -1, reason = 0;
+        int found = id != NULL && OCSP_resp_find_status(basic, id, &status, &reason, NULL, &thisupd, &nextupd) == 1;
+        OCSP_CERTID_free(id);
+        if (!found) {
+            tls_berr(b, "ocsp_staple", "%s does not answer for this certificate", path);
+            goto out;
+        }
+        if (status != V_OCSP_CERTSTATUS_GOOD) {
+            tls_berr(b, "ocsp_staple", "%s says the certificate is %s", path, OCSP_cert_status_str(status));
+            goto out;
+        }
+        if (OCSP_check_validity(thisupd, nextupd, 300, -1) != 1) {
+            tls_berr(b, "ocsp_staple", "%s is not current (outside its thisUpdate..nextUpdate)", path);
+            goto out;
+        }
+    } else {
+        gy_warn("%s: ocsp_staple %s: the certificate file has no issuer certificate, so the response is stapled "
+                "without checking that it is about this certificate", b->what, path);
+    }
+    if ((c->ocsp = malloc((size_t)len)) == NULL) {
+        tls_berr(b, "ocsp_staple", "out of memory");
+        goto out;
+    }
+    memcpy(c->ocsp, data, (size_t)len);
+    c->ocsp_len = (size_t)len;
+    SSL_CTX_set_tlsext_status_cb(c->ctx, staple);
+    SSL_CTX_set_tlsext_status_arg(c->ctx, c);
+    rc = 0;
+out:
+    OCSP_BASICRESP_free(basic);
+    OCSP_RESPONSE_free(resp);
+    BIO_free(bio);
+    return rc;
+}
+
 int tls_ctx_server(struct tls_build *b, const json_t *ssl, const struct tls_alpn *alpn, struct tls_ctx *out)
 {
     const char *trust = jstr(ssl, "trust_file");
@@ -526,6 +618,8 @@ int tls_ctx_server(struct tls_build *b, const json_t *ssl, const struct tls_alpn
                        : trust != NULL ? SSL_VERIFY_PEER : SSL_VERIFY_NONE;
     SSL_CTX_set_verify(out->ctx, out->verify_mode, NULL);
     if (apply_spiffe(b, ssl, out) != 0 || set_session_context(b, out->ctx, ssl) != 0)
+        goto fail;
+    if (jstr(ssl, "ocsp_staple") != NULL && load_ocsp(b, jstr(ssl, "ocsp_staple"), out) != 0)
         goto fail;
     SSL_CTX_set_timeout(out->ctx, SESSION_TIMEOUT_S);
     if (SSL_CTX_set_tlsext_ticket_key_evp_cb(out->ctx, tls_ticket_cb) != 1) {
@@ -580,6 +674,7 @@ void tls_ctx_dispose(struct tls_ctx *c)
 {
     SSL_CTX_free(c->ctx);
     free(c->ciphers);
+    free(c->ocsp);
     free(c->spiffe_td);
     for (size_t i = 0; i < c->nspiffe_ids; i++)
         free(c->spiffe_ids[i]);

@@ -48,6 +48,8 @@ struct tls_ctx {
     char *spiffe_td;                /* `secret`: the peer's SPIFFE ID must be in this trust domain... */
     char **spiffe_ids;              /* ... or one of these (subject_names) */
     size_t nspiffe_ids;
+    unsigned char *ocsp;            /* server: the DER OCSP response stapled for this certificate */
+    size_t ocsp_len;
 };
 
 enum tls_name_match { TLS_NAME_EXACT, TLS_NAME_SUFFIX /* *.example.com */, TLS_NAME_PREFIX /* api.* */ };

@@ -385,6 +385,48 @@ def test_ecdh_curves(gyrus_factory, backend_factory, pki):
     assert rc == 1 and "ssl_config.ecdh_curves: unknown group" in err, err
 
 
+def ocsp_response(pki, c, tmp):
+    """A DER OCSP response from the test CA (its openssl ca index) about certificate c."""
+    req, resp = os.path.join(tmp, "req.der"), os.path.join(tmp, f"{os.path.basename(c.cert)}.ocsp")
+    openssl("ocsp", "-issuer", pki.ca.cert, "-cert", c.cert, "-reqout", req, "-no_nonce")
+    openssl("ocsp", "-index", os.path.join(pki.ca.dir, "index.txt"), "-rsigner", pki.ca.cert, "-rkey", pki.ca.key,
+            "-CA", pki.ca.cert, "-reqin", req, "-respout", resp, "-ndays", "1")
+    return resp
+
+
+def with_chain(pki, c, tmp):
+    """c's certificate followed by its issuer, as a certificate file with the chain."""
+    path = os.path.join(tmp, os.path.basename(c.cert) + ".chain.pem")
+    with open(path, "w") as out, open(c.cert) as leaf, open(pki.ca.cert) as ca:
+        out.write(leaf.read() + ca.read())
+    return {"certificate_path": path, "key_path": c.key}
+
+
+def test_ocsp_stapling(gyrus_factory, backend_factory, pki, tmp_path):
+    """ssl_config.ocsp_staple: the response goes to clients that ask (status_request); a response
+    that is not OCSP, about another certificate, or saying "revoked" refuses the config."""
+    be = backend_factory()
+    port, tmp = free_port(), str(tmp_path)
+    good = ocsp_response(pki, pki.default, tmp)
+    gyrus_factory(tls_mesh(port, be.port, listener_ssl={"cert_key_pairs": [with_chain(pki, pki.default, tmp)],
+                                                        "ocsp_staple": good}), "test")
+    out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+                          "-status"], input=b"", capture_output=True, timeout=20).stdout.decode("latin1")
+    assert "OCSP Response Status: successful" in out and "Cert Status: good" in out, out[-2000:]
+    assert request(port, ca=pki.ca.cert) == 200
+
+    def refused_with(pair, staple, why):
+        rc, err = run_and_fail(tls_mesh(free_port(), 1, listener_ssl={"cert_key_pairs": [pair], "ocsp_staple": staple}))
+        assert rc == 1 and "ssl_config.ocsp_staple: " in err and why in err, err
+
+    junk = os.path.join(tmp, "junk.der")
+    with open(junk, "wb") as f:
+        f.write(b"not an ocsp response")
+    refused_with(with_chain(pki, pki.default, tmp), junk, "is not a DER OCSP response")
+    refused_with(with_chain(pki, pki.a, tmp), good, "does not answer for this certificate")
+    refused_with(with_chain(pki, pki.revoked, tmp), ocsp_response(pki, pki.revoked, tmp), "says the certificate is revoked")
+
+
 def test_default_protocols_and_cipher_filter(gyrus_factory, backend_factory, pki):
     be = backend_factory()
     port = free_port()
