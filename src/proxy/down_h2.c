@@ -349,6 +349,27 @@ static size_t resp_room(struct gy_stream *s)
     return gy_buf_room(&s->resp_buf);
 }
 
+/* A 1xx from an HTTP/1.1 upstream (103 Early Hints, 100 Continue...) as a non-final HEADERS frame,
+ * with its fields less the connection-specific ones; nghttp2 copies the list. */
+static int informational(struct gy_stream *s, const struct gy_resp_head *h)
+{
+    struct gy_h2d *hd = conn_of(s);
+    char status[8];
+    struct nvs l;
+
+    if (h->status == 101 || !nvs_init(&l, s, h->nheaders + 1))
+        return 0;
+    snprintf(status, sizeof(status), "%d", h->status);
+    nv_push(&l, GY_SLICE_LIT(":status"), gy_pool_dup(&s->pool, gy_slice_cstr(status)));
+    for (unsigned i = 0; i < h->nheaders; i++)
+        if (!gy_fwd_skip_response_header(s, &h->headers[i], h->headers, h->nheaders))
+            nv_push(&l, h->headers[i].name, h->headers[i].value);
+    if (nghttp2_submit_headers(hd->h2.ng, NGHTTP2_FLAG_NONE, s->sid, NULL, l.nv, l.n, NULL) < 0)
+        return 0; /* not worth failing the stream for */
+    schedule(s->dc);
+    return 0;
+}
+
 static int resp_head(struct gy_stream *s, const struct gy_resp_head *h)
 {
     struct gy_h2d *hd = conn_of(s);
@@ -356,7 +377,7 @@ static int resp_head(struct gy_stream *s, const struct gy_resp_head *h)
     struct nvs l;
 
     if (h->status < 200 && !h->tunnel)
-        return 0; /* informational responses are not relayed to HTTP/2 clients */
+        return informational(s, h);
     size_t cap = h->nheaders + s->route.route->nresponse_headers_to_add + s->route.vhost->ncustom_headers + 4;
     if (!nvs_init(&l, s, cap))
         return GY_ENOMEM;

@@ -97,7 +97,9 @@ class Probe:
             self.events.append(ev)
             r = self.responses.setdefault(getattr(ev, "stream_id", 0), {"headers": None, "data": b"", "trailers": None,
                                                                         "ended": False, "reset": None})
-            if isinstance(ev, h2.events.ResponseReceived):
+            if isinstance(ev, h2.events.InformationalResponseReceived):
+                r.setdefault("informational", []).append(dict(ev.headers))
+            elif isinstance(ev, h2.events.ResponseReceived):
                 r["headers"] = dict(ev.headers)
             elif isinstance(ev, h2.events.TrailersReceived):
                 r["trailers"] = dict(ev.headers)

@@ -177,3 +177,33 @@ def test_informational_responses_forwarded(gyrus_factory):
     srv.close()
     assert out.startswith(b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK")
     assert out.endswith(b"\r\n\r\ndone")
+
+
+def test_informational_responses_forwarded_to_http2_clients(gyrus_factory):
+    """The same 103 reaches an HTTP/2 client as a non-final HEADERS frame, its Link field kept,
+    its connection-specific fields dropped, before the final 200."""
+    import threading
+    from h2probe import Probe
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+
+    def serve():
+        c, _ = srv.accept()
+        c.recv(65536)
+        c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\nConnection: keep-alive\r\n\r\n"
+                  b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone")
+        c.close()
+    t = threading.Thread(target=serve)
+    t.start()
+    port = free_port()
+    gyrus_factory(simple_mesh(port, [srv.getsockname()[1]]), "test")
+    p = Probe(port)
+    sid = p.request("/")
+    assert p.wait(lambda: p.done(sid), 10)
+    t.join()
+    srv.close()
+    r = p.responses[sid]
+    assert r.get("informational") == [{":status": "103", "link": "</style.css>; rel=preload"}], r
+    assert r["headers"][":status"] == "200" and r["data"] == b"done"
+    p.close()
