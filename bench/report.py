@@ -338,9 +338,10 @@ def _memory_notes(doc):
              "difference is pages of the binary and its shared libraries mapped from the page cache, "
              "shared with every other process that maps the same files (the same with a cold page "
              "cache: measured after `drop_caches`). For gyrus most of them are OpenSSL's "
-             "initialization (libcrypto, about 3.4 MiB resident) and the libraries libcurl brings "
-             "in (GnuTLS, p11-kit, Kerberos, LDAP, about 2.5 MiB, loaded although a static proxy "
-             "never uses libcurl: the control-plane client does).",
+             "initialization (libcrypto, about 3.4 MiB resident) and libc. libcurl and what it "
+             "brings in (GnuTLS, p11-kit, Kerberos, LDAP: about 4 MiB more) are loaded only by "
+             "processes that make HTTP calls of their own (the control plane, the CLI, a proxy "
+             "under `--control`), not by a proxy serving a static mesh as here.",
              "", "*Upstream conns held* counts ESTABLISHED sockets to the backend port while "
              "the idle connections are open: how many upstream connections the proxy keeps "
              "(nginx caps its idle upstream pool with `keepalive 1024`; HAProxy stops pooling "
