@@ -403,6 +403,7 @@ struct gy_worker {
     size_t nshadows;
     struct gy_list dead;             /* closed upstream connections, freed after the event batch */
     struct gy_list dead_conns;       /* closed downstream connections, likewise */
+    struct gy_list dead_listeners;   /* closed listeners, likewise */
     struct gy_task reap;
 };
 

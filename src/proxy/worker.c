@@ -127,7 +127,9 @@ static void wlistener_close(struct gy_wlistener *wl)
     gy_task_cancel(&wl->more);
     gy_timer_stop(&wl->w->loop, &wl->retry);
     gy_list_remove(&wl->link);
-    free(wl);
+    /* An event for it may still be queued in this batch (a drain message came first): free after it. */
+    gy_list_insert_tail(&wl->w->dead_listeners, &wl->link);
+    gy_task_schedule(&wl->w->loop, &wl->w->reap);
 }
 
 static struct gy_wlistener *wlistener_find(struct gy_worker *w, const char *key)
@@ -312,6 +314,11 @@ static void reap(struct gy_task *t)
         gy_list_remove(&dc->link);
         gy_dconn_free(dc);
     }
+    while (!gy_list_empty(&w->dead_listeners)) {
+        struct gy_wlistener *wl = GY_CONTAINER_OF(w->dead_listeners.next, struct gy_wlistener, link);
+        gy_list_remove(&wl->link);
+        free(wl);
+    }
     maybe_exit(w);
 }
 
@@ -374,6 +381,7 @@ int gy_worker_start(struct gy_worker *w)
     gy_list_init(&w->conns);
     gy_list_init(&w->dead);
     gy_list_init(&w->dead_conns);
+    gy_list_init(&w->dead_listeners);
     gy_list_init(&w->shadows);
     gy_task_init(&w->reap, reap);
     gy_task_init(&w->alog_flush, alog_flush_task);
