@@ -232,7 +232,9 @@ Everything runs on one machine over loopback, in one run of `bench/run.py`.
   `return 200`, keep-alive on, no access log.
 - **Subjects**: the direct path (wrk straight to the backend) and each reverse proxy with
   **one** worker/thread and upstream keep-alive in front of that backend: gyrus, HAProxy,
-  nginx. No access logs, no compression. Exact configs are in the appendix.
+  nginx. No access logs, no compression. Each adds the forwarding headers gyrus adds by
+  default (`X-Forwarded-For`, `X-Forwarded-Proto`, a generated `X-Request-ID`, `Via` both
+  ways), so that all do the same work. Exact configs are in the appendix.
 - **CPU placement** (taskset; the machine has {doc['machine']['nproc']} CPUs):
   - proxy under test: CPU {s['cpu']['proxy']};
   - wrk, the backend and the idle-connection client: CPU {s['cpu']['wrk_and_backend']};

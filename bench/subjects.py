@@ -103,6 +103,12 @@ def nginx_proxy_config(tmp, port, backend_port, nofile):
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            # the forwarding headers gyrus adds by default, so that every proxy does the same work
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Request-ID $request_id;
+            proxy_set_header Via "1.1 nginx";
+            add_header Via "1.1 nginx";
         }}
     }}
 }}
@@ -131,6 +137,13 @@ defaults
 
 frontend ingress
     bind 127.0.0.1:{port}
+    # the forwarding headers gyrus adds by default, so that every proxy does the same work
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    unique-id-format %[uuid()]
+    unique-id-header X-Request-ID
+    http-request add-header Via "1.1 haproxy"
+    http-response add-header Via "1.1 haproxy"
     default_backend backend
 
 backend backend
