@@ -118,6 +118,13 @@ defaults
     timeout server 300s
 frontend ingress
     bind 127.0.0.1:{port} proto h2
+    # the forwarding headers gyrus adds by default, so that every proxy does the same work
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    unique-id-format %[uuid()]
+    unique-id-header X-Request-ID
+    http-request add-header Via "2 haproxy"
+    http-response add-header Via "2 haproxy"
     use_backend grpc if {{ path_beg /bench.Echo/ }}
     use_backend rotate if {{ path_beg {ROTATE_PATH} }}
     default_backend web
@@ -145,7 +152,10 @@ def start_nghttpx(ctx, b):
             f"--backend=127.0.0.1,{b['rotate']};{ROTATE_PATH};proto=h2",
             "--workers=1", "--single-thread", "--accesslog-file=/dev/null", "--errorlog-file=" + f"{ctx.tmp}/nghttpx.log",
             "--frontend-http2-max-concurrent-streams=1000", "--backend-http2-max-concurrent-streams=1000",
-            f"--pid-file={ctx.tmp}/nghttpx.pid", "--no-ocsp"]
+            f"--pid-file={ctx.tmp}/nghttpx.pid", "--no-ocsp",
+            # the forwarding headers gyrus adds by default (nghttpx adds Via itself and cannot
+            # generate a request id), so that the proxies do about the same work
+            "--add-x-forwarded-for", "--add-request-header=X-Forwarded-Proto: http"]
     proc = ctx.registry.start(argv, cpu=measure.SUBJECT_CPU, log_path=f"{ctx.tmp}/nghttpx.out")
     return Running("nghttpx", proc, port, [f"{ctx.tmp}/nghttpx.log", f"{ctx.tmp}/nghttpx.out"])
 
@@ -307,7 +317,9 @@ def markdown(res, args):
              "worker/thread pinned to one CPU, h2load and the backend on the other. *h2*: GET / to an nginx http2 "
              "backend. *gRPC*: POST of a 16-byte gRPC message (`content-type: application/grpc`, `te: trailers`) to "
              "nghttpd answering a gRPC frame plus `grpc-status`/`grpc-message` trailers — gRPC-shaped unary calls, "
-             "the same driver for every proxy. p50/p99 from h2load's per-request log. "
+             "the same driver for every proxy. p50/p99 from h2load's per-request log. Every proxy adds the "
+             "forwarding headers gyrus adds by default (X-Forwarded-For, X-Forwarded-Proto, X-Request-ID, Via; "
+             "nghttpx cannot generate a request id, so it adds the other three). "
              f"All proxies run at once and {args.rounds} rounds measure each subject in turn; the row shows the "
              "round with the subject's median req/s, then every round's req/s. CPU is the subject's (the "
              "backend's for *direct*), and CPU µs per request is that CPU divided by the rate.", ""]
