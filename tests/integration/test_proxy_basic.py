@@ -1,5 +1,6 @@
 """Plain HTTP/1.1 proxying with real clients (curl, python requests) to real servers."""
 import re
+import contextlib
 import socket
 import subprocess
 
@@ -155,8 +156,9 @@ def test_curl_large_upload_and_download(gyrus_factory, backend_factory, tmp_path
     assert out.stdout == b"20000000"
 
 
-def test_informational_responses_forwarded(gyrus_factory):
-    """A 103 Early Hints from the upstream reaches an HTTP/1.1 client before the final response."""
+@contextlib.contextmanager
+def one_answer_upstream(answer):
+    """A raw upstream that reads one request, sends `answer` as it is and closes; yields its port."""
     import threading
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -165,44 +167,42 @@ def test_informational_responses_forwarded(gyrus_factory):
     def serve():
         c, _ = srv.accept()
         c.recv(65536)
-        c.sendall(b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
-                  b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone")
+        c.sendall(answer)
         c.close()
     t = threading.Thread(target=serve)
     t.start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        t.join(10)
+        srv.close()
+
+
+EARLY_HINTS = (b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\nConnection: keep-alive\r\n\r\n"
+               b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone")
+
+
+def test_informational_responses_forwarded(gyrus_factory):
+    """A 103 Early Hints from the upstream reaches an HTTP/1.1 client before the final response,
+    its connection-specific fields dropped."""
     port = free_port()
-    gyrus_factory(simple_mesh(port, [srv.getsockname()[1]]), "test")
-    out = raw_request(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    t.join()
-    srv.close()
-    assert out.startswith(b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK")
+    with one_answer_upstream(EARLY_HINTS) as up:
+        gyrus_factory(simple_mesh(port, [up]), "test")
+        out = raw_request(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK"), out
     assert out.endswith(b"\r\n\r\ndone")
 
 
 def test_informational_responses_forwarded_to_http2_clients(gyrus_factory):
     """The same 103 reaches an HTTP/2 client as a non-final HEADERS frame, its Link field kept,
     its connection-specific fields dropped, before the final 200."""
-    import threading
     from h2probe import Probe
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen()
-
-    def serve():
-        c, _ = srv.accept()
-        c.recv(65536)
-        c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\nConnection: keep-alive\r\n\r\n"
-                  b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone")
-        c.close()
-    t = threading.Thread(target=serve)
-    t.start()
     port = free_port()
-    gyrus_factory(simple_mesh(port, [srv.getsockname()[1]]), "test")
-    p = Probe(port)
-    sid = p.request("/")
-    assert p.wait(lambda: p.done(sid), 10)
-    t.join()
-    srv.close()
+    with one_answer_upstream(EARLY_HINTS) as up:
+        gyrus_factory(simple_mesh(port, [up]), "test")
+        p = Probe(port)
+        sid = p.request("/")
+        assert p.wait(lambda: p.done(sid), 10)
     r = p.responses[sid]
     assert r.get("informational") == [{":status": "103", "link": "</style.css>; rel=preload"}], r
     assert r["headers"][":status"] == "200" and r["data"] == b"done"
