@@ -26,7 +26,7 @@ import measure
 import procs
 import section
 from subjects import (BODY, Context, Running, SubjectFailed, _nginx_common, _start_nginx, _write, free_port,
-                      gyrus_argv, wait_until)
+                      gyrus_argv, haproxy_forwarding, wait_until)
 
 GRPC_PATH = "/bench.Echo/Unary"
 GRPC_MESSAGE = b"\x00\x00\x00\x00\x0bhello grpc!"
@@ -118,14 +118,7 @@ defaults
     timeout server 300s
 frontend ingress
     bind 127.0.0.1:{port} proto h2
-    # the forwarding headers gyrus adds by default, so that every proxy does the same work
-    option forwardfor
-    http-request set-header X-Forwarded-Proto http
-    unique-id-format %[uuid()]
-    unique-id-header X-Request-ID
-    http-request add-header Via "2 haproxy"
-    http-response add-header Via "2 haproxy"
-    use_backend grpc if {{ path_beg /bench.Echo/ }}
+{haproxy_forwarding("2")}    use_backend grpc if {{ path_beg /bench.Echo/ }}
     use_backend rotate if {{ path_beg {ROTATE_PATH} }}
     default_backend web
 backend web

@@ -115,6 +115,20 @@ def nginx_proxy_config(tmp, port, backend_port, nofile):
 """
 
 
+def haproxy_forwarding(via_version):
+    """HAProxy frontend lines adding the forwarding headers gyrus adds by default, so that every
+    proxy does the same work."""
+    return f"""\
+    # the forwarding headers gyrus adds by default, so that every proxy does the same work
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    unique-id-format %[uuid()]
+    unique-id-header X-Request-ID
+    http-request add-header Via "{via_version} haproxy"
+    http-response add-header Via "{via_version} haproxy"
+"""
+
+
 def haproxy_config(port, backend_port, nofile):
     maxconn = max(1000, (nofile - 100) // 2)  # each proxied connection needs 2 fds
     return f"""\
@@ -137,14 +151,7 @@ defaults
 
 frontend ingress
     bind 127.0.0.1:{port}
-    # the forwarding headers gyrus adds by default, so that every proxy does the same work
-    option forwardfor
-    http-request set-header X-Forwarded-Proto http
-    unique-id-format %[uuid()]
-    unique-id-header X-Request-ID
-    http-request add-header Via "1.1 haproxy"
-    http-response add-header Via "1.1 haproxy"
-    default_backend backend
+{haproxy_forwarding("1.1")}    default_backend backend
 
 backend backend
     server backend 127.0.0.1:{backend_port}
