@@ -285,6 +285,8 @@ int gy_loop_run_once(struct gy_loop *l, int timeout_ms)
             e |= GY_IO_WRITE;
         if (evs[i].events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
             e |= GY_IO_HUP | GY_IO_READ;
+        if (evs[i].events & EPOLLERR)
+            e |= GY_IO_ERR;
         io->cb(io, e);
     }
     run_tasks(l);

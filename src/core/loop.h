@@ -15,6 +15,7 @@
 #define GY_IO_READ 0x1u
 #define GY_IO_WRITE 0x2u
 #define GY_IO_HUP 0x4u /* peer closed or error: read to find out */
+#define GY_IO_ERR 0x8u /* a socket error is pending (the peer reset): writes will fail */
 
 struct gy_loop;
 struct gy_io;

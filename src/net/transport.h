@@ -22,6 +22,9 @@ struct gy_transport_ops {
     /* Drives the handshake: 0 when done, GY_EAGAIN when it waits for I/O (*want_write tells which
      * direction), another negative GY_E* when it failed. */
     int (*handshake)(struct gy_transport *t, int fd, bool *want_write);
+    /* The peer reset the connection before the handshake finished: counts it; nothing more is
+     * read, computed or sent (optional). */
+    void (*abort_handshake)(struct gy_transport *t);
     /* Sends the close notification (best effort, non-blocking). */
     void (*shutdown)(struct gy_transport *t, int fd);
     void (*destroy)(struct gy_transport *t);

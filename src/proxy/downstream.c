@@ -214,6 +214,14 @@ bool gy_dconn_flush(struct gy_dconn *dc)
 static bool drive_handshake(struct gy_dconn *dc)
 {
     bool want_write = false;
+
+    /* A client that reset the connection (a scanner, a probe, a load tester that hangs up once
+     * its side is done) will never read our Finished or tickets: do not compute them. */
+    if (dc->reset && dc->transport->ops->abort_handshake != NULL) {
+        dc->transport->ops->abort_handshake(dc->transport);
+        close_now(dc);
+        return false;
+    }
     int rc = dc->transport->ops->handshake(dc->transport, dc->io.fd, &want_write);
 
     if (rc == GY_EAGAIN)
@@ -286,6 +294,8 @@ static void on_io(struct gy_io *io, unsigned events)
         dc->can_read = true;
     if (events & GY_IO_HUP)
         dc->hup = true;
+    if (events & GY_IO_ERR)
+        dc->reset = true;
     if (events & GY_IO_WRITE)
         dc->can_write = true;
     gy_dconn_run(dc);

@@ -147,6 +147,7 @@ struct gy_dconn {
     char peer_ip[48];
     bool can_read, can_write, eof;
     bool hup;                        /* epoll saw the peer close: read until EOF */
+    bool reset;                      /* epoll saw a socket error (the peer reset) */
     bool handshaking;                /* TLS handshake under way */
     bool closing;                    /* close once wbuf is flushed */
     bool lingering;                  /* write side shut, discarding input until the timer */

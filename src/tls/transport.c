@@ -106,6 +106,16 @@ static int tc_handshake(struct gy_transport *t, int fd, bool *want_write)
     return GY_EIO;
 }
 
+static void tc_abort_handshake(struct gy_transport *t)
+{
+    struct tls_conn *c = conn_of(t);
+
+    if (c->done || c->failed)
+        return;
+    c->failed = true;
+    tls_count_failure(c->set->ctr, c->ssl, SSL_ERROR_SYSCALL, 0);
+}
+
 static ssize_t tc_read(struct gy_transport *t, int fd, void *buf, size_t len, bool *more)
 {
     struct tls_conn *c = conn_of(t);
@@ -184,6 +194,7 @@ static const struct gy_transport_ops tls_ops = {
     .read = tc_read,
     .write = tc_write,
     .handshake = tc_handshake,
+    .abort_handshake = tc_abort_handshake,
     .shutdown = tc_shutdown,
     .destroy = tc_destroy,
 };

@@ -6,10 +6,13 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
+import time
 import types
 
 import pytest
@@ -584,6 +587,66 @@ def test_plain_http_on_a_tls_port(gyrus_factory, backend_factory, pki):
             assert b"HTTP/1.1 200" not in s.recv(4096)
     wait_for(lambda: fails(g, "not_tls") >= 1, what="not_tls counted")
     assert request(port) == 200
+
+
+def threads(pid, what):
+    out = []
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{t}/{what}") as f:
+            out.append(f.read())
+    return out
+
+
+def all_threads_blocked(pid):
+    """Every thread waits in a system call (the worker in epoll_wait, done with what it read)."""
+    return all(st.rpartition(")")[2].split()[0] == "S" for st in threads(pid, "stat")) and \
+        all(not sc.startswith("running") for sc in threads(pid, "syscall"))
+
+
+def all_threads_stopped(pid):
+    return all(st.rpartition(")")[2].split()[0] in "tT" for st in threads(pid, "stat"))
+
+
+def test_client_reset_during_the_handshake_is_not_finished(gyrus_factory, backend_factory, pki):
+    """A client that sends its Finished and resets at once (what `openssl s_time -new` and many
+    probes do) is given up: the handshake is counted as connection_closed, not completed, and no
+    tickets are made for it. gyrus is let go idle, then stopped while the client sends and resets,
+    so the Finished and the reset both wait when its worker looks: no timing decides the outcome."""
+    be = backend_factory()
+    port = free_port()
+    g = gyrus_factory(tls_mesh(port, be.port, listener_ssl={"cert_key_pairs": [ckp(pki.default)]}), "test")
+    assert request(port) == 200
+    done0, closed0 = g.metric("gyrus_tls_handshakes_total", listener="ingress"), fails(g, "connection_closed")
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(pki.ca.cert)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    for _ in range(50):  # ClientHello out, the server's flight in, until our side is done
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if out.pending:
+                s.sendall(out.read())
+            inc.write(s.recv(65536))
+    finished = out.read()
+    assert tls.version() == "TLSv1.3" and finished
+    wait_for(lambda: all_threads_blocked(g.proc.pid), what="gyrus idle")
+    g.signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: all_threads_stopped(g.proc.pid), what="gyrus stopped")
+        s.sendall(finished)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # RST
+        time.sleep(0.2)
+    finally:
+        g.signal(signal.SIGCONT)
+    wait_for(lambda: fails(g, "connection_closed") == closed0 + 1, what="reset counted as connection_closed")
+    assert g.metric("gyrus_tls_handshakes_total", listener="ingress") == done0
+    assert request(port) == 200
+    assert g.metric("gyrus_tls_handshakes_total", listener="ingress") == done0 + 1
 
 
 def test_certs_endpoint_and_expiry_metric(gyrus_factory, backend_factory, pki):
