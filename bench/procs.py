@@ -173,6 +173,62 @@ def pin_tree(root_pid, cpu):
                 pass
 
 
+class CpuLimit:
+    """Caps a process tree at `cpus` of one CPU with the CFS bandwidth controller, as a container
+    limit (Kubernetes `resources.limits.cpu`) caps a sidecar: a cgroup with a quota per 100 ms
+    period. cgroup v1 (`/sys/fs/cgroup/cpu`) or v2 (`cpu.max`); `applied` is False, and nothing is
+    changed, where neither can be written (not root, no cpu controller)."""
+    PERIOD_US = 100_000
+
+    def __init__(self, root_pid, cpus, tag):
+        self.root_pid, self.quota, self.tag = root_pid, int(cpus * self.PERIOD_US), tag
+        self.dir = self.parent = None
+        self.applied = False
+
+    def __enter__(self):
+        for base, v2 in (("/sys/fs/cgroup/cpu", False), ("/sys/fs/cgroup", True)):
+            marker = "cgroup.subtree_control" if v2 else "cpu.cfs_quota_us"
+            if not os.path.isfile(os.path.join(base, marker)):
+                continue
+            d = os.path.join(base, f"bench-{self.tag}-{os.getpid()}")
+            try:
+                os.makedirs(d, exist_ok=True)
+                if v2:
+                    _write_file(os.path.join(d, "cpu.max"), f"{self.quota} {self.PERIOD_US}")
+                else:
+                    _write_file(os.path.join(d, "cpu.cfs_period_us"), str(self.PERIOD_US))
+                    _write_file(os.path.join(d, "cpu.cfs_quota_us"), str(self.quota))
+                for pid in process_tree(self.root_pid):
+                    _write_file(os.path.join(d, "cgroup.procs"), str(pid))
+            except OSError:
+                self._undo(base, d)
+                continue
+            self.parent, self.dir, self.applied = base, d, True
+            break
+        return self
+
+    def _undo(self, base, d):
+        for pid in (_read(os.path.join(d, "cgroup.procs")) or "").split():
+            try:
+                _write_file(os.path.join(base, "cgroup.procs"), pid)
+            except OSError:
+                pass
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+    def __exit__(self, *exc):
+        if self.applied:
+            self._undo(self.parent, self.dir)
+        return False
+
+
+def _write_file(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def cpu_times():
     """{'cpu0': (busy_ticks, total_ticks), ...} from /proc/stat."""
     times = {}

@@ -103,25 +103,31 @@ def nginx_proxy_config(tmp, port, backend_port, nofile):
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+{NGINX_FORWARDING}        }}
+    }}
+}}
+"""
+
+
+# nginx location lines adding the forwarding headers gyrus adds by default ($scheme is https on a
+# TLS server), so that every proxy does the same work.
+NGINX_FORWARDING = """\
             # the forwarding headers gyrus adds by default, so that every proxy does the same work
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Request-ID $request_id;
             proxy_set_header Via "1.1 nginx";
             add_header Via "1.1 nginx";
-        }}
-    }}
-}}
 """
 
 
-def haproxy_forwarding(via_version):
+def haproxy_forwarding(via_version, proto="http"):
     """HAProxy frontend lines adding the forwarding headers gyrus adds by default, so that every
     proxy does the same work."""
     return f"""\
     # the forwarding headers gyrus adds by default, so that every proxy does the same work
     option forwardfor
-    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Proto {proto}
     unique-id-format %[uuid()]
     unique-id-header X-Request-ID
     http-request add-header Via "{via_version} haproxy"
