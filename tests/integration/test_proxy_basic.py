@@ -1,8 +1,9 @@
 """Plain HTTP/1.1 proxying with real clients (curl, python requests) to real servers."""
-import re
 import contextlib
+import re
 import socket
 import subprocess
+import uuid
 
 import requests
 
@@ -34,7 +35,12 @@ def test_forwarding_headers(gyrus_factory, backend_factory):
     seen = dict(line.split(": ", 1) for line in r.text.splitlines())
     assert seen["x-forwarded-for"] == "10.0.0.1, 127.0.0.1"
     assert seen["x-forwarded-proto"] == "http"  # never trust the client's
-    assert len(seen["x-request-id"]) == 36
+    # a generated id is a random (version 4, variant 1) UUID, a new one for every request
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", seen["x-request-id"])
+    again = dict(line.split(": ", 1) for line in requests.get(f"http://127.0.0.1:{port}/headers", timeout=5)
+                 .text.splitlines())
+    assert again["x-request-id"] != seen["x-request-id"]
+    assert uuid.UUID(again["x-request-id"]).version == 4
     assert seen["via"] == "1.1 gyrus"
     for hop in ("x-secret", "keep-alive", "proxy-connection", "te", "connection"):
         assert hop not in seen, hop
