@@ -18,6 +18,7 @@ docs/BENCHMARKS.md and an "h2" key to bench/results.json.
 """
 
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -287,9 +288,11 @@ def run(args, tmp, registry, nofile):
             med["rounds_requests_per_sec"] = [f["requests_per_sec"] for f in rounds[kind][name]]
             med["rounds_failed"] = [f["failed"] for f in rounds[kind][name]]
             med["rounds_requests"] = [f["requests"] for f in rounds[kind][name]]
-            cpu = med.get("cpu_percent", {}).get("subject" if name != "direct" else "backend")
-            if cpu:
-                med["cpu_us_per_request"] = cpu / 100 * 1e6 / med["requests_per_sec"]
+            who = "subject" if name != "direct" else "backend"
+            med["rounds_cpu_us_per_request"] = [f["cpu_percent"][who] / 100 * 1e6 / f["requests_per_sec"]
+                                                for f in rounds[kind][name] if f.get("cpu_percent", {}).get(who)]
+            if med["rounds_cpu_us_per_request"]:  # the median over the rounds, not the median round's
+                med["cpu_us_per_request"] = statistics.median(med["rounds_cpu_us_per_request"])
             out[kind][name] = med
     return out
 
@@ -300,6 +303,13 @@ KINDS = ("h2", "grpc", "rotate")
 def ratio(res, a, b, key):
     ra, rb = res.get(a, {}), res.get(b, {})
     return ra[key] / rb[key] if key in ra and key in rb and rb[key] else None
+
+
+def paired(res, other):
+    """Median over the rounds of gyrus's req/s over `other`'s in the same round."""
+    g, o = res.get("gyrus", {}), res.get(other, {})
+    ratios = [a / b for a, b in zip(g.get("rounds_requests_per_sec", []), o.get("rounds_requests_per_sec", [])) if b]
+    return statistics.median(ratios) if ratios else 0.0
 
 
 def markdown(res, args):
@@ -315,7 +325,8 @@ def markdown(res, args):
              "nghttpx cannot generate a request id, so it adds the other three). "
              f"All proxies run at once and {args.rounds} rounds measure each subject in turn; the row shows the "
              "round with the subject's median req/s, then every round's req/s. CPU is the subject's (the "
-             "backend's for *direct*), and CPU µs per request is that CPU divided by the rate.", ""]
+             "backend's for *direct*), and CPU µs per request is that CPU divided by the rate (the median over the "
+             "rounds).", ""]
     for kind, title in (("h2", "h2c GET"), ("grpc", "gRPC-shaped unary")):  # "rotate": its own table below
         lines += [f"**{title}**", "",
                   "| subject | req/s (median round) | p50 | p99 | failed | CPU | CPU µs / request | req/s of each round |",
@@ -336,7 +347,10 @@ def markdown(res, args):
         cn, ch = (ratio(res[kind], "gyrus", "nghttpx", "cpu_us_per_request"),
                   ratio(res[kind], "gyrus", "haproxy", "cpu_us_per_request"))
         if rn is not None and rh is not None:
-            lines += ["", f"gyrus/nghttpx req/s = {rn:.3f}, gyrus/HAProxy req/s = {rh:.3f} (target ≥ 1); "
+            pr = {other: paired(res[kind], other) for other in ("nghttpx", "haproxy")}
+            lines += ["", f"gyrus/nghttpx req/s = {rn:.3f}, gyrus/HAProxy req/s = {rh:.3f} (target ≥ 1; the median "
+                          f"of the per-round ratios, each pair measured a minute apart so that a drift of this "
+                          f"machine's speed cancels out: {pr['nghttpx']:.3f} and {pr['haproxy']:.3f}); "
                           f"p99 gyrus/nghttpx = {pn:.3f}, gyrus/HAProxy = {ph:.3f} (target ≤ 1)"
                           + (f"; CPU per request gyrus/nghttpx = {cn:.3f}, gyrus/HAProxy = {ch:.3f} (lower is better)."
                              if cn is not None and ch is not None else ".")]
