@@ -250,12 +250,19 @@ def run(args, tmp, registry, nofile):
     rounds = {kind: {name: [] for name in ["direct", *starters]} for kind in KINDS}
     for i in range(args.rounds):
         for kind in KINDS:
-            backend = backends[kind]
+            backend = backends[kind.removesuffix(CAPPED)]
             for name in ["direct", *starters]:
-                if name in failed or (name == "direct" and kind == "rotate"):
+                if name in failed or (name == "direct" and kind in ("rotate", *CAPPED_KINDS)):
                     continue  # h2load does not reconnect after a GOAWAY: no direct path for "rotate"
                 try:
-                    if name == "direct":
+                    if kind in CAPPED_KINDS:
+                        with procs.CpuLimit(running[name].pid, args.cpu_limit, "h2", CAP_PERIOD_US) as cap:
+                            if not cap.applied:
+                                raise measure.LoadFailed("no cgroup CPU controller to cap the proxy with")
+                            fig = measure_subject(ctx, running[name].port, {"subject": running[name].pid,
+                                                                            "backend": backend.pid}, args,
+                                                  kind.removesuffix(CAPPED))
+                    elif name == "direct":
                         procs.pin_tree(backend.pid, measure.SUBJECT_CPU)
                         try:
                             fig = measure_subject(ctx, backend.port, {"backend": backend.pid}, args, kind)
@@ -297,7 +304,10 @@ def run(args, tmp, registry, nofile):
     return out
 
 
-KINDS = ("h2", "grpc", "rotate")
+CAPPED = "-capped"
+CAPPED_KINDS = ("h2" + CAPPED, "grpc" + CAPPED)
+KINDS = ("h2", "grpc", "rotate", *CAPPED_KINDS)
+CAP_PERIOD_US = 10_000  # a short CFS period: a throttled proxy waits at most a few ms
 
 
 def ratio(res, a, b, key):
@@ -327,11 +337,22 @@ def markdown(res, args):
              "round with the subject's median req/s, then every round's req/s. CPU is the subject's (the "
              "backend's for *direct*), and CPU µs per request is that CPU divided by the rate (the median over the "
              "rounds).", ""]
-    for kind, title in (("h2", "h2c GET"), ("grpc", "gRPC-shaped unary")):  # "rotate": its own table below
+    cap = f"each proxy capped at {args.cpu_limit:g} CPU"
+    for kind, title in (("h2", "h2c GET"), ("grpc", "gRPC-shaped unary"), ("h2" + CAPPED, f"h2c GET, {cap}"),
+                        ("grpc" + CAPPED, f"gRPC-shaped unary, {cap}")):  # "rotate": its own table below
+        if kind == "h2" + CAPPED:
+            lines += [f"**With a CPU limit.** Without one, no proxy here is short of CPU (see the CPU column): the "
+                      "load CPU, which runs h2load and the backend, sets the rate, and the proxies tie within this "
+                      "machine's noise. These two cases give each proxy the same CPU budget, "
+                      f"{args.cpu_limit:g} of one CPU (a cgroup CPU quota over {CAP_PERIOD_US // 1000} ms periods, "
+                      f"as `limits.cpu: {args.cpu_limit * 1000:g}m` would a sidecar), so that the rate is the "
+                      "proxy's: what it does with the CPU it is given.", ""]
         lines += [f"**{title}**", "",
                   "| subject | req/s (median round) | p50 | p99 | failed | CPU | CPU µs / request | req/s of each round |",
                   "|---|---|---|---|---|---|---|---|"]
         for name in ("direct", "gyrus", "nghttpx", "haproxy"):
+            if name == "direct" and kind.endswith(CAPPED):
+                continue
             r = res[kind].get(name, {})
             if "requests_per_sec" not in r:
                 lines.append(f"| {name} | failed: {r.get('reason', '?')[:120]} | | | | | | |")
@@ -377,7 +398,9 @@ def markdown(res, args):
 def main():
     ap = section.parser(__doc__, connections=64, duration=8, warmup=2)
     ap.add_argument("--streams", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--cpu-limit", type=float, default=0.5,
+                    help="share of one CPU each proxy may use in the *capped* cases")
     args = ap.parse_args()
     res = section.run("h2", args, run, markdown, "h2",
                       {"connections": args.connections, "streams": args.streams, "duration_s": args.duration,

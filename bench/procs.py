@@ -176,12 +176,13 @@ def pin_tree(root_pid, cpu):
 class CpuLimit:
     """Caps a process tree at `cpus` of one CPU with the CFS bandwidth controller, as a container
     limit (Kubernetes `resources.limits.cpu`) caps a sidecar: a cgroup with a quota per 100 ms
-    period. cgroup v1 (`/sys/fs/cgroup/cpu`) or v2 (`cpu.max`); `applied` is False, and nothing is
-    changed, where neither can be written (not root, no cpu controller)."""
-    PERIOD_US = 100_000
+    period (100 ms by default, as in Kubernetes). cgroup v1 (`/sys/fs/cgroup/cpu`) or v2 (`cpu.max`);
+    `applied` is False, and nothing is changed, where neither can be written (not root, no cpu
+    controller)."""
 
-    def __init__(self, root_pid, cpus, tag):
-        self.root_pid, self.quota, self.tag = root_pid, int(cpus * self.PERIOD_US), tag
+    def __init__(self, root_pid, cpus, tag, period_us=100_000):
+        self.root_pid, self.tag, self.period = root_pid, tag, period_us
+        self.quota = int(cpus * period_us)
         self.dir = self.parent = None
         self.applied = False
 
@@ -194,9 +195,9 @@ class CpuLimit:
             try:
                 os.makedirs(d, exist_ok=True)
                 if v2:
-                    _write_file(os.path.join(d, "cpu.max"), f"{self.quota} {self.PERIOD_US}")
+                    _write_file(os.path.join(d, "cpu.max"), f"{self.quota} {self.period}")
                 else:
-                    _write_file(os.path.join(d, "cpu.cfs_period_us"), str(self.PERIOD_US))
+                    _write_file(os.path.join(d, "cpu.cfs_period_us"), str(self.period))
                     _write_file(os.path.join(d, "cpu.cfs_quota_us"), str(self.quota))
                 for pid in process_tree(self.root_pid):
                     _write_file(os.path.join(d, "cgroup.procs"), str(pid))
