@@ -1,6 +1,7 @@
 #include "core/buf.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/err.h"
 
@@ -10,6 +11,7 @@ void gy_bufpool_init(struct gy_bufpool *p, size_t max_free)
     p->nfree = 0;
     p->max_free = p->free ? max_free : 0;
     p->in_use = 0;
+    p->low = 0;
 }
 
 void gy_bufpool_dispose(struct gy_bufpool *p)
@@ -21,12 +23,27 @@ void gy_bufpool_dispose(struct gy_bufpool *p)
     p->nfree = 0;
 }
 
+size_t gy_bufpool_trim(struct gy_bufpool *p)
+{
+    size_t cold = p->low < p->nfree ? p->low : p->nfree;
+
+    /* The stack is used from the top: its bottom `cold` blocks sat unused all along. */
+    for (size_t i = 0; i < cold; i++)
+        free(p->free[i]);
+    memmove(p->free, p->free + cold, (p->nfree - cold) * sizeof(void *));
+    p->nfree -= cold;
+    p->low = p->nfree;
+    return cold * GY_BUF_BLOCK;
+}
+
 int gy_buf_reserve(struct gy_bufpool *p, struct gy_buf *b)
 {
     if (b->data != NULL)
         return 0;
     if (p->nfree > 0) {
         b->data = p->free[--p->nfree];
+        if (p->nfree < p->low)
+            p->low = p->nfree;
     } else {
         b->data = malloc(GY_BUF_BLOCK);
         if (b->data == NULL)

@@ -18,6 +18,7 @@ struct gy_bufpool {
     size_t nfree;
     size_t max_free;
     size_t in_use;          /* blocks handed out (for /stats and leak checks) */
+    size_t low;             /* fewest cached blocks since the last trim */
 };
 
 /* Valid bytes are data[head..tail). */
@@ -30,6 +31,9 @@ struct gy_buf {
 
 void gy_bufpool_init(struct gy_bufpool *p, size_t max_free);
 void gy_bufpool_dispose(struct gy_bufpool *p);
+/* Frees the cached blocks no one took since the last call (the cache's low-water mark), so that
+ * memory taken by a burst goes back once the burst is over. Returns the bytes freed. */
+size_t gy_bufpool_trim(struct gy_bufpool *p);
 
 /* Makes sure b has storage; returns 0 or GY_ENOMEM. */
 int gy_buf_reserve(struct gy_bufpool *p, struct gy_buf *b);

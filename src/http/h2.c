@@ -318,9 +318,31 @@ nghttp2_data_provider gy_h2_body(void *sud)
     return p;
 }
 
-int gy_h2_init(struct gy_h2 *h, bool server, const struct gy_http2_options *o, unsigned max_headers,
-               const struct gy_h2_callbacks *cb, void *ud)
+/* nghttp2's allocator over a worker's memcache. */
+static void *mc_malloc(size_t n, void *mc)
 {
+    return gy_memcache_alloc(mc, n);
+}
+
+static void mc_free(void *p, void *mc)
+{
+    gy_memcache_free(mc, p);
+}
+
+static void *mc_calloc(size_t nmemb, size_t size, void *mc)
+{
+    return gy_memcache_calloc(mc, nmemb, size);
+}
+
+static void *mc_realloc(void *p, size_t n, void *mc)
+{
+    return gy_memcache_realloc(mc, p, n);
+}
+
+int gy_h2_init(struct gy_h2 *h, bool server, const struct gy_http2_options *o, unsigned max_headers,
+               const struct gy_h2_callbacks *cb, void *ud, struct gy_memcache *mc)
+{
+    nghttp2_mem mem = { mc, mc_malloc, mc_free, mc_calloc, mc_realloc }; /* nghttp2 keeps a copy */
     nghttp2_session_callbacks *cbs = callbacks();
     nghttp2_option *opt = NULL;
     int rc;
@@ -349,7 +371,8 @@ int gy_h2_init(struct gy_h2 *h, bool server, const struct gy_http2_options *o, u
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
     if (!server)
         nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
-    rc = server ? nghttp2_session_server_new2(&h->ng, cbs, h, opt) : nghttp2_session_client_new2(&h->ng, cbs, h, opt);
+    rc = server ? nghttp2_session_server_new3(&h->ng, cbs, h, opt, mc != NULL ? &mem : NULL)
+                : nghttp2_session_client_new3(&h->ng, cbs, h, opt, mc != NULL ? &mem : NULL);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cbs);
     if (rc != 0)

@@ -23,6 +23,7 @@
 #include <sys/types.h>
 
 #include "core/buf.h"
+#include "core/memcache.h"
 #include "http/header.h"
 #include "mesh/config.h"
 
@@ -85,9 +86,11 @@ struct gy_h2 {
     uint32_t violations;              /* counted by the owner (stats) */
 };
 
-/* Sets up a server or client session with the options (SETTINGS queued). 0 or GY_ENOMEM. */
+/* Sets up a server or client session with the options (SETTINGS queued); nghttp2 allocates
+ * through mc (the worker's cache, used on the worker's thread only), or malloc when NULL.
+ * 0 or GY_ENOMEM. */
 int gy_h2_init(struct gy_h2 *h, bool server, const struct gy_http2_options *o, unsigned max_headers,
-               const struct gy_h2_callbacks *cb, void *ud);
+               const struct gy_h2_callbacks *cb, void *ud, struct gy_memcache *mc);
 void gy_h2_dispose(struct gy_h2 *h);
 
 /* Feeds bytes received; returns how many were used (all of them) or a negative nghttp2 error

@@ -122,6 +122,12 @@ static char *server_metrics(struct gy_proxy *p)
             (unsigned long long)p->reload_failures);
     fprintf(f, "# HELP process_resident_memory_bytes Resident memory.\n# TYPE process_resident_memory_bytes gauge\n"
                "process_resident_memory_bytes %ld\n", rss_bytes());
+    size_t cached = 0;
+    for (unsigned i = 0; i < p->nworkers; i++)
+        cached += atomic_load_explicit(&p->workers[i].cached_bytes, memory_order_relaxed);
+    fprintf(f, "# HELP gyrus_worker_cached_bytes Freed buffers and HTTP/2 blocks the workers keep for reuse "
+               "(given back a few seconds after a burst; sampled every 5 s).\n"
+               "# TYPE gyrus_worker_cached_bytes gauge\ngyrus_worker_cached_bytes %zu\n", cached);
     gy_health_metrics(f);
     gy_rbac_metrics(f);
     gy_identity_metrics(p->identity, f);

@@ -613,7 +613,7 @@ int gy_h2d_start(struct gy_dconn *dc, const struct gy_req_head *upgrade, const c
     hd->dc = dc;
     gy_list_init(&hd->streams);
     gy_list_init(&hd->ready);
-    if (gy_h2_init(&hd->h2, true, &dc->lcfg->h2, dc->lcfg->max_headers, &callbacks, hd) != 0) {
+    if (gy_h2_init(&hd->h2, true, &dc->lcfg->h2, dc->lcfg->max_headers, &callbacks, hd, &dc->w->h2mem) != 0) {
         free(hd);
         return GY_ENOMEM;
     }

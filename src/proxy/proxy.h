@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "core/buf.h"
+#include "core/memcache.h"
 #include "core/list.h"
 #include "core/loop.h"
 #include "core/pool.h"
@@ -387,6 +388,9 @@ struct gy_worker {
     pthread_t thread;
     struct gy_loop loop;
     struct gy_bufpool bufs;
+    struct gy_memcache h2mem;        /* nghttp2's allocations (both sides) */
+    struct gy_timer housekeeping;    /* gives memory cached for a burst back after it */
+    _Atomic size_t cached_bytes;     /* buffers and nghttp2 blocks kept for reuse, at the last housekeeping */
     struct gy_wcfg *wcfg;            /* current */
     struct gy_list listeners;        /* struct gy_wlistener */
     struct gy_list conns;            /* struct gy_dconn */

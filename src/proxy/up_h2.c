@@ -462,7 +462,7 @@ int gy_h2u_open(struct gy_uconn *uc, const struct gy_cluster *c)
 
     if (u == NULL)
         return GY_ENOMEM;
-    if (gy_h2_init(&u->h2, false, &c->h2, 1000, &callbacks, u) != 0) {
+    if (gy_h2_init(&u->h2, false, &c->h2, 1000, &callbacks, u, &uc->w->h2mem) != 0) {
         free(u);
         return GY_ENOMEM;
     }

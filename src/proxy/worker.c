@@ -1,6 +1,7 @@
 /* Worker threads: one event loop each, its own listening sockets (SO_REUSEPORT), connections,
  * upstream pools and stat shards. The main thread talks to a worker only through messages. */
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdatomic.h>
@@ -14,6 +15,16 @@
 #include "proxy/proxy.h"
 
 #define ACCEPT_BUDGET 128
+#define GY_HOUSEKEEPING_MS 5000
+#define GY_TRIM_MIN_BYTES (256 * 1024)
+
+/* Freed nghttp2 blocks a worker keeps for reuse. Sanitizer builds keep none, so that every
+ * allocation and free still goes through (and is checked by) the sanitizer. */
+#if defined(__SANITIZE_ADDRESS__)
+#define GY_H2MEM_CACHE 0
+#else
+#define GY_H2MEM_CACHE (1024 * 1024)
+#endif
 
 struct adopt_msg {
     struct gy_config *cfg; /* a reference for the worker */
@@ -322,6 +333,20 @@ static void reap(struct gy_task *t)
     maybe_exit(w);
 }
 
+/* Every few seconds: the buffers and nghttp2 blocks cached during a burst of traffic and unused
+ * since go back to the allocator, and the allocator gives its free pages back to the system. */
+static void housekeeping(struct gy_timer *t)
+{
+    struct gy_worker *w = GY_CONTAINER_OF(t, struct gy_worker, housekeeping);
+    size_t freed = gy_bufpool_trim(&w->bufs) + gy_memcache_trim(&w->h2mem);
+
+    if (freed >= GY_TRIM_MIN_BYTES)
+        malloc_trim(0);
+    atomic_store_explicit(&w->cached_bytes, w->bufs.nfree * GY_BUF_BLOCK + w->h2mem.cached_bytes,
+                          memory_order_relaxed);
+    gy_timer_start(&w->loop, t, GY_HOUSEKEEPING_MS);
+}
+
 static void alog_flush_task(struct gy_task *t)
 {
     gy_alog_flush(GY_CONTAINER_OF(t, struct gy_worker, alog_flush));
@@ -351,6 +376,7 @@ static void worker_cleanup(struct gy_worker *w)
     free(w->pool_table);
     free(w->hdrs);
     gy_bufpool_dispose(&w->bufs);
+    gy_memcache_dispose(&w->h2mem);
 }
 
 static void worker_exited(struct gy_loop *loop, void *arg)
@@ -366,7 +392,9 @@ static void *worker_main(void *arg)
 {
     struct gy_worker *w = arg;
 
+    gy_timer_start(&w->loop, &w->housekeeping, GY_HOUSEKEEPING_MS);
     gy_loop_run(&w->loop);
+    gy_timer_stop(&w->loop, &w->housekeeping);
     worker_cleanup(w);
     gy_loop_post(&w->proxy->loop, worker_exited, NULL);
     return NULL;
@@ -377,6 +405,7 @@ int gy_worker_start(struct gy_worker *w)
     /* w->loop was initialised by the main thread, which may already have posted to it. */
     w->loop.data = w;
     gy_bufpool_init(&w->bufs, 1024);
+    gy_memcache_init(&w->h2mem, GY_H2MEM_CACHE);
     gy_list_init(&w->listeners);
     gy_list_init(&w->conns);
     gy_list_init(&w->dead);
@@ -385,6 +414,7 @@ int gy_worker_start(struct gy_worker *w)
     gy_list_init(&w->shadows);
     gy_task_init(&w->reap, reap);
     gy_task_init(&w->alog_flush, alog_flush_task);
+    gy_timer_init(&w->housekeeping, housekeeping);
     w->rng = (gy_now_ns() ^ ((uint64_t)w->id << 32) ^ (uint64_t)(uintptr_t)w) | 1;
     w->hdrs = calloc(GY_MAX_REQ_HEADERS, sizeof(*w->hdrs));
     if (w->hdrs == NULL)

@@ -136,7 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0)
         return 0;
     bool server = (data[0] & 1) == 0;
-    if (gy_h2_init(&h, server, &options, 100, &callbacks, NULL) != 0)
+    if (gy_h2_init(&h, server, &options, 100, &callbacks, NULL, NULL) != 0)
         return 0;
     if (!server) {
         nghttp2_nv nv[] = {

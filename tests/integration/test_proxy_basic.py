@@ -7,7 +7,7 @@ import uuid
 
 import requests
 
-from conftest import free_port, raw_request, simple_mesh, status_of
+from conftest import free_port, raw_request, simple_mesh, status_of, wait_for
 
 
 def test_curl_through_proxy_to_nginx(gyrus_factory, nginx):
@@ -213,3 +213,41 @@ def test_informational_responses_forwarded_to_http2_clients(gyrus_factory):
     assert r.get("informational") == [{":status": "103", "link": "</style.css>; rel=preload"}], r
     assert r["headers"][":status"] == "200" and r["data"] == b"done"
     p.close()
+
+
+def rss_anon_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+
+
+def sanitized(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
+
+
+def test_memory_of_a_burst_goes_back(gyrus_factory, nginx):
+    """A burst of 1,000 concurrent streams fills the worker's buffer cache; a few seconds after
+    it the worker gives what it no longer uses back (gyrus_worker_cached_bytes falls to 0), and,
+    in a build without a sanitizer (whose allocator keeps freed memory on purpose), the process's
+    own memory falls back near where it was."""
+    port = free_port()
+    g = gyrus_factory(simple_mesh(port, [nginx.port]), "test")
+    assert status_of(raw_request(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")) == 200
+    base = rss_anon_kib(g.proc.pid)
+    r = subprocess.run(["h2load", "-n", "20000", "-c", "20", "-m", "50", f"http://127.0.0.1:{port}/"],
+                       capture_output=True, text=True, timeout=120)
+    assert "20000 succeeded" in r.stdout, r.stdout[-600:]
+    peak = rss_anon_kib(g.proc.pid)
+    seen = []
+
+    def cached():
+        seen.append(g.metric("gyrus_worker_cached_bytes"))
+        return seen[-1]
+    wait_for(lambda: cached() > 0, timeout=12, what="the burst's buffers cached")
+    assert max(seen) > 100 * 16384  # hundreds of 16 KiB buffers were taken at once
+    wait_for(lambda: cached() == 0, timeout=20, what=f"the cache emptied after the burst (seen {max(seen)} B)")
+    if not sanitized(g.proc.pid):
+        assert peak - base > 8 * 1024, (base, peak)
+        wait_for(lambda: rss_anon_kib(g.proc.pid) - base < (peak - base) / 3, timeout=10,
+                 what=f"memory back after the burst (base {base} KiB, peak {peak} KiB)")
+    assert status_of(raw_request(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")) == 200

@@ -12,6 +12,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/loop.h"
+#include "core/memcache.h"
 #include "core/pool.h"
 #include "core/slice.h"
 #include "core/time.h"
@@ -255,6 +256,101 @@ static void test_slices_and_header_helpers(void **state)
     assert_string_equal(gy_strerror(GY_EAGAIN), "not yet: need more input or the resource is busy");
 }
 
+static void test_memcache_reuses_within_its_bound(void **state)
+{
+    struct gy_memcache mc;
+    (void)state;
+
+    gy_memcache_init(&mc, 4 * GY_MEMCACHE_STEP);
+    char *a = gy_memcache_alloc(&mc, 100), *b = gy_memcache_alloc(&mc, 128);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal((uintptr_t)a % 16, 0);
+    memset(a, 0xab, 100);
+    memset(b, 0xcd, 128);
+    gy_memcache_free(&mc, a);
+    assert_int_equal(mc.cached_bytes, 2 * GY_MEMCACHE_STEP);
+    assert_ptr_equal(gy_memcache_alloc(&mc, 65), a); /* the same class (65..128) comes back */
+    assert_int_equal(mc.cached_bytes, 0);
+    assert_int_equal(mc.hits, 1);
+    /* past max_bytes a free goes to free(3): two 128-byte blocks fit, the third does not */
+    char *c = gy_memcache_alloc(&mc, 128);
+    gy_memcache_free(&mc, a);
+    gy_memcache_free(&mc, b);
+    gy_memcache_free(&mc, c);
+    assert_int_equal(mc.cached_bytes, 4 * GY_MEMCACHE_STEP);
+    /* calloc zeroes a reused block; realloc keeps the bytes, in place while they fit */
+    unsigned char *z = gy_memcache_calloc(&mc, 4, 32);
+    for (int i = 0; i < 128; i++)
+        assert_int_equal(z[i], 0);
+    memcpy(z, "0123456789", 10);
+    assert_ptr_equal(gy_memcache_realloc(&mc, z, 120), z);
+    unsigned char *y = gy_memcache_realloc(&mc, z, 1000);
+    assert_non_null(y);
+    assert_memory_equal(y, "0123456789", 10);
+    /* big blocks are not cached; shrinking one below the limit moves it into a class */
+    char *big = gy_memcache_alloc(&mc, GY_MEMCACHE_MAX + 1);
+    memcpy(big, "big", 3);
+    char *small = gy_memcache_realloc(&mc, big, 10);
+    assert_memory_equal(small, "big", 3);
+    size_t before = mc.cached_bytes;
+    gy_memcache_free(&mc, gy_memcache_alloc(&mc, 2 * GY_MEMCACHE_MAX));
+    assert_int_equal(mc.cached_bytes, before);
+    assert_null(gy_memcache_calloc(&mc, SIZE_MAX / 2, 4));
+    gy_memcache_free(&mc, small);
+    gy_memcache_free(&mc, y);
+    gy_memcache_free(&mc, NULL);
+    gy_memcache_dispose(&mc);
+    assert_int_equal(mc.cached_bytes, 0);
+
+    /* max_bytes 0: nothing is kept (sanitizer builds) */
+    gy_memcache_init(&mc, 0);
+    gy_memcache_free(&mc, gy_memcache_alloc(&mc, 10));
+    assert_int_equal(mc.cached_bytes, 0);
+    assert_null(mc.free[0]);
+    gy_memcache_dispose(&mc);
+}
+
+static void test_caches_give_back_what_a_burst_left(void **state)
+{
+    struct gy_bufpool p;
+    struct gy_buf b[6] = { 0 };
+    struct gy_memcache mc;
+    (void)state;
+
+    gy_bufpool_init(&p, 16);
+    for (int i = 0; i < 6; i++) /* a burst: six buffers at once */
+        assert_int_equal(gy_buf_reserve(&p, &b[i]), 0);
+    for (int i = 0; i < 6; i++)
+        gy_buf_release(&p, &b[i]);
+    assert_int_equal(p.nfree, 6);
+    assert_int_equal(gy_bufpool_trim(&p), 0); /* the low-water mark of this period was 0 */
+    /* steady traffic: two buffers at a time, taken from the cache */
+    assert_int_equal(gy_buf_reserve(&p, &b[0]), 0);
+    assert_int_equal(gy_buf_reserve(&p, &b[1]), 0);
+    gy_buf_release(&p, &b[1]);
+    gy_buf_release(&p, &b[0]);
+    assert_int_equal(gy_bufpool_trim(&p), 4 * GY_BUF_BLOCK); /* four sat unused all period */
+    assert_int_equal(p.nfree, 2);
+    assert_int_equal(gy_buf_reserve(&p, &b[0]), 0); /* what is left still works */
+    gy_buf_release(&p, &b[0]);
+    assert_int_equal(gy_bufpool_trim(&p), GY_BUF_BLOCK);
+    assert_int_equal(gy_bufpool_trim(&p), GY_BUF_BLOCK); /* idle: the last one goes too */
+    assert_int_equal(p.nfree, 0);
+    assert_int_equal(p.in_use, 0);
+    gy_bufpool_dispose(&p);
+
+    gy_memcache_init(&mc, 1 << 20);
+    void *x = gy_memcache_alloc(&mc, 100);
+    gy_memcache_free(&mc, x);
+    gy_memcache_free(&mc, gy_memcache_alloc(&mc, 100)); /* served from the cache */
+    assert_int_equal(gy_memcache_trim(&mc), 0);          /* it was used: kept */
+    assert_int_equal(gy_memcache_trim(&mc), 128);        /* unused since: freed */
+    assert_int_equal(mc.cached_bytes, 0);
+    assert_null(mc.free[1]);
+    gy_memcache_dispose(&mc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -262,6 +358,8 @@ int main(void)
         cmocka_unit_test(test_timer_far_future),      cmocka_unit_test(test_tasks_run_once),
         cmocka_unit_test(test_post_from_other_thread), cmocka_unit_test(test_buffers_pool_and_bounds),
         cmocka_unit_test(test_request_pool),          cmocka_unit_test(test_slices_and_header_helpers),
+        cmocka_unit_test(test_memcache_reuses_within_its_bound),
+        cmocka_unit_test(test_caches_give_back_what_a_burst_left),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -124,7 +124,7 @@ static void test_request_head_and_body(void **state)
                         NV("x-a", "b") };
 
     memset(&seen, 0, sizeof(seen));
-    assert_int_equal(gy_h2_init(&h, true, &opts, 100, &cbs, NULL), 0);
+    assert_int_equal(gy_h2_init(&h, true, &opts, 100, &cbs, NULL, NULL), 0);
     nghttp2_data_provider body = { .read_callback = five_bytes };
     assert_true(nghttp2_submit_request(c, NULL, nv, 5, &body, NULL) > 0);
     size_t n = client_bytes(c, wire, sizeof(wire));
@@ -157,7 +157,7 @@ static void test_header_list_limit_marks_too_large(void **state)
                         { (uint8_t *)"x-1", (uint8_t *)big, 3, sizeof(big), NGHTTP2_NV_FLAG_NONE },
                         { (uint8_t *)"x-2", (uint8_t *)big, 3, sizeof(big), NGHTTP2_NV_FLAG_NONE } };
     memset(&seen, 0, sizeof(seen));
-    assert_int_equal(gy_h2_init(&h, true, &opts, 100, &cbs, NULL), 0);
+    assert_int_equal(gy_h2_init(&h, true, &opts, 100, &cbs, NULL, NULL), 0);
     nghttp2_submit_request(c, NULL, nv, 6, NULL, NULL);
     nghttp2_submit_request(c, NULL, nv, 4, NULL, NULL);
     size_t n = client_bytes(c, wire, sizeof(wire));
@@ -175,7 +175,7 @@ static void test_ping_flood_is_calmed(void **state)
     struct gy_h2 h;
     nghttp2_session *c = new_client();
 
-    assert_int_equal(gy_h2_init(&h, true, &opts, 100, &cbs, NULL), 0);
+    assert_int_equal(gy_h2_init(&h, true, &opts, 100, &cbs, NULL, NULL), 0);
     for (int i = 0; i < 60; i++)
         nghttp2_submit_ping(c, NGHTTP2_FLAG_NONE, NULL);
     size_t n = client_bytes(c, wire, sizeof(wire));
