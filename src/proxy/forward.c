@@ -333,16 +333,6 @@ static void nv_add(struct nvlist *l, struct gy_slice name, struct gy_slice value
                                   NGHTTP2_NV_FLAG_NONE };
 }
 
-/* A field whose value differs in every request (a request id): HPACK must not index it, or each
- * request would add an entry to both dynamic tables and evict the fields that do repeat (then
- * sent as literals again), costing both ends. */
-static void nv_add_unindexed(struct nvlist *l, struct gy_slice name, struct gy_slice value)
-{
-    nv_add(l, name, value);
-    if (!l->failed)
-        l->nv[l->n - 1].flags = NGHTTP2_NV_FLAG_NO_INDEX;
-}
-
 static void nv_ops(struct nvlist *l, const struct gy_header_op *ops, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -394,7 +384,7 @@ int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct
     if (s->lcfg->use_remote_address)
         nv_add(&l, GY_SLICE_LIT("x-forwarded-for"), forwarded_for(s));
     nv_add(&l, GY_SLICE_LIT("x-forwarded-proto"), downstream_scheme(s));
-    nv_add_unindexed(&l, GY_SLICE_LIT("x-request-id"), s->request_id);
+    nv_add(&l, GY_SLICE_LIT("x-request-id"), s->request_id);
     struct gy_slice xfcc = forwarded_client_cert(s, req);
     if (xfcc.ptr != NULL)
         nv_add(&l, GY_SLICE_LIT("x-forwarded-client-cert"), xfcc);

@@ -14,7 +14,6 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.events
-import hpack
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -64,7 +63,6 @@ class _Conn(asyncio.Protocol):
             if isinstance(ev, h2.events.RequestReceived):
                 self.streams[ev.stream_id] = {"headers": dict(ev.headers), "body": hashlib.sha256(), "n": 0}
                 self.owner.requests.append(dict(ev.headers))
-                self.owner.never_indexed.append({h[0] for h in ev.headers if isinstance(h, hpack.NeverIndexedHeaderTuple)})
                 if ev.stream_ended:
                     self.respond(ev.stream_id)
             elif isinstance(ev, h2.events.DataReceived):
@@ -182,7 +180,6 @@ class H2Backend:
         self.alpn = []
         self.protocols = []
         self.requests = []
-        self.never_indexed = []  # per request: the names sent as "never indexed" HPACK literals
         self.resets = []
         self.connections = 0
         self.loop = asyncio.new_event_loop()
