@@ -213,6 +213,9 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
             count_reset(h);
         return 0;
     case NGHTTP2_SETTINGS:
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
+            h->settings_seen = true;
+        /* fall through */
     case NGHTTP2_PING:
         if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
             count_control(h);

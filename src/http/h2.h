@@ -83,6 +83,7 @@ struct gy_h2 {
     uint64_t reset_refill_ms;
     uint32_t resets_per_s, resets_burst;
     bool calm_sent;                   /* GOAWAY ENHANCE_YOUR_CALM queued */
+    bool settings_seen;               /* the peer's SETTINGS (not an ACK) came: its settings are known */
     uint32_t violations;              /* counted by the owner (stats) */
 };
 

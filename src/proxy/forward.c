@@ -6,6 +6,7 @@
  * framing helpers used by both HTTP/1.1 codecs.
  */
 #include <nghttp2/nghttp2.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -359,16 +360,20 @@ int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct
     }
     if (authority.len == 0)
         authority = gy_slice_cstr(s->cluster->name);
-    nv_add(&l, GY_SLICE_LIT(":method"), req->method);
+    nv_add(&l, GY_SLICE_LIT(":method"), s->tunnel ? GY_SLICE_LIT("CONNECT") : req->method);
     nv_add(&l, GY_SLICE_LIT(":scheme"), s->cluster->tls != NULL ? GY_SLICE_LIT("https") : GY_SLICE_LIT("http"));
     nv_add(&l, GY_SLICE_LIT(":authority"), authority);
     nv_add(&l, GY_SLICE_LIT(":path"), fullpath.len ? fullpath : GY_SLICE_LIT("/"));
+    if (s->tunnel)
+        nv_add(&l, GY_SLICE_LIT(":protocol"), GY_SLICE_LIT("websocket"));
     for (unsigned i = 0; i < req->nheaders; i++) {
         const struct gy_header *h = &req->headers[i];
         if (gy_slice_eqi_cstr(h->name, "te"))
             te |= gy_slice_eqi(gy_slice_trim(h->value), GY_SLICE_LIT("trailers"));
         if (gy_fwd_skip_request_header(s, h, req->headers, req->nheaders) || gy_slice_eqi_cstr(h->name, "host"))
             continue;
+        if (s->tunnel && (gy_slice_eqi_cstr(h->name, "sec-websocket-key") || gy_slice_eqi_cstr(h->name, "content-length")))
+            continue; /* HTTP/2 has no key handshake; we answer the HTTP/1.1 client's key ourselves */
         if (s->grpc_web.mode && gy_slice_eqi_cstr(h->name, "content-type")) {
             char *ct = gy_pool_alloc(&s->pool, h->value.len + 1);
             if (ct != NULL)
@@ -379,7 +384,7 @@ int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct
             continue;
         nv_add(&l, h->name, h->value);
     }
-    if (te || s->grpc)
+    if ((te || s->grpc) && !s->tunnel)
         nv_add(&l, GY_SLICE_LIT("te"), GY_SLICE_LIT("trailers"));
     if (s->lcfg->use_remote_address)
         nv_add(&l, GY_SLICE_LIT("x-forwarded-for"), forwarded_for(s));
@@ -397,6 +402,25 @@ int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct
     s->unv = l.nv;
     s->nunv = l.n;
     return 0;
+}
+
+struct gy_slice gy_fwd_ws_accept(struct gy_pool *pool, struct gy_slice key)
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char in[128];
+    char *out = gy_pool_alloc(pool, 32);
+
+    key = gy_slice_trim(key);
+    if (out == NULL || key.len == 0 || key.len + sizeof(guid) > sizeof(in))
+        return GY_SLICE_NULL;
+    memcpy(in, key.ptr, key.len);
+    memcpy(in + key.len, guid, sizeof(guid) - 1);
+    if (EVP_Digest(in, key.len + sizeof(guid) - 1, md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20)
+        return GY_SLICE_NULL;
+    int n = EVP_EncodeBlock((unsigned char *)out, md, 20); /* 28 characters */
+    return gy_slice(out, (size_t)n);
 }
 
 void gy_fwd_response_fields(struct gy_stream *s, const struct gy_resp_head *res,

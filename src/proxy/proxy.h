@@ -320,6 +320,8 @@ struct gy_stream {
                                       * sent again without counting against GY_MAX_REFUSED_RESENDS */
     bool grpc;                       /* content-type application/grpc* */
     bool tunnel;                     /* WebSocket: h1 Upgrade or h2 extended CONNECT; raw bytes both ways */
+    bool await_settings;             /* tunnel to HTTP/2: waits for the server's SETTINGS (RFC 8441 §3) */
+    struct gy_slice ws_accept;       /* tunnel from HTTP/1.1 to HTTP/2: our Sec-WebSocket-Accept */
     struct gy_grpcweb grpc_web;      /* gRPC-Web caller, translated to gRPC for an HTTP/2 upstream */
     bool retried;
 
@@ -549,8 +551,12 @@ bool gy_fwd_skip_response_header(const struct gy_stream *s, const struct gy_head
                                  unsigned n);
 /* The HTTP/1.1 request head for the upstream, into the stream's pool (s->uhead). */
 int gy_fwd_request_head(struct gy_stream *s, const struct gy_req_head *req, struct gy_slice path);
-/* The HTTP/2 request headers for the upstream, into the stream's pool (s->unv, s->nunv). */
+/* The HTTP/2 request headers for the upstream, into the stream's pool (s->unv, s->nunv); a
+ * WebSocket tunnel becomes an extended CONNECT (RFC 8441) without the HTTP/1.1 handshake fields. */
 int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct gy_slice path);
+/* Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 §4.2.2), into the pool; NULL slice on
+ * failure. */
+struct gy_slice gy_fwd_ws_accept(struct gy_pool *pool, struct gy_slice key);
 int gy_fwd_response_head(struct gy_stream *s, const struct gy_resp_head *res, struct gy_buf *out, bool keep);
 int gy_fwd_informational(const struct gy_resp_head *res, struct gy_buf *out);
 /* Calls fn(arg, name, value) for each response header to send (route and domain ops applied,

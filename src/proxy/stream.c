@@ -425,10 +425,14 @@ static void start_upstream(struct gy_stream *s, const struct gy_req_head *req)
 
     gy_attempt_init(s, req);
     s->req_chunked_up = req->body && req->content_length < 0 && !s->tunnel;
-    if (s->tunnel && s->up_h2) {
-        s->down->head_done(s, req);
-        gy_stream_local_reply(s, 501, 0, "WebSocket to an HTTP/2 upstream is not supported");
-        return;
+    if (s->tunnel && s->up_h2 && !req->is_connect) { /* HTTP/1.1 Upgrade to an extended CONNECT */
+        const struct gy_header *key = gy_header_find(req->headers, req->nheaders, GY_SLICE_LIT("sec-websocket-key"));
+        s->ws_accept = key != NULL ? gy_fwd_ws_accept(&s->pool, key->value) : GY_SLICE_NULL;
+        if (s->ws_accept.ptr == NULL) {
+            s->down->head_done(s, req);
+            gy_stream_local_reply(s, 400, GY_RF_DPE, "a WebSocket upgrade needs a valid Sec-WebSocket-Key");
+            return;
+        }
     }
     int rc = s->up_h2 ? gy_fwd_request_nv(s, req, s->route.path) : gy_fwd_request_head(s, req, s->route.path);
     /* Shadow copies and taps go over HTTP/1.1; a TLS host may choose http/1.1 by ALPN. */

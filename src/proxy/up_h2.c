@@ -206,6 +206,16 @@ static int on_head(struct gy_h2 *h2, int32_t sid, void *sud, const struct gy_h2_
         if (r != NULL && f != NULL) {
             *r = (struct gy_resp_head){ .status = head->status, .headers = f, .nheaders = head->nheaders,
                                         .content_length = head->content_length, .body = !end };
+            if (s->tunnel && head->status / 100 == 2 && !end) {
+                /* RFC 8441: a 2xx opens the tunnel; an HTTP/1.1 client expects 101 and the
+                 * accept for its key, which the HTTP/2 server never saw. */
+                *r = (struct gy_resp_head){ .status = 101, .headers = f, .nheaders = head->nheaders,
+                                            .content_length = -1, .body = true, .tunnel = true };
+                if (s->ws_accept.len > 0)
+                    f[r->nheaders++] = (struct gy_header){ GY_SLICE_LIT("sec-websocket-accept"), s->ws_accept };
+            } else if (s->tunnel) {
+                s->tunnel = false; /* refused: an ordinary answer */
+            }
             if (s->grpc_web.mode)
                 grpcweb_head(s, r, f);
             s->uresp_head = r;
@@ -320,6 +330,38 @@ static const struct gy_h2_callbacks callbacks = {
 
 /* ---- connection I/O ---- */
 
+static int submit(struct gy_h2u *u, struct gy_stream *s);
+
+/* The server does not take extended CONNECT: the tunnel's client gets a 502 saying so. */
+static void no_websocket(struct gy_h2u *u, struct gy_stream *s)
+{
+    unlink_stream(u, s);
+    gy_stream_local_reply(s, 502, GY_RF_UPE,
+                          "the HTTP/2 upstream does not accept WebSocket (no SETTINGS_ENABLE_CONNECT_PROTOCOL)");
+    notify(u, s);
+}
+
+/* The server's SETTINGS came: the tunnels waiting for them go (or are refused). */
+static void release_tunnels(struct gy_h2u *u)
+{
+    bool ok = nghttp2_session_get_remote_settings(u->h2.ng, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL) == 1;
+
+    for (struct gy_list *n = u->streams.next, *next; n != &u->streams; n = next) {
+        struct gy_stream *s = GY_CONTAINER_OF(n, struct gy_stream, ulink);
+        next = n->next;
+        if (!s->await_settings)
+            continue;
+        s->await_settings = false;
+        if (!ok)
+            no_websocket(u, s);
+        else if (submit(u, s) != 0) {
+            unlink_stream(u, s);
+            gy_attempt_failed(s, GY_FAIL_CONNECT);
+            notify(u, s);
+        }
+    }
+}
+
 static bool output(struct gy_h2u *u)
 {
     struct gy_uconn *uc = u->uc;
@@ -430,6 +472,8 @@ void gy_h2u_event(struct gy_uconn *uc)
         return;
     if (!uc->connect_failed) {
         input(u);
+        if (u->h2.settings_seen && u->nstreams > 0)
+            release_tunnels(u);
         output(u);
         if (goaway(u))
             u->broken = true; /* GOAWAY received: streams below its id finish, no new ones */
@@ -514,23 +558,37 @@ int gy_h2u_attach(struct gy_uconn *uc, struct gy_stream *s)
 
 /* ---- the stream's side ---- */
 
+static int submit(struct gy_h2u *u, struct gy_stream *s)
+{
+    nghttp2_data_provider body = gy_h2_body(s);
+    int32_t sid = nghttp2_submit_request(u->h2.ng, NULL, s->unv, s->nunv, s->req_has_body ? &body : NULL, s);
+
+    if (sid < 0)
+        return GY_EIO;
+    s->usid = sid;
+    schedule(u);
+    return 0;
+}
+
 static int start(struct gy_stream *s)
 {
     struct gy_h2u *u = sess(s->uc);
     struct gy_bufpool *bufs = &s->uc->w->bufs;
-    nghttp2_data_provider body = gy_h2_body(s);
 
     gy_buf_release(bufs, &s->ureq_buf);
     gy_buf_release(bufs, &s->uresp_buf);
     if (s->replay_len > 0 && (gy_buf_grow(bufs, &s->ureq_buf, s->replay_len + GY_BUF_BLOCK) != 0 ||
                               gy_buf_append(&s->ureq_buf, s->replay, s->replay_len) != s->replay_len))
         return GY_ENOMEM;
-    int32_t sid = nghttp2_submit_request(u->h2.ng, NULL, s->unv, s->nunv, s->req_has_body ? &body : NULL, s);
-    if (sid < 0)
-        return GY_EIO;
-    s->usid = sid;
-    schedule(u);
-    return 0;
+    /* An extended CONNECT may go only once the server said SETTINGS_ENABLE_CONNECT_PROTOCOL
+     * (RFC 8441 §3): it goes (or is refused) from the session's next event, once the server's
+     * SETTINGS are in, on a new connection too. */
+    s->await_settings = s->tunnel;
+    if (s->await_settings) {
+        schedule(u);
+        return 0;
+    }
+    return submit(u, s);
 }
 
 static size_t req_room(struct gy_stream *s)

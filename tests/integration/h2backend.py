@@ -1,7 +1,9 @@
 """An HTTP/2 backend for tests (h2c with prior knowledge, or TLS with ALPN when given an
 ssl.SSLContext), on python3-h2 and asyncio in a thread: answers like backend.py (/x, /sink,
 /source?n=, /slow?s=, /status?code=) plus /trailers and /reset, honours flow control, and records
-each request's headers, its connections and the ALPN protocol each TLS connection chose.
+each request's headers, its connections and the ALPN protocol each TLS connection chose. With
+connect_protocol it says SETTINGS_ENABLE_CONNECT_PROTOCOL and echoes WebSocket messages on
+extended CONNECT streams (RFC 8441), closing when the client closes.
 It also answers HTTP/1.1 on the same port (told from the first bytes, or from ALPN): GET and
 content-length bodies, "ok h1 NAME" (for USE_DOWNSTREAM_PROTOCOL tests); `protocols` records
 which protocol each connection spoke."""
@@ -14,6 +16,7 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.events
+import h2.settings
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -41,6 +44,10 @@ class _Conn(asyncio.Protocol):
         self.h1 = h1
         self.owner.protocols.append("h1" if h1 else "h2")
         if not h1:
+            if self.owner.connect_protocol:  # in the first SETTINGS, as clients wait for it
+                self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
+                    h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
+                    h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
             self.conn.initiate_connection()
             self.transport.write(self.conn.data_to_send())
 
@@ -63,14 +70,24 @@ class _Conn(asyncio.Protocol):
             if isinstance(ev, h2.events.RequestReceived):
                 self.streams[ev.stream_id] = {"headers": dict(ev.headers), "body": hashlib.sha256(), "n": 0}
                 self.owner.requests.append(dict(ev.headers))
-                if ev.stream_ended:
+                hd = dict(ev.headers)
+                if hd.get(":method") == "CONNECT" and hd.get(":protocol") == "websocket":
+                    self.streams[ev.stream_id]["ws"] = b""
+                    self.conn.send_headers(ev.stream_id, [(":status", "200")])
+                elif ev.stream_ended:
                     self.respond(ev.stream_id)
+            elif isinstance(ev, h2.events.DataReceived) and "ws" in self.streams.get(ev.stream_id, {}):
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                self.ws_echo(ev.stream_id, ev.data)
             elif isinstance(ev, h2.events.DataReceived):
                 st = self.streams.get(ev.stream_id)
                 if st is not None:
                     st["body"].update(ev.data)
                     st["n"] += len(ev.data)
                 self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded) and "ws" in self.streams.get(ev.stream_id, {}):
+                if self.streams.pop(ev.stream_id).get("open", True):
+                    self.conn.end_stream(ev.stream_id)
             elif isinstance(ev, h2.events.StreamEnded):
                 self.respond(ev.stream_id)
             elif isinstance(ev, h2.events.WindowUpdated):
@@ -80,6 +97,37 @@ class _Conn(asyncio.Protocol):
             elif isinstance(ev, h2.events.StreamReset):
                 self.owner.resets.append(ev.error_code)
         self.transport.write(self.conn.data_to_send())
+
+    def ws_echo(self, sid, data):
+        """Echoes the client's (masked) WebSocket frames unmasked; a close frame is answered and
+        ends the stream. Messages are sent back whole, however the client framed them."""
+        st = self.streams[sid]
+        st["ws"] += data
+        while True:
+            b = st["ws"]
+            if len(b) < 2:
+                return
+            opcode, n, at = b[0] & 0x0F, b[1] & 0x7F, 2
+            if n == 126:
+                n, at = int.from_bytes(b[2:4], "big"), 4
+            elif n == 127:
+                n, at = int.from_bytes(b[2:10], "big"), 10
+            if len(b) < at + 4 + n:
+                return
+            mask, payload = b[at:at + 4], b[at + 4:at + 4 + n]
+            st["ws"] = b[at + 4 + n:]
+            payload = bytes(x ^ mask[i % 4] for i, x in enumerate(payload))
+            self.owner.ws_messages.append(payload)
+            if n < 126:
+                head = bytes([0x80 | opcode, n])
+            elif n < 65536:
+                head = bytes([0x80 | opcode, 126]) + n.to_bytes(2, "big")
+            else:
+                head = bytes([0x80 | opcode, 127]) + n.to_bytes(8, "big")
+            asyncio.ensure_future(self._send(sid, head + payload, end=opcode == 8))
+            if opcode == 8:
+                st["open"] = False
+                return
 
     def h1_received(self, data):
         self.pending += data
@@ -175,8 +223,10 @@ class _Conn(asyncio.Protocol):
 
 
 class H2Backend:
-    def __init__(self, name="h2backend", port=0, ssl=None):
+    def __init__(self, name="h2backend", port=0, ssl=None, connect_protocol=False):
         self.name = name
+        self.connect_protocol = connect_protocol
+        self.ws_messages = []
         self.alpn = []
         self.protocols = []
         self.requests = []
