@@ -271,6 +271,14 @@ extern const struct gy_up_ops gy_up_h1, gy_up_h2;
 
 struct gy_filter_edits;
 
+/* A 1xx response head waiting to be passed on (HTTP/2 upstreams). */
+struct gy_info_head {
+    struct gy_resp_head head;
+    struct gy_info_head *next;
+};
+
+#define GY_MAX_INFO 4 /* 1xx heads kept per response; an upstream sending more loses the rest */
+
 struct gy_stream {
     struct gy_dconn *dc;
     const struct gy_down_ops *down;  /* dc->ops */
@@ -314,6 +322,8 @@ struct gy_stream {
     struct gy_buf ureq_buf;          /* HTTP/2 upstream: request body waiting for nghttp2 */
     struct gy_buf uresp_buf;         /* HTTP/2 upstream: response body waiting for the client side */
     struct gy_resp_head *uresp_head; /* HTTP/2 upstream: a response head to pass on (in the pool) */
+    struct gy_info_head *uinfo;      /* HTTP/2 upstream: 1xx heads to pass on first, in order */
+    uint8_t ninfo;                   /* 1xx heads received (at most GY_MAX_INFO are kept) */
     bool uclosed;                    /* HTTP/2 upstream: nghttp2 closed the stream (usid kept for windows) */
     bool refused;                    /* HTTP/2 upstream: REFUSED_STREAM (or past a GOAWAY): not processed */
     bool refused_free;               /* refused by a GOAWAY of a connection that answered others:

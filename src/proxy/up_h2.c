@@ -223,6 +223,19 @@ static int on_head(struct gy_h2 *h2, int32_t sid, void *sud, const struct gy_h2_
     } else if (head->status >= 200) {
         s->uresp_head = NULL;
         nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, sid, NGHTTP2_INTERNAL_ERROR);
+    } else if (head->status > 100 && !head->too_large && s->ninfo < GY_MAX_INFO) {
+        /* 1xx (103 Early Hints...): passed on before the final head; 100 Continue is ours to
+         * give or not, as with HTTP/1.1 upstreams */
+        struct gy_info_head *i = gy_pool_alloc(&s->pool, sizeof(*i)), **tail = &s->uinfo;
+        struct gy_header *f = copy_fields(s, head->headers, head->nheaders);
+        if (i != NULL && f != NULL) {
+            *i = (struct gy_info_head){ .head = { .status = head->status, .headers = f, .nheaders = head->nheaders,
+                                                  .content_length = -1 } };
+            while (*tail != NULL)
+                tail = &(*tail)->next;
+            *tail = i;
+            s->ninfo++;
+        }
     }
     if (end)
         s->resp_up_end = true;
@@ -547,6 +560,8 @@ int gy_h2u_attach(struct gy_uconn *uc, struct gy_stream *s)
     s->usid = 0;
     s->uclosed = false;
     s->uresp_head = NULL;
+    s->uinfo = NULL;
+    s->ninfo = 0;
     s->resp_up_end = false;
     gy_list_insert_tail(&u->streams, &s->ulink);
     u->nstreams++;
@@ -678,6 +693,12 @@ static bool resp_pump(struct gy_stream *s)
     struct gy_h2u *u = sess(s->uc);
     bool progress = false;
 
+    while (s->uinfo != NULL && !s->resp_started) {
+        if (gy_stream_response_head(s, &s->uinfo->head) == 0)
+            return progress; /* no room yet */
+        s->uinfo = s->uinfo->next;
+        progress = true;
+    }
     if (s->uresp_head != NULL && !s->resp_started) {
         int rc = gy_stream_response_head(s, s->uresp_head);
         if (rc <= 0)

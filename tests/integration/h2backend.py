@@ -201,6 +201,12 @@ class _Conn(asyncio.Protocol):
             elif url.path == "/status":
                 self.conn.send_headers(sid, [(":status", q.get("code", "200"))] + base)
                 await self._send(sid, b"status\n")
+            elif url.path == "/early-hints":  # two 103s, then the answer
+                for css in ("a", "b"):
+                    self.conn.send_headers(sid, [(":status", "103"), ("link", f"</{css}.css>; rel=preload")])
+                    self.transport.write(self.conn.data_to_send())
+                self.conn.send_headers(sid, [(":status", "200"), ("content-length", "4")] + base)
+                await self._send(sid, b"done")
             elif url.path == "/trailers":
                 self.conn.send_headers(sid, [(":status", "200"), ("trailer", "x-checksum")] + base)
                 await self._send(sid, b"with trailers\n", end=False)

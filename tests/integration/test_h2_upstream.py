@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import Nginx, free_port, http_get, simple_mesh, wait_for
+from conftest import Nginx, free_port, http_get, raw_request, simple_mesh, wait_for
 from h2backend import H2Backend
 from h2probe import Probe
 
@@ -34,6 +34,25 @@ def test_more_connections_past_max_concurrent_streams(gyrus_factory, h2be):
     assert h2be.connections == 3
     assert g.metric("gyrus_cluster_upstream_cx_total", cluster="backend") == 3
     p.close()
+
+
+def test_informational_responses_from_an_h2_upstream(gyrus_factory, h2be):
+    """1xx heads (103 Early Hints) from an HTTP/2 upstream reach HTTP/2 and HTTP/1.1 clients
+    before the final response, in order."""
+    port = free_port()
+    gyrus_factory(mesh(port, h2be), "test")
+    p = Probe(port)
+    sid = p.request("/early-hints")
+    assert p.wait(lambda: p.done(sid), 5)
+    r = p.responses[sid]
+    assert r.get("informational") == [{":status": "103", "link": "</a.css>; rel=preload"},
+                                      {":status": "103", "link": "</b.css>; rel=preload"}], r
+    assert r["headers"][":status"] == "200" and r["data"] == b"done"
+    p.close()
+    out = raw_request(port, b"GET /early-hints HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n"
+                          b"HTTP/1.1 103 Early Hints\r\nlink: </b.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK"), out
+    assert out.endswith(b"\r\n\r\ndone")
 
 
 def test_upstream_reset_after_headers_resets_the_client_stream(gyrus_factory, h2be):
