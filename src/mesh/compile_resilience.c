@@ -260,6 +260,7 @@ static int health_checks(struct cc *cc, struct gy_cluster *c, const json_t *arr)
         h->healthy_edge_ms = u32(cc_int(o, "healthy_edge_interval_msec", h->interval_ms));
         if (h->healthy_edge_ms == 0)
             h->healthy_edge_ms = h->interval_ms;
+        h->reuse = cc_bool(o, "reuse_connection", true);
         if (h->timeout_ms == 0)
             h->timeout_ms = 1000;
         if (h->unhealthy_threshold == 0)

@@ -135,6 +135,7 @@ struct gy_health_check {
     size_t *receive_len;
     size_t nreceive;
     char *service_name;             /* gRPC Health v1: the service asked about ("" = server) */
+    bool reuse;                     /* HTTP: keep the connection between checks (default true) */
 };
 
 /* Retry budget (Linkerd-style): retries in flight may be at most percent of the requests in

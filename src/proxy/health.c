@@ -57,6 +57,9 @@ struct checker {
 
     /* the running check */
     bool running, connected, handshaken;
+    bool parked;                    /* no check running: its connection kept for the next (reuse_connection) */
+    bool reused;                    /* the running check went on a kept connection */
+    bool keepable;                  /* the answer was whole and left the connection open */
     enum gy_health_kind kind;       /* of the running check */
     struct gy_io io;
     struct gy_transport *tls;       /* clusters with TLS are checked over TLS, as traffic goes */
@@ -176,7 +179,19 @@ static void probe_dispose(struct checker *ck)
     free(ck->in);
     ck->out = ck->in = NULL;
     ck->out_len = ck->out_off = ck->out_cap = ck->in_len = ck->in_cap = 0;
-    ck->running = ck->connected = false;
+    ck->running = ck->connected = ck->parked = ck->reused = ck->keepable = false;
+}
+
+/* The check is over and its connection can serve the next one: the buffers go, the socket
+ * stays, watched so that a server closing it meanwhile is noticed. */
+static void probe_park(struct checker *ck)
+{
+    free(ck->out);
+    free(ck->in);
+    ck->out = ck->in = NULL;
+    ck->out_len = ck->out_off = ck->out_cap = ck->in_len = ck->in_cap = 0;
+    ck->running = ck->reused = ck->keepable = false;
+    ck->parked = true;
 }
 
 /* interval, unhealthy_interval for an unhealthy host, or the edge interval once right after
@@ -201,7 +216,10 @@ static void schedule_first(struct checker *ck)
 /* The check is over: rc 0 healthy, else failed with ck->why. */
 static void probe_end(struct checker *ck, int rc)
 {
-    probe_dispose(ck);
+    if (ck->keepable && ck->hc->reuse)
+        probe_park(ck);
+    else
+        probe_dispose(ck);
     record(ck, rc == 0);
     schedule_next(ck);
 }
@@ -250,9 +268,8 @@ static int prepare(struct checker *ck)
         char req[8192];
         if (!token_ok(hc->path) || !token_ok(hc->host))
             return why(ck, GY_EINVAL, "path or host of the check has spaces or control characters");
-        int n = snprintf(req, sizeof(req),
-                         "GET %s HTTP/1.1\r\nhost: %s\r\nuser-agent: gyrus-health-check\r\nconnection: close\r\n\r\n",
-                         hc->path, hc->host);
+        int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nhost: %s\r\nuser-agent: gyrus-health-check\r\n%s\r\n",
+                         hc->path, hc->host, hc->reuse ? "" : "connection: close\r\n");
         if (n < 0 || (size_t)n >= sizeof(req))
             return why(ck, GY_ETOOBIG, "request head over %zu bytes", sizeof(req));
         return out_append(ck, req, (size_t)n);
@@ -284,6 +301,13 @@ static int judge_http(struct checker *ck)
         memmove(ck->in, ck->in + res.head_len, ck->in_len - res.head_len); /* 1xx: the final one follows */
         ck->in_len -= res.head_len;
     }
+    /* With reuse_connection the whole answer is read, when it says its length and fits, so that
+     * the connection is clean for the next check; otherwise the head is enough and it closes. */
+    size_t whole = res.head_len + (res.body == GY_H1_BODY_LENGTH ? (size_t)res.content_length : 0);
+    bool framed = res.body == GY_H1_BODY_NONE || (res.body == GY_H1_BODY_LENGTH && whole <= ck->in_cap);
+    if (ck->hc->reuse && res.keep_alive && framed && ck->in_len < whole)
+        return GY_EAGAIN;
+    ck->keepable = ck->hc->reuse && res.keep_alive && framed && ck->in_len == whole;
     for (size_t i = 0; i < ck->hc->nexpected; i++)
         if (res.status >= ck->hc->expected[i].start && res.status < ck->hc->expected[i].end)
             return 0;
@@ -446,13 +470,39 @@ static int probe_step(struct checker *ck, unsigned events)
     return rc == 0 ? GY_EAGAIN : rc;
 }
 
+static void probe_start(struct checker *ck);
+
 static void probe_io(struct gy_io *io, unsigned events)
 {
     struct checker *ck = GY_CONTAINER_OF(io, struct checker, io);
-    int rc = probe_step(ck, events);
 
-    if (rc != GY_EAGAIN)
-        probe_end(ck, rc);
+    if (ck->parked) { /* between checks: closed by the server, or it spoke unasked? */
+        char c;
+        ssize_t n = recv(ck->io.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if ((events & GY_IO_HUP) || n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            probe_dispose(ck);
+        return;
+    }
+    int rc = probe_step(ck, events);
+    if (rc == GY_EAGAIN)
+        return;
+    if (rc != 0 && ck->reused && ck->in_len == 0) {
+        /* the kept connection was gone before the answer (a server's keep-alive timeout): the
+         * check goes again on a new one (with a new timeout), nothing recorded */
+        probe_dispose(ck);
+        probe_start(ck);
+        return;
+    }
+    probe_end(ck, rc);
+}
+
+/* The next check on the kept connection: straight to sending. */
+static void probe_resume(struct checker *ck)
+{
+    ck->parked = false;
+    ck->reused = ck->running = true;
+    gy_timer_start(loop_of(ck), &ck->timer, ck->hc->timeout_ms);
+    probe_io(&ck->io, GY_IO_WRITE);
 }
 
 static void probe_start(struct checker *ck)
@@ -464,6 +514,22 @@ static void probe_start(struct checker *ck)
     if (rc != 0) {
         probe_end(ck, rc);
         return;
+    }
+    if (ck->parked) {
+        if (ck->hc->reuse && ck->kind == GY_HC_HTTP) {
+            probe_resume(ck);
+            return;
+        }
+        ck->parked = false; /* the check changed: a new connection */
+        if (ck->io.fd >= 0) {
+            gy_io_stop(&ck->io);
+            close(ck->io.fd);
+            ck->io.fd = -1;
+        }
+        if (ck->tls != NULL)
+            ck->tls->ops->destroy(ck->tls);
+        ck->tls = NULL;
+        ck->handshaken = ck->connected = false;
     }
     if (ck->cluster->tls != NULL &&
         (ck->tls = gy_tls_client(ck->cluster->tls, ck->cluster->instances[ck->inst].host,
@@ -488,7 +554,7 @@ static void checker_timer(struct gy_timer *t)
 {
     struct checker *ck = GY_CONTAINER_OF(t, struct checker, timer);
 
-    if (!ck->running) {
+    if (!ck->running) { /* idle, or parked on a kept connection */
         probe_start(ck);
         return;
     }

@@ -24,6 +24,7 @@ class HealthBackend:
         self.health_status = 200
         self.health_delay = 0.0
         self.checks = []
+        self.peers = []              # the client port of each check: one per connection used
         self.traffic = 0
         owner = self
 
@@ -35,6 +36,7 @@ class HealthBackend:
                 if path.startswith("/health"):
                     with owner.lock:
                         owner.checks.append((time.monotonic(), path, {k.lower(): v for k, v in self.headers.items()}))
+                        owner.peers.append(self.client_address[1])
                         status, delay = owner.health_status, owner.health_delay
                     if delay:
                         time.sleep(delay)
@@ -51,6 +53,7 @@ class HealthBackend:
             def log_message(self, *args):
                 pass
 
+        self.handler = Handler
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -141,6 +144,42 @@ def test_http_check_takes_host_out_and_back(gyrus_factory, backends):
     ta = a.ntraffic()
     assert get_n(port, 20) == [200] * 20
     assert a.ntraffic() > ta, "a host back in health got no traffic"
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_http_checks_reuse_their_connection(gyrus_factory, backends, reuse):
+    """reuse_connection (Envoy's default, true): one connection serves check after check; false:
+    each check has its own, closed after it."""
+    a = backends("a")
+    hc = check(interval=100)
+    if not reuse:
+        hc["reuse_connection"] = False
+    g = gyrus_factory(simple_mesh(free_port(), [a.port], cluster_extra={"health_checks": [hc]}), "test")
+    wait_for(lambda: a.nchecks() >= 8, what="8 checks")
+    with a.lock:
+        peers, heads = list(a.peers), [c[2] for c in a.checks]
+    if reuse:
+        assert len(set(peers)) == 1, peers
+        assert all("connection" not in h for h in heads)
+    else:
+        assert len(set(peers)) == len(peers), peers
+        assert all(h.get("connection") == "close" for h in heads)
+    assert g.metric("gyrus_cluster_health_check_failure_total", cluster=CLUSTER) == 0
+
+
+def test_kept_check_connection_closed_by_the_server_costs_no_failure(gyrus_factory, backends):
+    """A server closing idle connections before the next check (a keep-alive timeout shorter
+    than the interval): the check goes on a new connection, and no check fails for it."""
+    a = backends("a")
+    a.handler.timeout = 0.05  # the stdlib server drops a connection idle for 50 ms
+    g = gyrus_factory(simple_mesh(free_port(), [a.port], cluster_extra={"health_checks": [check(interval=150)]}),
+                      "test")
+    wait_for(lambda: a.nchecks() >= 8, what="8 checks")
+    with a.lock:
+        peers = list(a.peers)
+    assert len(set(peers)) >= 4, peers  # connections were indeed closed and made again
+    assert g.metric("gyrus_cluster_health_check_failure_total", cluster=CLUSTER) == 0
+    assert healthy(g, a.addr) == 1
 
 
 def test_http_expected_statuses_and_host_header(gyrus_factory, backends):
