@@ -261,6 +261,7 @@ static int health_checks(struct cc *cc, struct gy_cluster *c, const json_t *arr)
         if (h->healthy_edge_ms == 0)
             h->healthy_edge_ms = h->interval_ms;
         h->reuse = cc_bool(o, "reuse_connection", true);
+        h->no_traffic_ms = u32(cc_int(o, "no_traffic_interval_msec", 0));
         if (h->timeout_ms == 0)
             h->timeout_ms = 1000;
         if (h->unhealthy_threshold == 0)

@@ -136,6 +136,7 @@ struct gy_health_check {
     size_t nreceive;
     char *service_name;             /* gRPC Health v1: the service asked about ("" = server) */
     bool reuse;                     /* HTTP: keep the connection between checks (default true) */
+    uint32_t no_traffic_ms;         /* healthy hosts of a cluster that never had traffic: this interval (0: interval) */
 };
 
 /* Retry budget (Linkerd-style): retries in flight may be at most percent of the requests in

@@ -202,6 +202,11 @@ static void schedule_next(struct checker *ck)
     uint32_t base = ck->edge < 0 ? hc->unhealthy_edge_ms : ck->edge > 0 ? hc->healthy_edge_ms
                     : ck->unhealthy ? hc->unhealthy_interval_ms : hc->interval_ms;
 
+    /* A cluster no request has gone to yet is checked at no_traffic_interval (Envoy). */
+    if (!ck->unhealthy && ck->edge == 0 && hc->no_traffic_ms > 0 &&
+        ck->cluster->stats != NULL && gy_stats_sum(ck->cluster->stats, GY_C_RQ_TOTAL) == 0)
+        base = hc->no_traffic_ms;
+
     ck->edge = 0;
     gy_timer_start(loop_of(ck), &ck->timer, base + rand_below(ck->hs, (uint64_t)hc->jitter_ms + 1));
 }

@@ -226,6 +226,24 @@ def test_checks_run_once_per_proxy(gyrus_factory, backends):
     assert g.alive()
 
 
+def test_no_traffic_interval_until_the_first_request(gyrus_factory, backends):
+    """no_traffic_interval_msec (Envoy's no_traffic_interval): a cluster no request went to yet
+    is checked at that interval; after the first request, at interval_msec."""
+    a = backends("a")
+    hc = check(interval=100)
+    hc["no_traffic_interval_msec"] = 1500
+    port = free_port()
+    gyrus_factory(simple_mesh(port, [a.port], cluster_extra={"health_checks": [hc]}), "test")
+    wait_for(lambda: a.nchecks() >= 3, timeout=10, what="3 checks without traffic")
+    with a.lock:
+        t = [c[0] for c in a.checks]
+    gaps = [b - x for x, b in zip(t[1:], t[2:])]  # after the first (spread) one and the edge one
+    assert gaps and min(gaps) > 1.0, gaps  # 1.5 s apart, not 0.1 s
+    assert get_n(port, 1) == [200]
+    n0 = a.nchecks()
+    wait_for(lambda: a.nchecks() >= n0 + 8, timeout=5, what="checks at interval_msec after traffic")
+
+
 def test_jitter_spreads_checks(gyrus_factory, backends):
     a = backends("a")
     gyrus_factory(simple_mesh(free_port(), [a.port], cluster_extra={"health_checks": [check(interval=100, jitter=200)]}),
