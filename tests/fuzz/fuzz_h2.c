@@ -132,12 +132,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static char storage[4096];
     struct gy_buf out = { storage, sizeof(storage), 0, 0 };
     struct gy_h2 h;
+    struct gy_memcache mc; /* the workers' allocator for nghttp2, when the input's bit 1 says so */
 
     if (size == 0)
         return 0;
     bool server = (data[0] & 1) == 0;
-    if (gy_h2_init(&h, server, &options, 100, &callbacks, NULL, NULL) != 0)
+    gy_memcache_init(&mc, 64 * 1024);
+    if (gy_h2_init(&h, server, &options, 100, &callbacks, NULL, (data[0] & 2) ? &mc : NULL) != 0) {
+        gy_memcache_dispose(&mc);
         return 0;
+    }
     if (!server) {
         nghttp2_nv nv[] = {
             { (uint8_t *)":method", (uint8_t *)"GET", 7, 3, NGHTTP2_NV_FLAG_NONE },
@@ -164,6 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     drain(&h, &out);
     gy_h2_dispose(&h);
+    gy_memcache_dispose(&mc);
     for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
         free(live[i]);
         live[i] = NULL;
