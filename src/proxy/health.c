@@ -161,8 +161,8 @@ static void record(struct checker *ck, bool ok)
     h->hc_successes = ck->successes;
 }
 
-/* Closes the running check's connection and frees its buffers; no result is recorded. */
-static void probe_dispose(struct checker *ck)
+/* Closes the check's connection (and its TLS). */
+static void close_conn(struct checker *ck)
 {
     if (ck->io.fd >= 0) {
         gy_io_stop(&ck->io);
@@ -172,7 +172,13 @@ static void probe_dispose(struct checker *ck)
     if (ck->tls != NULL)
         ck->tls->ops->destroy(ck->tls);
     ck->tls = NULL;
-    ck->handshaken = false;
+    ck->handshaken = ck->connected = false;
+}
+
+/* Closes the running check's connection and frees its buffers; no result is recorded. */
+static void probe_dispose(struct checker *ck)
+{
+    close_conn(ck);
     gy_hc_grpc_free(ck->grpc);
     ck->grpc = NULL;
     free(ck->out);
@@ -526,15 +532,7 @@ static void probe_start(struct checker *ck)
             return;
         }
         ck->parked = false; /* the check changed: a new connection */
-        if (ck->io.fd >= 0) {
-            gy_io_stop(&ck->io);
-            close(ck->io.fd);
-            ck->io.fd = -1;
-        }
-        if (ck->tls != NULL)
-            ck->tls->ops->destroy(ck->tls);
-        ck->tls = NULL;
-        ck->handshaken = ck->connected = false;
+        close_conn(ck);
     }
     if (ck->cluster->tls != NULL &&
         (ck->tls = gy_tls_client(ck->cluster->tls, ck->cluster->instances[ck->inst].host,

@@ -90,10 +90,9 @@ def ws_frame(payload, opcode=1):
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-def test_extended_connect_over_h2(gyrus_factory, ws_echo):
-    port = free_port()
-    gyrus_factory(simple_mesh(port, [ws_echo.port], listener_extra={"http2_protocol_options": {"allow_connect": True}}),
-                  "test")
+def open_extended_connect(port):
+    """An HTTP/2 client's WebSocket (RFC 8441 CONNECT) through gyrus, answered 200 without the
+    HTTP/1.1 handshake fields; returns the probe and the stream id."""
     p = Probe(port, validate=False)
     assert p.wait(lambda: p.conn.remote_settings.get(8) == 1, 5)  # SETTINGS_ENABLE_CONNECT_PROTOCOL
     sid = p.conn.get_next_available_stream_id()
@@ -104,6 +103,14 @@ def test_extended_connect_over_h2(gyrus_factory, ws_echo):
     assert p.wait(lambda: p.responses[sid]["headers"] is not None, 5)
     assert p.responses[sid]["headers"][":status"] == "200"
     assert "sec-websocket-accept" not in p.responses[sid]["headers"]
+    return p, sid
+
+
+def test_extended_connect_over_h2(gyrus_factory, ws_echo):
+    port = free_port()
+    gyrus_factory(simple_mesh(port, [ws_echo.port], listener_extra={"http2_protocol_options": {"allow_connect": True}}),
+                  "test")
+    p, sid = open_extended_connect(port)
     p.conn.send_data(sid, ws_frame(b"over h2"))
     p.flush()
     assert p.wait(lambda: p.responses[sid]["data"] == b"\x81\x07over h2", 5), p.responses[sid]
@@ -163,16 +170,7 @@ def test_websocket_from_http11_to_an_h2_upstream(gyrus_factory, ws_h2):
 def test_extended_connect_from_h2_to_an_h2_upstream(gyrus_factory, ws_h2):
     port = free_port()
     gyrus_factory(h2_upstream(port, ws_h2, http2_protocol_options={"allow_connect": True}), "test")
-    p = Probe(port, validate=False)
-    assert p.wait(lambda: p.conn.remote_settings.get(8) == 1, 5)
-    sid = p.conn.get_next_available_stream_id()
-    p.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
-                              (":path", "/chat"), (":authority", "localhost"), ("sec-websocket-version", "13")])
-    p.flush()
-    p.responses[sid] = {"headers": None, "data": b"", "trailers": None, "ended": False, "reset": None}
-    assert p.wait(lambda: p.responses[sid]["headers"] is not None, 5)
-    assert p.responses[sid]["headers"][":status"] == "200"
-    assert "sec-websocket-accept" not in p.responses[sid]["headers"]
+    p, sid = open_extended_connect(port)
     p.conn.send_data(sid, ws_frame(b"h2 to h2"))
     p.flush()
     assert p.wait(lambda: p.responses[sid]["data"] == b"\x81\x08h2 to h2", 5), p.responses[sid]
