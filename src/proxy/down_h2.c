@@ -351,16 +351,28 @@ static size_t resp_room(struct gy_stream *s)
 
 /* A 1xx from an HTTP/1.1 upstream (103 Early Hints, 100 Continue...) as a non-final HEADERS frame,
  * with its fields less the connection-specific ones; nghttp2 copies the list. */
+/* The :status value: three digits in the stream's pool (no printf on the response path). */
+static struct gy_slice status_value(struct gy_stream *s, int status)
+{
+    char *p = gy_pool_alloc(&s->pool, 4);
+
+    if (p == NULL || status < 100 || status > 999)
+        return GY_SLICE_LIT("502");
+    p[0] = (char)('0' + status / 100);
+    p[1] = (char)('0' + status / 10 % 10);
+    p[2] = (char)('0' + status % 10);
+    p[3] = '\0';
+    return gy_slice(p, 3);
+}
+
 static int informational(struct gy_stream *s, const struct gy_resp_head *h)
 {
     struct gy_h2d *hd = conn_of(s);
-    char status[8];
     struct nvs l;
 
     if (h->status == 101 || !nvs_init(&l, s, h->nheaders + 1))
         return 0;
-    snprintf(status, sizeof(status), "%d", h->status);
-    nv_push(&l, GY_SLICE_LIT(":status"), gy_pool_dup(&s->pool, gy_slice_cstr(status)));
+    nv_push(&l, GY_SLICE_LIT(":status"), status_value(s, h->status));
     for (unsigned i = 0; i < h->nheaders; i++)
         if (!gy_fwd_skip_response_header(s, &h->headers[i], h->headers, h->nheaders))
             nv_push(&l, h->headers[i].name, h->headers[i].value);
@@ -373,7 +385,6 @@ static int informational(struct gy_stream *s, const struct gy_resp_head *h)
 static int resp_head(struct gy_stream *s, const struct gy_resp_head *h)
 {
     struct gy_h2d *hd = conn_of(s);
-    char status[8];
     struct nvs l;
 
     if (h->status < 200 && !h->tunnel)
@@ -381,8 +392,7 @@ static int resp_head(struct gy_stream *s, const struct gy_resp_head *h)
     size_t cap = h->nheaders + s->route.route->nresponse_headers_to_add + s->route.vhost->ncustom_headers + 4;
     if (!nvs_init(&l, s, cap))
         return GY_ENOMEM;
-    snprintf(status, sizeof(status), "%d", h->tunnel ? 200 : h->status); /* RFC 8441: 101 becomes 200 */
-    nv_push(&l, GY_SLICE_LIT(":status"), gy_pool_dup(&s->pool, gy_slice_cstr(status)));
+    nv_push(&l, GY_SLICE_LIT(":status"), status_value(s, h->tunnel ? 200 : h->status)); /* RFC 8441: 101 is 200 */
     gy_fwd_response_fields(s, h, nv_push, &l);
     s->resp_body_out = h->body;
     nghttp2_data_provider body = gy_h2_body(s);
@@ -426,15 +436,14 @@ static int local_reply(struct gy_stream *s, int status, const char *extra, const
 {
     struct gy_h2d *hd = conn_of(s);
     struct gy_bufpool *bufs = &s->dc->w->bufs;
-    char st[8], cl[24];
+    char cl[24];
     struct nvs l;
 
     (void)close;
     if (s->closed || !nvs_init(&l, s, 24))
         return GY_ENOMEM;
-    snprintf(st, sizeof(st), "%d", status);
     snprintf(cl, sizeof(cl), "%zu", len);
-    nv_push(&l, GY_SLICE_LIT(":status"), gy_pool_dup(&s->pool, gy_slice_cstr(st)));
+    nv_push(&l, GY_SLICE_LIT(":status"), status_value(s, status));
     nv_push(&l, GY_SLICE_LIT("server"), GY_SLICE_LIT("gyrus"));
     nv_push(&l, GY_SLICE_LIT("date"), gy_pool_dup(&s->pool, gy_slice_cstr(gy_http_date())));
     if (len > 0) {
