@@ -3,13 +3,16 @@
  * buffer) and a `tap` constraint gets a JSON record of the request and response once the exchange
  * is over. Copies go out on their own upstream connections, their answers are read and thrown
  * away, and nothing about them can slow down or fail the real request: a copy that cannot be
- * sent is dropped and counted.
+ * sent is dropped and counted. A copy is written as an HTTP/1.1 request; to a cluster that speaks
+ * HTTP/2 without TLS (h2c) it goes as one stream of its own HTTP/2 connection instead, made from
+ * that request; a TLS cluster chooses by ALPN, and gets it over HTTP/1.1 if it accepts that.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/err.h"
+#include "http/h2.h"
 #include "core/log.h"
 #include "core/time.h"
 #include "proxy/hosts.h"
@@ -32,6 +35,11 @@ struct gy_shadow {
     enum gy_h1_body body;
     uint64_t remaining;
     struct gy_h1_chunked chunked;
+    /* HTTP/2 (h2c clusters) */
+    struct gy_h2 *h2;
+    bool h2_closed;                   /* the stream is over */
+    const char *h2_body;              /* the request body still to send, in `data` */
+    size_t h2_body_len;
 };
 
 static void shadow_free(struct gy_shadow *sh, bool reusable)
@@ -43,6 +51,10 @@ static void shadow_free(struct gy_shadow *sh, bool reusable)
             gy_uconn_release(sh->uc, true, sh->cluster->idle_timeout_ms);
         else
             gy_uconn_close(sh->uc);
+    }
+    if (sh->h2 != NULL) {
+        gy_h2_dispose(sh->h2);
+        free(sh->h2);
     }
     gy_timer_stop(&w->loop, &sh->timer);
     gy_list_remove(&sh->link);
@@ -113,6 +125,150 @@ static bool consume_answer(struct gy_shadow *sh)
     }
 }
 
+/* ---- HTTP/2: the copy as one stream; the answer is read and dropped ---- */
+
+static int h2_on_head(struct gy_h2 *h, int32_t sid, void *sud, const struct gy_h2_head *head, bool trailers, bool end)
+{
+    (void)h, (void)sid, (void)sud, (void)head, (void)trailers, (void)end;
+    return 0;
+}
+
+static int h2_on_data(struct gy_h2 *h, int32_t sid, void *sud, const uint8_t *p, size_t n)
+{
+    (void)sud, (void)p;
+    nghttp2_session_consume(h->ng, sid, n); /* thrown away: the window goes back at once */
+    return 0;
+}
+
+static void h2_on_end(struct gy_h2 *h, int32_t sid, void *sud)
+{
+    (void)h, (void)sid, (void)sud;
+}
+
+static void h2_on_close(struct gy_h2 *h, int32_t sid, void *sud, uint32_t code)
+{
+    struct gy_shadow *sh = h->ud;
+
+    (void)sid, (void)sud, (void)code;
+    sh->h2_closed = true;
+}
+
+static ssize_t h2_read_body(struct gy_h2 *h, int32_t sid, void *sud, uint8_t *buf, size_t len, bool *eof, bool *trailers)
+{
+    struct gy_shadow *sh = h->ud;
+    size_t n = sh->h2_body_len < len ? sh->h2_body_len : len;
+
+    (void)sid, (void)sud, (void)trailers;
+    memcpy(buf, sh->h2_body, n);
+    sh->h2_body += n;
+    sh->h2_body_len -= n;
+    *eof = sh->h2_body_len == 0;
+    return (ssize_t)n;
+}
+
+static const struct gy_h2_callbacks h2_callbacks = {
+    .on_head = h2_on_head,
+    .on_data = h2_on_data,
+    .on_end = h2_on_end,
+    .on_close = h2_on_close,
+    .read_body = h2_read_body,
+};
+
+/* The HTTP/1.1 copy in sh->data becomes an HTTP/2 request on a new session: the head's fields
+ * (less those HTTP/2 does without), the body decoded from its framing into place. */
+static int h2_start(struct gy_shadow *sh)
+{
+    static const struct gy_h1_limits lim = { 16384, 65536, 128 };
+    struct gy_header hdrs[128];
+    nghttp2_nv nv[132];
+    struct gy_h1_request req;
+    struct gy_h1_error err;
+    size_t n = 0;
+
+    if (gy_h1_parse_request(sh->data, sh->len, &req, hdrs, &lim, &err) < 0 || req.body == GY_H1_BODY_EOF)
+        return GY_EPARSE;
+    char *body = sh->data + req.head_len;
+    size_t left = sh->len - req.head_len, blen = 0;
+    if (req.body == GY_H1_BODY_CHUNKED) {
+        struct gy_h1_chunked ch;
+        bool done = false;
+        gy_h1_chunked_init(&ch);
+        while (!done && left > 0) {
+            struct gy_slice d;
+            long k = gy_h1_chunked_decode(&ch, body + (sh->len - req.head_len - left), left, &d, &done);
+            if (k <= 0 && !done)
+                return GY_EPARSE;
+            memmove(body + blen, d.ptr, d.len); /* decoded bytes never outrun the encoded ones */
+            blen += d.len;
+            left -= (size_t)k;
+        }
+    } else {
+        blen = left;
+    }
+#define NV(name, nlen, value, vlen)                                                                        \
+    (nv[n++] = (nghttp2_nv){ (uint8_t *)(name), (uint8_t *)(value), (nlen), (vlen), NGHTTP2_NV_FLAG_NONE })
+    NV(":method", 7, req.method.ptr, req.method.len);
+    NV(":scheme", 7, "http", 4);
+    NV(":authority", 10, req.host.len ? req.host.ptr : sh->cluster->name, req.host.len ? req.host.len : strlen(sh->cluster->name));
+    NV(":path", 5, req.target.ptr, req.target.len);
+    for (unsigned i = 0; i < req.nheaders; i++) {
+        struct gy_slice name = req.headers[i].name;
+        if (gy_h1_is_hop_by_hop(name) || gy_slice_eqi_cstr(name, "host") ||
+            gy_slice_eqi_cstr(name, "content-length"))
+            continue; /* the length is the DATA frames' (a chunked body has none in its head) */
+        for (size_t j = 0; j < name.len; j++) /* HTTP/2 field names are lower case */
+            ((char *)name.ptr)[j] = (char)(name.ptr[j] >= 'A' && name.ptr[j] <= 'Z' ? name.ptr[j] + 32 : name.ptr[j]);
+        NV(name.ptr, name.len, req.headers[i].value.ptr, req.headers[i].value.len);
+    }
+#undef NV
+    if ((sh->h2 = calloc(1, sizeof(*sh->h2))) == NULL ||
+        gy_h2_init(sh->h2, false, &sh->cluster->h2, 1000, &h2_callbacks, sh, &sh->w->h2mem) != 0) {
+        free(sh->h2);
+        sh->h2 = NULL;
+        return GY_ENOMEM;
+    }
+    sh->h2_body = body;
+    sh->h2_body_len = blen;
+    nghttp2_data_provider prov = gy_h2_body(sh);
+    if (nghttp2_submit_request(sh->h2->ng, NULL, nv, n, blen > 0 ? &prov : NULL, sh) < 0)
+        return GY_EIO;
+    return 0;
+}
+
+static void h2_event(struct gy_shadow *sh)
+{
+    struct gy_uconn *uc = sh->uc;
+    struct gy_worker *w = sh->w;
+
+    for (int guard = 0; guard < 64; guard++) {
+        if (gy_buf_reserve(&w->bufs, &uc->wbuf) != 0 || gy_buf_reserve(&w->bufs, &uc->rbuf) != 0 ||
+            gy_h2_send(sh->h2, &uc->wbuf) < 0) {
+            shadow_free(sh, false);
+            return;
+        }
+        if (gy_buf_len(&uc->wbuf) > 0 && uc->can_write &&
+            gy_conn_write(uc->io.fd, uc->transport, &uc->wbuf, &uc->can_write) < 0) {
+            shadow_free(sh, false);
+            return;
+        }
+        if (sh->h2_closed || gy_h2_done(sh->h2) || uc->eof) {
+            shadow_free(sh, false); /* one copy per connection: it closes with the copy */
+            return;
+        }
+        if (!uc->can_read)
+            return;
+        ssize_t got = gy_conn_read(uc->io.fd, uc->transport, &uc->rbuf, &uc->can_read, &uc->eof, uc->hup);
+        if (got > 0) {
+            long rc = gy_h2_recv(sh->h2, gy_buf_start(&uc->rbuf), gy_buf_len(&uc->rbuf), gy_loop_now(&w->loop));
+            gy_buf_consume(&uc->rbuf, gy_buf_len(&uc->rbuf));
+            if (rc < 0)
+                uc->eof = true;
+        } else if (got < 0 && !uc->eof) {
+            return;
+        }
+    }
+}
+
 void gy_shadow_event(struct gy_shadow *sh)
 {
     struct gy_uconn *uc = sh->uc;
@@ -122,6 +278,10 @@ void gy_shadow_event(struct gy_shadow *sh)
         return;
     if (uc->connect_failed) {
         shadow_free(sh, false);
+        return;
+    }
+    if (sh->h2 != NULL) {
+        h2_event(sh);
         return;
     }
     for (int guard = 0; guard < 64; guard++) {
@@ -158,7 +318,9 @@ static void send_copy(struct gy_stream *s, const struct gy_cluster *c, char *dat
     bool overflow;
     int idx;
 
-    if (w->nshadows >= MAX_SHADOWS_PER_WORKER || ex == NULL || c->http2) /* copies go over HTTP/1.1 only */
+    bool h2c = c->http2 && c->tls == NULL;
+
+    if (w->nshadows >= MAX_SHADOWS_PER_WORKER || ex == NULL)
         goto drop;
     for (size_t i = 0; i < c->ninstances; i++)
         ex[i] = c->instances[i].state != NULL && !gy_host_usable(c->instances[i].state);
@@ -168,7 +330,7 @@ static void send_copy(struct gy_stream *s, const struct gy_cluster *c, char *dat
     struct gy_shadow *sh = calloc(1, sizeof(*sh));
     if (sh == NULL)
         goto drop;
-    struct gy_uconn *uc = gy_upool_take(wc->hosts[idx]);
+    struct gy_uconn *uc = h2c ? NULL : gy_upool_take(wc->hosts[idx]);
     if (uc == NULL && (uc = gy_uconn_open(w, wc->hosts[idx], c, &c->instances[idx], false, &overflow)) == NULL) {
         free(sh);
         goto drop;
@@ -185,6 +347,16 @@ static void send_copy(struct gy_stream *s, const struct gy_cluster *c, char *dat
     gy_list_insert_tail(&w->shadows, &sh->link);
     w->nshadows++;
     gy_timer_start(&w->loop, &sh->timer, SHADOW_TIMEOUT_MS);
+    if (h2c) {
+        if (h2_start(sh) != 0) {
+            shadow_free(sh, false);
+            gy_stat_inc(c->stats, w->id, GY_C_SHADOW_DROPPED);
+            return;
+        }
+        gy_stat_inc(c->stats, w->id, GY_C_SHADOW);
+        gy_shadow_event(sh);
+        return;
+    }
     if (gy_buf_reserve(&w->bufs, &uc->wbuf) != 0 || (len > uc->wbuf.cap && gy_buf_grow(&w->bufs, &uc->wbuf, (uint32_t)len) != 0)) {
         shadow_free(sh, false);
         gy_stat_inc(c->stats, w->id, GY_C_SHADOW_DROPPED);

@@ -176,6 +176,7 @@ class _Conn(asyncio.Protocol):
         st = self.streams.pop(sid, None)
         if st is None:
             return
+        self.owner.bodies.append((st["n"], st["body"].hexdigest()))
         hdrs = st["headers"]
         url = urllib.parse.urlsplit(hdrs.get(":path", "/"))
         q = dict(urllib.parse.parse_qsl(url.query))
@@ -236,6 +237,7 @@ class H2Backend:
         self.alpn = []
         self.protocols = []
         self.requests = []
+        self.bodies = []      # (length, sha256) of each request body, as its stream ended
         self.resets = []
         self.connections = 0
         self.loop = asyncio.new_event_loop()

@@ -333,6 +333,41 @@ def test_tap_receives_records(gyrus_factory, backend_factory):
     assert tap.requests[0][2]["content-type"] == "application/json"
 
 
+def test_dark_and_tap_copies_to_h2c_clusters(gyrus_factory, backend_factory):
+    """A dark or tap cluster that speaks HTTP/2 without TLS (h2c; a gRPC service, say) gets its
+    copies over HTTP/2: the dark copy with the request's method, path, fields and body (sent
+    chunked by the client, so the copy's length comes from its DATA frames), the tap record as a
+    JSON POST."""
+    from h2backend import H2Backend
+    live = backend_factory("live")
+    dark, tap = H2Backend("dark"), H2Backend("tap")
+    try:
+        port = free_port()
+        objs = split_mesh(port, [("live", live.port)], dark=[("dark", dark.port)], tap=[("tap", tap.port)])
+        for o in objs:
+            if o.get("kind") == "cluster" and o["name"] in ("dark", "tap"):
+                o["http2_protocol_options"] = {}
+        g = gyrus_factory(objs, "p")
+
+        def chunks():
+            yield b"pay"
+            yield b"load"
+        r = requests.post(f"http://127.0.0.1:{port}/m?q=1", data=chunks(), headers={"X-Trace": "t1"}, timeout=10)
+        assert r.status_code == 200 and r.headers["x-backend"] == "live"
+        wait_for(lambda: len(dark.requests) == 1 and len(tap.requests) == 1, 5, what="copies over h2c")
+        d = dark.requests[0]
+        assert (d[":method"], d[":path"], d["x-gyrus-shadow"], d["x-trace"]) == ("POST", "/m?q=1", "true", "t1")
+        assert "transfer-encoding" not in d and "connection" not in d
+        assert dark.bodies == [(7, hashlib.sha256(b"payload").hexdigest())]
+        t = tap.requests[0]
+        assert (t[":method"], t[":path"], t["content-type"]) == ("POST", "/", "application/json")
+        assert g.metric("gyrus_cluster_upstream_rq_shadow_total", cluster="dark") == 1
+        assert g.metric("gyrus_cluster_upstream_rq_shadow_total", cluster="tap") == 1
+    finally:
+        dark.stop()
+        tap.stop()
+
+
 def test_max_stream_duration(gyrus_factory, backend_factory):
     be = backend_factory()
     be.default_action = "delay:3"
