@@ -36,6 +36,7 @@ struct gy_h2u {
     struct gy_list woken;            /* streams to wake once nghttp2 returns (gy_stream.uwake) */
     bool broken;                     /* GOAWAY received or the session failed: no new streams */
     bool alpn_pending;               /* TLS: the server has not said h2 yet (no body goes in) */
+    unsigned nawait;                 /* tunnels waiting for the server's SETTINGS */
     unsigned answered;               /* streams that got a whole response */
 };
 
@@ -102,6 +103,10 @@ static void unlink_stream(struct gy_h2u *u, struct gy_stream *s)
 {
     size_t left = gy_buf_len(&s->uresp_buf);
 
+    if (s->await_settings) {
+        s->await_settings = false;
+        u->nawait--;
+    }
     if (s->usid > 0 && left > 0) /* bytes nobody will read: give the windows back */
         nghttp2_session_consume(u->h2.ng, s->usid, left);
     gy_buf_release(&u->uc->w->bufs, &s->uresp_buf);
@@ -365,6 +370,7 @@ static void release_tunnels(struct gy_h2u *u)
         if (!s->await_settings)
             continue;
         s->await_settings = false;
+        u->nawait--;
         if (!ok)
             no_websocket(u, s);
         else if (submit(u, s) != 0) {
@@ -485,7 +491,7 @@ void gy_h2u_event(struct gy_uconn *uc)
         return;
     if (!uc->connect_failed) {
         input(u);
-        if (u->h2.settings_seen && u->nstreams > 0)
+        if (u->h2.settings_seen && u->nawait > 0)
             release_tunnels(u);
         output(u);
         if (goaway(u))
@@ -600,6 +606,7 @@ static int start(struct gy_stream *s)
      * SETTINGS are in, on a new connection too. */
     s->await_settings = s->tunnel;
     if (s->await_settings) {
+        u->nawait++;
         schedule(u);
         return 0;
     }
