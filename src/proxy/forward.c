@@ -372,7 +372,8 @@ int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct
             te |= gy_slice_eqi(gy_slice_trim(h->value), GY_SLICE_LIT("trailers"));
         if (gy_fwd_skip_request_header(s, h, req->headers, req->nheaders) || gy_slice_eqi_cstr(h->name, "host"))
             continue;
-        if (s->tunnel && (gy_slice_eqi_cstr(h->name, "sec-websocket-key") || gy_slice_eqi_cstr(h->name, "content-length")))
+        if (s->tunnel &&
+            (gy_slice_eqi_cstr(h->name, "sec-websocket-key") || gy_slice_eqi_cstr(h->name, "content-length")))
             continue; /* HTTP/2 has no key handshake; we answer the HTTP/1.1 client's key ourselves */
         if (s->grpc_web.mode && gy_slice_eqi_cstr(h->name, "content-type")) {
             char *ct = gy_pool_alloc(&s->pool, h->value.len + 1);

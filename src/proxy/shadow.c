@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "core/err.h"
-#include "http/h2.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "http/h2.h"
 #include "proxy/hosts.h"
 #include "proxy/proxy.h"
 
@@ -153,7 +153,8 @@ static void h2_on_close(struct gy_h2 *h, int32_t sid, void *sud, uint32_t code)
     sh->h2_closed = true;
 }
 
-static ssize_t h2_read_body(struct gy_h2 *h, int32_t sid, void *sud, uint8_t *buf, size_t len, bool *eof, bool *trailers)
+static ssize_t h2_read_body(struct gy_h2 *h, int32_t sid, void *sud, uint8_t *buf, size_t len, bool *eof,
+                            bool *trailers)
 {
     struct gy_shadow *sh = h->ud;
     size_t n = sh->h2_body_len < len ? sh->h2_body_len : len;
@@ -196,7 +197,7 @@ static int h2_start(struct gy_shadow *sh)
         while (!done && left > 0) {
             struct gy_slice d;
             long k = gy_h1_chunked_decode(&ch, body + (sh->len - req.head_len - left), left, &d, &done);
-            if (k <= 0 && !done)
+            if (k < 0 || (k == 0 && !done))
                 return GY_EPARSE;
             memmove(body + blen, d.ptr, d.len); /* decoded bytes never outrun the encoded ones */
             blen += d.len;
@@ -209,7 +210,8 @@ static int h2_start(struct gy_shadow *sh)
     (nv[n++] = (nghttp2_nv){ (uint8_t *)(name), (uint8_t *)(value), (nlen), (vlen), NGHTTP2_NV_FLAG_NONE })
     NV(":method", 7, req.method.ptr, req.method.len);
     NV(":scheme", 7, "http", 4);
-    NV(":authority", 10, req.host.len ? req.host.ptr : sh->cluster->name, req.host.len ? req.host.len : strlen(sh->cluster->name));
+    struct gy_slice authority = req.host.len ? req.host : gy_slice_cstr(sh->cluster->name);
+    NV(":authority", 10, authority.ptr, authority.len);
     NV(":path", 5, req.target.ptr, req.target.len);
     for (unsigned i = 0; i < req.nheaders; i++) {
         struct gy_slice name = req.headers[i].name;
