@@ -405,7 +405,9 @@ int gy_worker_start(struct gy_worker *w)
     /* w->loop was initialised by the main thread, which may already have posted to it. */
     w->loop.data = w;
     gy_bufpool_init(&w->bufs, 1024);
-    gy_memcache_init(&w->h2mem, GY_H2MEM_CACHE);
+    /* GYRUS_H2_BLOCK_CACHE (bytes) overrides the default: tests turn the cache on under ASan. */
+    const char *cache = getenv("GYRUS_H2_BLOCK_CACHE");
+    gy_memcache_init(&w->h2mem, cache != NULL ? strtoull(cache, NULL, 10) : GY_H2MEM_CACHE);
     gy_list_init(&w->listeners);
     gy_list_init(&w->conns);
     gy_list_init(&w->dead);

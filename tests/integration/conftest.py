@@ -120,7 +120,8 @@ def sanitizer_findings(text):
 class Gyrus(Process):
     """`gyrus proxy` serving one proxy of a mesh file it owns (self.mesh_path)."""
 
-    def __init__(self, objects, name, workers=1, extra=(), wait=True, fmt=os.environ.get("GYRUS_TEST_MESH_FORMAT", "yaml")):
+    def __init__(self, objects, name, workers=1, extra=(), wait=True, fmt=os.environ.get("GYRUS_TEST_MESH_FORMAT", "yaml"),
+                 env=None):
         self.dir = tempfile.mkdtemp(prefix="gyrus-test-")
         self.mesh_path = os.path.join(self.dir, "mesh." + fmt)
         self.fmt = fmt
@@ -130,7 +131,7 @@ class Gyrus(Process):
         args = [GYRUS, "proxy", "--config", self.mesh_path, "--name", name, "--workers", str(workers),
                 "--admin", f"127.0.0.1:{self.admin_port}", "--access-log", self.access_log,
                 "--watch-interval", "200ms", "--drain-time", "5s", *extra]
-        super().__init__(args, f"proxy-{name}")
+        super().__init__(args, f"proxy-{name}", env={**os.environ, **env} if env else None)
         if wait:
             self.wait_ready()
 

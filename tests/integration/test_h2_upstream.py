@@ -80,15 +80,20 @@ def test_refused_stream_is_resent_a_bounded_number_of_times(gyrus_factory, h2be)
     p.close()
 
 
-def test_upstream_ending_connections_by_goaway_loses_no_request(gyrus_factory):
+@pytest.mark.parametrize("block_cache", [None, "1048576"], ids=["malloc", "block-cache"])
+def test_upstream_ending_connections_by_goaway_loses_no_request(gyrus_factory, block_cache):
     """nginx ends each HTTP/2 connection with GOAWAY after 20 requests (its keepalive_requests;
     the default is 1000). Streams past the GOAWAY's last id were not processed: they go again on
     another connection, and the complete answers that arrive just before the server closes are
-    passed on, so every request is answered; connections are replaced, not multiplied."""
+    passed on, so every request is answered; connections are replaced, not multiplied.
+    Run twice: as the test build runs (nghttp2 on malloc, for the sanitizer) and with the
+    workers' block cache on, as release builds run, so that the sanitizer checks the cache under
+    this churn of sessions and streams too."""
     be = Nginx(http2=True, keepalive_requests=20)
     try:
         port = free_port()
-        g = gyrus_factory(simple_mesh(port, [be.port], cluster_extra={"http2_protocol_options": {}}), "test")
+        env = {"GYRUS_H2_BLOCK_CACHE": block_cache} if block_cache else None
+        g = gyrus_factory(simple_mesh(port, [be.port], cluster_extra={"http2_protocol_options": {}}), "test", env=env)
         out = subprocess.run(["h2load", "-n", "4000", "-c", "4", "-m", "25", f"http://127.0.0.1:{port}/"],
                              capture_output=True, text=True, timeout=120).stdout
         m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
