@@ -17,10 +17,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 GYRUS = os.environ.get("GYRUS_BIN") or os.path.join(ROOT, "build", "gyrus")
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now and that this test run has not handed out before: two calls
+    before anything binds (a test's listener, then gyrus's admin port) could otherwise get the
+    same ephemeral port (seen: "admin: cannot listen ... Address already in use")."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no fresh free port in 100 tries")
 
 
 def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
