@@ -68,7 +68,6 @@ void *gy_memcache_alloc(struct gy_memcache *mc, size_t n)
         mc->hits++;
         return p;
     }
-    mc->misses++;
     size_t size = (cls + 1) * GY_MEMCACHE_STEP;
     if ((h = malloc(sizeof(*h) + size)) == NULL)
         return NULL;

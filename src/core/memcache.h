@@ -21,7 +21,7 @@ struct gy_memcache {
     void *free[GY_MEMCACHE_NCLASSES];  /* a list per class, linked through the blocks */
     size_t max_bytes;
     size_t cached_bytes;               /* in the free lists */
-    size_t hits, misses;               /* allocations served from the lists, and from malloc */
+    size_t hits;                       /* allocations served from the lists */
     size_t hits_at_trim;
 };
 

@@ -175,28 +175,31 @@ static void close_conn(struct checker *ck)
     ck->handshaken = ck->connected = false;
 }
 
-/* Closes the running check's connection and frees its buffers; no result is recorded. */
-static void probe_dispose(struct checker *ck)
-{
-    close_conn(ck);
-    gy_hc_grpc_free(ck->grpc);
-    ck->grpc = NULL;
-    free(ck->out);
-    free(ck->in);
-    ck->out = ck->in = NULL;
-    ck->out_len = ck->out_off = ck->out_cap = ck->in_len = ck->in_cap = 0;
-    ck->running = ck->connected = ck->parked = ck->reused = ck->keepable = false;
-}
-
-/* The check is over and its connection can serve the next one: the buffers go, the socket
- * stays, watched so that a server closing it meanwhile is noticed. */
-static void probe_park(struct checker *ck)
+/* Frees the running check's buffers and ends it; the connection is left as it is. */
+static void probe_finish(struct checker *ck)
 {
     free(ck->out);
     free(ck->in);
     ck->out = ck->in = NULL;
     ck->out_len = ck->out_off = ck->out_cap = ck->in_len = ck->in_cap = 0;
     ck->running = ck->reused = ck->keepable = false;
+}
+
+/* Closes the running check's connection and frees its buffers; no result is recorded. */
+static void probe_dispose(struct checker *ck)
+{
+    close_conn(ck);
+    gy_hc_grpc_free(ck->grpc);
+    ck->grpc = NULL;
+    probe_finish(ck);
+    ck->parked = false;
+}
+
+/* The check is over and its connection can serve the next one: the buffers go, the socket
+ * stays, watched so that a server closing it meanwhile is noticed. */
+static void probe_park(struct checker *ck)
+{
+    probe_finish(ck);
     ck->parked = true;
 }
 
