@@ -13,7 +13,9 @@
 
 Subjects run one worker/thread pinned to one CPU, the load generator and backend on the other
 (as bench/run.py does); all subjects run at once and are measured in turn for --rounds rounds,
-the median round of each counts. p50/p99 come from h2load's per-request log. Appends a section to
+the proxies taking turns at going first; the median round of each counts, and the median of the
+per-round gyrus/other ratios is reported beside it. Many short rounds rather than a few long
+ones: this VM's speed drifts over minutes, and a pair measured seconds apart sees the same speed. p50/p99 come from h2load's per-request log. Appends a section to
 docs/BENCHMARKS.md and an "h2" key to bench/results.json.
 """
 
@@ -248,10 +250,15 @@ def run(args, tmp, registry, nofile):
         except SubjectFailed as e:
             failed[name] = {"status": "failed", "reason": str(e)}
     rounds = {kind: {name: [] for name in ["direct", *starters]} for kind in KINDS}
+    proxies = list(starters)
     for i in range(args.rounds):
+        # The proxies take turns at going first. In a fixed order, the first of four gyrus builds that
+        # differed only in their epoll batch size was the slowest in 4 of 5 rounds; taking turns,
+        # the four tied.
+        order = ["direct", *proxies[i % len(proxies):], *proxies[:i % len(proxies)]]
         for kind in KINDS:
             backend = backends[kind.removesuffix(CAPPED)]
-            for name in ["direct", *starters]:
+            for name in order:
                 if name in failed or (name == "direct" and kind in ("rotate", *CAPPED_KINDS)):
                     continue  # h2load does not reconnect after a GOAWAY: no direct path for "rotate"
                 try:
@@ -295,6 +302,7 @@ def run(args, tmp, registry, nofile):
             med["rounds_requests_per_sec"] = [f["requests_per_sec"] for f in rounds[kind][name]]
             med["rounds_failed"] = [f["failed"] for f in rounds[kind][name]]
             med["rounds_requests"] = [f["requests"] for f in rounds[kind][name]]
+            med["rounds_p99_us"] = [f["p99_us"] for f in rounds[kind][name]]
             who = "subject" if name != "direct" else "backend"
             med["rounds_cpu_us_per_request"] = [f["cpu_percent"][who] / 100 * 1e6 / f["requests_per_sec"]
                                                 for f in rounds[kind][name] if f.get("cpu_percent", {}).get(who)]
@@ -315,10 +323,10 @@ def ratio(res, a, b, key):
     return ra[key] / rb[key] if key in ra and key in rb and rb[key] else None
 
 
-def paired(res, other):
-    """Median over the rounds of gyrus's req/s over `other`'s in the same round."""
+def paired(res, other, key="rounds_requests_per_sec"):
+    """Median over the rounds of gyrus's figure (req/s, p99) over `other`'s in the same round."""
     g, o = res.get("gyrus", {}), res.get(other, {})
-    ratios = [a / b for a, b in zip(g.get("rounds_requests_per_sec", []), o.get("rounds_requests_per_sec", [])) if b]
+    ratios = [a / b for a, b in zip(g.get(key, []), o.get(key, [])) if b]
     return statistics.median(ratios) if ratios else 0.0
 
 
@@ -333,8 +341,9 @@ def markdown(res, args):
              "the same driver for every proxy. p50/p99 from h2load's per-request log. Every proxy adds the "
              "forwarding headers gyrus adds by default (X-Forwarded-For, X-Forwarded-Proto, X-Request-ID, Via; "
              "nghttpx cannot generate a request id, so it adds the other three). "
-             f"All proxies run at once and {args.rounds} rounds measure each subject in turn; the row shows the "
-             "round with the subject's median req/s, then every round's req/s. CPU is the subject's (the "
+             f"All proxies run at once and {args.rounds} rounds measure each subject in turn, the proxies taking "
+             "turns at going first; the row shows the round with the subject's median req/s, then every round's "
+             "req/s and p99. CPU is the subject's (the "
              "backend's for *direct*), and CPU µs per request is that CPU divided by the rate (the median over the "
              "rounds).", ""]
     cap = f"each proxy capped at {args.cpu_limit:g} CPU"
@@ -348,20 +357,22 @@ def markdown(res, args):
                       f"as `limits.cpu: {args.cpu_limit * 1000:g}m` would a sidecar), so that the rate is the "
                       "proxy's: what it does with the CPU it is given.", ""]
         lines += [f"**{title}**", "",
-                  "| subject | req/s (median round) | p50 | p99 | failed | CPU | CPU µs / request | req/s of each round |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| subject | req/s (median round) | p50 | p99 | failed | CPU | CPU µs / request | req/s of each round "
+                  "| p99 of each round (ms) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for name in ("direct", "gyrus", "nghttpx", "haproxy"):
             if name == "direct" and kind.endswith(CAPPED):
                 continue
             r = res[kind].get(name, {})
             if "requests_per_sec" not in r:
-                lines.append(f"| {name} | failed: {r.get('reason', '?')[:120]} | | | | | | |")
+                lines.append(f"| {name} | failed: {r.get('reason', '?')[:120]} | | | | | | | |")
                 continue
             cpu = r.get("cpu_percent", {}).get("subject" if name != "direct" else "backend") or 0
             each = ", ".join(f"{x:,.0f}" for x in r.get("rounds_requests_per_sec", []))
+            each_p99 = ", ".join(f"{x / 1000:.1f}" for x in r.get("rounds_p99_us", []))
             lines.append(f"| {name} | {r['requests_per_sec']:,.0f} | {r['p50_us'] / 1000:.2f} ms | "
                          f"{r['p99_us'] / 1000:.2f} ms | {r['failed']:,} | {cpu:.0f} % | "
-                         f"{r.get('cpu_us_per_request', 0):.1f} | {each} |")
+                         f"{r.get('cpu_us_per_request', 0):.1f} | {each} | {each_p99} |")
         rn, rh = ratio(res[kind], "gyrus", "nghttpx", "requests_per_sec"), ratio(res[kind], "gyrus", "haproxy",
                                                                                   "requests_per_sec")
         pn, ph = ratio(res[kind], "gyrus", "nghttpx", "p99_us"), ratio(res[kind], "gyrus", "haproxy", "p99_us")
@@ -369,10 +380,12 @@ def markdown(res, args):
                   ratio(res[kind], "gyrus", "haproxy", "cpu_us_per_request"))
         if rn is not None and rh is not None:
             pr = {other: paired(res[kind], other) for other in ("nghttpx", "haproxy")}
+            pp = {other: paired(res[kind], other, "rounds_p99_us") for other in ("nghttpx", "haproxy")}
             lines += ["", f"gyrus/nghttpx req/s = {rn:.3f}, gyrus/HAProxy req/s = {rh:.3f} (target ≥ 1; the median "
                           f"of the per-round ratios, each pair measured a minute apart so that a drift of this "
                           f"machine's speed cancels out: {pr['nghttpx']:.3f} and {pr['haproxy']:.3f}); "
-                          f"p99 gyrus/nghttpx = {pn:.3f}, gyrus/HAProxy = {ph:.3f} (target ≤ 1)"
+                          f"p99 gyrus/nghttpx = {pn:.3f}, gyrus/HAProxy = {ph:.3f} (target ≤ 1; per-round: "
+                          f"{pp['nghttpx']:.3f} and {pp['haproxy']:.3f})"
                           + (f"; CPU per request gyrus/nghttpx = {cn:.3f}, gyrus/HAProxy = {ch:.3f} (lower is better)."
                              if cn is not None and ch is not None else ".")]
         lines.append("")
@@ -396,9 +409,9 @@ def markdown(res, args):
 
 
 def main():
-    ap = section.parser(__doc__, connections=64, duration=8, warmup=2)
+    ap = section.parser(__doc__, connections=64, duration=5, warmup=1)
     ap.add_argument("--streams", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--cpu-limit", type=float, default=0.5,
                     help="share of one CPU each proxy may use in the *capped* cases")
     args = ap.parse_args()
