@@ -382,8 +382,8 @@ def markdown(res, args):
             pr = {other: paired(res[kind], other) for other in ("nghttpx", "haproxy")}
             pp = {other: paired(res[kind], other, "rounds_p99_us") for other in ("nghttpx", "haproxy")}
             lines += ["", f"gyrus/nghttpx req/s = {rn:.3f}, gyrus/HAProxy req/s = {rh:.3f} (target ≥ 1; the median "
-                          f"of the per-round ratios, each pair measured a minute apart so that a drift of this "
-                          f"machine's speed cancels out: {pr['nghttpx']:.3f} and {pr['haproxy']:.3f}); "
+                          f"of the per-round ratios, each pair measured seconds apart, one case's subjects back to back, so "
+                          f"that a drift of this machine's speed cancels out: {pr['nghttpx']:.3f} and {pr['haproxy']:.3f}); "
                           f"p99 gyrus/nghttpx = {pn:.3f}, gyrus/HAProxy = {ph:.3f} (target ≤ 1; per-round: "
                           f"{pp['nghttpx']:.3f} and {pp['haproxy']:.3f})"
                           + (f"; CPU per request gyrus/nghttpx = {cn:.3f}, gyrus/HAProxy = {ch:.3f} (lower is better)."
