@@ -120,6 +120,23 @@ bad:
     return gy_verr(v, "must be a token (letters, digits and !#$%%&'*+-.^_`|~), got %s", gy_vdesc(value, got, sizeof(got)));
 }
 
+/* An HTTP field value (RFC 9110 §5.5): visible characters, obs-text, spaces and tabs, but no CR,
+ * LF or NUL, which would end the header or split it in two. */
+int gy_check_field_value(struct gy_vctx *v, const json_t *value)
+{
+    const char *s = json_string_value(value);
+    size_t n = json_string_length(value);
+    char got[96];
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return gy_verr(v, "a header value cannot hold control characters (CR, LF, NUL...), got %s",
+                           gy_vdesc(value, got, sizeof(got)));
+    }
+    return 0;
+}
+
 int gy_check_regex(struct gy_vctx *v, const json_t *value)
 {
     return gy_vregex(v, json_string_value(value));
@@ -446,6 +463,43 @@ int gy_check_health_checker(struct gy_vctx *v, const json_t *obj)
     if (count_members(obj, forms) <= 1)
         return 0;
     return gy_verr(v, "only one of \"http_health_check\", \"tcp_health_check\", \"grpc_health_check\" may be set");
+}
+
+/* http_health_check: request_headers_to_add cannot set what frames the check itself. */
+int gy_check_http_health(struct gy_vctx *v, const json_t *obj)
+{
+    static const char *const refused[] = { "host", "connection", "content-length", "transfer-encoding", "te",
+                                           "upgrade", "keep-alive", "proxy-connection", "expect", NULL };
+    const json_t *op;
+    size_t i;
+
+    json_array_foreach(member(obj, "request_headers_to_add"), i, op) {
+        const json_t *kv = member(op, "header") != NULL ? member(op, "header") : op;
+        const char *name = json_string_value(member(kv, "key"));
+        for (const char *const *r = refused; name != NULL && *r != NULL; r++) {
+            if (strcasecmp(name, *r) != 0)
+                continue;
+            size_t mark = gy_vpush(v, "request_headers_to_add");
+            gy_vpushi(v, i);
+            gy_verr(v, "a health check cannot set \"%s\"%s", *r,
+                    strcmp(*r, "host") == 0 ? " here: the check has its own \"host\" field" : " (gyrus frames the check)");
+            gy_vpop(v, mark);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* An :authority: host[:port], a reg-name or an IP literal; no userinfo, path or spaces. */
+int gy_check_authority(struct gy_vctx *v, const json_t *value)
+{
+    const char *s = json_string_value(value);
+    char got[96];
+
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && strchr("-._~!$&'()*+,;=:[]%", *p) == NULL)
+            return gy_verr(v, "must be host or host:port, got %s", gy_vdesc(value, got, sizeof(got)));
+    return 0;
 }
 
 int gy_check_hex(struct gy_vctx *v, const json_t *value)

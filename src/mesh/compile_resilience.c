@@ -212,6 +212,11 @@ static int health_http(struct cc *cc, struct gy_health_check *h, const json_t *t
     h->host = cc_strdup(cc, cc_str(t, "host", c->name));
     if (h->path == NULL || h->host == NULL)
         return GY_ENOMEM;
+    if (cc_str(t, "service_name", NULL) != NULL && (h->service_name = cc_strdup(cc, cc_str(t, "service_name", ""))) == NULL)
+        return GY_ENOMEM;
+    int rc = cc_header_ops(cc, json_object_get(t, "request_headers_to_add"), &h->headers, &h->nheaders);
+    if (rc != 0)
+        return rc;
     if (n == 0) {
         if ((h->expected = cc_array(cc, 1, sizeof(*h->expected))) == NULL)
             return GY_ENOMEM;
@@ -228,6 +233,14 @@ static int health_http(struct cc *cc, struct gy_health_check *h, const json_t *t
     }
     h->nexpected = n;
     return 0;
+}
+
+static int health_grpc(struct cc *cc, struct gy_health_check *h, const json_t *t, const struct gy_cluster *c)
+{
+    h->kind = GY_HC_GRPC;
+    h->service_name = cc_strdup(cc, cc_str(t, "service_name", ""));
+    h->authority = cc_strdup(cc, cc_str(t, "authority", c->name));
+    return h->service_name == NULL || h->authority == NULL ? GY_ENOMEM : 0;
 }
 
 static int health_checks(struct cc *cc, struct gy_cluster *c, const json_t *arr)
@@ -270,10 +283,9 @@ static int health_checks(struct cc *cc, struct gy_cluster *c, const json_t *arr)
             h->healthy_threshold = 1;
         if ((t = json_object_get(hc, "tcp_health_check")) != NULL)
             rc = health_tcp(cc, h, t);
-        else if ((t = json_object_get(hc, "grpc_health_check")) != NULL) {
-            h->kind = GY_HC_GRPC;
-            rc = (h->service_name = cc_strdup(cc, cc_str(t, "service_name", ""))) ? 0 : GY_ENOMEM;
-        } else
+        else if ((t = json_object_get(hc, "grpc_health_check")) != NULL)
+            rc = health_grpc(cc, h, t, c);
+        else
             rc = health_http(cc, h, json_object_get(hc, "http_health_check"), c);
         if (rc != 0)
             return rc;

@@ -134,7 +134,11 @@ struct gy_health_check {
     uint8_t **receive;              /* TCP: each must appear in the answer (decoded from hex) */
     size_t *receive_len;
     size_t nreceive;
-    char *service_name;             /* gRPC Health v1: the service asked about ("" = server) */
+    char *service_name;             /* gRPC Health v1: the service asked about ("" = server); HTTP: the
+                                     * prefix x-envoy-upstream-healthchecked-cluster must have (NULL: none) */
+    char *authority;                /* gRPC: :authority of the check, default the cluster name */
+    struct gy_header_op *headers;   /* HTTP: request_headers_to_add */
+    size_t nheaders;
     bool reuse;                     /* HTTP: keep the connection between checks (default true) */
     uint32_t no_traffic_ms;         /* healthy hosts of a cluster that never had traffic: this interval (0: interval) */
 };

@@ -57,7 +57,7 @@ const struct gy_struct gy_s_metadatum = { "metadatum", "A key/value pair (Grey M
 static const struct gy_field f_header_kv[] = {
     GY_STR("key", .flags = GY_F_REQUIRED | GY_F_USED, .check = gy_check_token, .type_doc = "token",
            .doc = "Header name (an HTTP token; matched case-insensitively)."),
-    GY_STR("value", .flags = GY_F_USED, .def = "\"\"", .doc = "Header value."),
+    GY_STR("value", .flags = GY_F_USED, .check = gy_check_field_value, .def = "\"\"", .doc = "Header value."),
     GY_END,
 };
 const struct gy_struct gy_s_header_kv = { "header", "A header name and value.", f_header_kv, NULL };
@@ -65,7 +65,8 @@ const struct gy_struct gy_s_header_kv = { "header", "A header name and value.", 
 static const struct gy_field f_header_op[] = {
     GY_STR("key", .flags = GY_F_USED, .check = gy_check_token, .type_doc = "token",
            .doc = "Header name, Grey Matter form (`{key, value}`). Give either `key` or `header`."),
-    GY_STR("value", .flags = GY_F_USED, .def = "\"\"", .doc = "Header value, Grey Matter form."),
+    GY_STR("value", .flags = GY_F_USED, .check = gy_check_field_value, .def = "\"\"",
+           .doc = "Header value, Grey Matter form."),
     GY_OBJ("header", gy_s_header_kv, .flags = GY_F_USED,
            .doc = "Envoy form (`{header: {key, value}, append}`). Give either `key` or `header`."),
     GY_BOOL("append", .flags = GY_F_USED, .def = "true",

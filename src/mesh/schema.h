@@ -135,6 +135,9 @@ int gy_vregex(struct gy_vctx *v, const char *pattern);
 int gy_check_hex(struct gy_vctx *v, const json_t *value);
 
 int gy_check_token(struct gy_vctx *v, const json_t *value);
+int gy_check_field_value(struct gy_vctx *v, const json_t *value);
+int gy_check_authority(struct gy_vctx *v, const json_t *value);
+int gy_check_http_health(struct gy_vctx *v, const json_t *obj);
 int gy_check_regex(struct gy_vctx *v, const json_t *value);
 int gy_check_ip(struct gy_vctx *v, const json_t *value);
 int gy_check_host(struct gy_vctx *v, const json_t *value);

@@ -22,16 +22,24 @@ static const struct gy_field f_status_range[] = {
 static const struct gy_struct s_status_range = { "status_range", "A range of HTTP statuses (Envoy's `Int64Range`).", f_status_range, NULL };
 static const struct gy_field e_status_range = GY_OBJ(NULL, s_status_range, .doc = NULL);
 
+static const struct gy_field e_header_op = GY_OBJ(NULL, gy_s_header_op, .doc = NULL);
+
 static const struct gy_field f_http_health[] = {
     GY_STR("host", .flags = GY_F_USED, .doc = "Host header; default: the cluster name."),
     GY_STR("path", .flags = GY_F_USED, .def = "/", .doc = "Path requested."),
     GY_LIST("expected_statuses", e_status_range, .flags = GY_F_USED, .def = "200..399",
             .doc = "Statuses that count as healthy (Envoy's field)."),
-    GY_STR("service_name", .doc = "Expected `x-envoy-upstream-healthchecked-cluster` prefix."),
-    GY_LIST("request_headers_to_add", gy_e_metadatum, .doc = "Headers sent with the check."),
+    GY_STR("service_name", .flags = GY_F_USED,
+           .doc = "When set, a healthy answer must carry `x-envoy-upstream-healthchecked-cluster` starting with "
+                  "this (Envoy's check that the right service answered)."),
+    GY_LIST("request_headers_to_add", e_header_op, .flags = GY_F_USED,
+            .doc = "Headers sent with the check (`{key, value}` or Envoy's `{header: {key, value}, append}`; "
+                   "`append: false` replaces gyrus's `user-agent`). `host` has its own field, and "
+                   "connection-level headers are refused."),
     GY_END,
 };
-static const struct gy_struct s_http_health = { "http_health_check", "An HTTP health check.", f_http_health, NULL };
+static const struct gy_struct s_http_health = { "http_health_check", "An HTTP health check.", f_http_health,
+                                                gy_check_http_health };
 
 static const struct gy_field f_tcp_health[] = {
     GY_STR("send", .flags = GY_F_USED, .check = gy_check_hex, .type_doc = "hex", .doc = "Hex-encoded bytes to send; empty: connect only."),
@@ -42,7 +50,8 @@ static const struct gy_struct s_tcp_health = { "tcp_health_check", "A TCP health
 
 static const struct gy_field f_grpc_health[] = {
     GY_STR("service_name", .flags = GY_F_USED, .def = "\"\" (the server)", .doc = "Service asked about in `grpc.health.v1.Health/Check`."),
-    GY_STR("authority", .doc = "`:authority` of the check; default: the cluster name."),
+    GY_STR("authority", .flags = GY_F_USED | GY_F_NONEMPTY, .check = gy_check_authority, .type_doc = "host[:port]",
+           .def = "the cluster name", .doc = "`:authority` of the check."),
     GY_END,
 };
 static const struct gy_struct s_grpc_health = { "grpc_health_check", "A gRPC Health v1 check (Envoy's field).", f_grpc_health, NULL };
@@ -65,7 +74,7 @@ static const struct gy_field f_health_check[] = {
     GY_INT("unhealthy_threshold", 0, GY_I64, .doc = "Failures before a host is unhealthy."),
     GY_INT("healthy_threshold", 0, GY_I64, .doc = "Successes before a host is healthy again."),
     GY_BOOL("reuse_connection", .flags = GY_F_USED, .def = "true",
-            .doc = "Keep the connection between HTTP checks (TCP and gRPC checks open one each time)."),
+            .doc = "Keep the connection between HTTP checks and TCP checks with `receive` (gRPC checks open one each time)."),
     GY_INT("no_traffic_interval_msec", 0, GY_I64, .flags = GY_F_USED, .def = "interval_msec",
            .doc = "Interval for healthy hosts while the cluster has had no request yet, ms (Envoy's no_traffic_interval)."),
     GY_INT("unhealthy_interval_msec", 0, GY_I64, .flags = GY_F_USED, .def = "interval_msec", .doc = "Interval for unhealthy hosts, ms."),

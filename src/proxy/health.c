@@ -269,6 +269,53 @@ static int out_append(struct checker *ck, const void *data, size_t len)
     return 0;
 }
 
+/* The request head: ours, then request_headers_to_add (the schema vetted names and values; one
+ * with append: false replaces our user-agent). */
+static int http_request(struct checker *ck, const struct gy_health_check *hc)
+{
+    char req[8192];
+    bool own_agent = true;
+    size_t len;
+    int n;
+
+    if (!token_ok(hc->path) || !token_ok(hc->host))
+        return why(ck, GY_EINVAL, "path or host of the check has spaces or control characters");
+    for (size_t i = 0; i < hc->nheaders; i++)
+        if (!hc->headers[i].append && strcmp(hc->headers[i].name, "user-agent") == 0)
+            own_agent = false;
+    n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nhost: %s\r\n%s%s", hc->path, hc->host,
+                 own_agent ? "user-agent: gyrus-health-check\r\n" : "", hc->reuse ? "" : "connection: close\r\n");
+    for (size_t i = 0; i < hc->nheaders && n >= 0 && (size_t)n < sizeof(req); i++) {
+        len = (size_t)n;
+        n = snprintf(req + len, sizeof(req) - len, "%s: %s\r\n", hc->headers[i].name, hc->headers[i].value);
+        n = n < 0 ? n : (int)(len + (size_t)n);
+    }
+    if (n >= 0 && (size_t)n < sizeof(req)) {
+        len = (size_t)n;
+        n = snprintf(req + len, sizeof(req) - len, "\r\n");
+        n = n < 0 ? n : (int)(len + (size_t)n);
+    }
+    if (n < 0 || (size_t)n >= sizeof(req))
+        return why(ck, GY_ETOOBIG, "request head over %zu bytes", sizeof(req));
+    return out_append(ck, req, (size_t)n);
+}
+
+/* service_name: Envoy's check that the service that answered is the one meant. */
+static int service_matches(struct checker *ck, const struct gy_h1_response *res)
+{
+    static const struct gy_slice name = GY_SLICE_LIT("x-envoy-upstream-healthchecked-cluster");
+    const char *want = ck->hc->service_name;
+    const struct gy_header *h = gy_header_find(res->headers, res->nheaders, name);
+    size_t n = strlen(want);
+
+    if (h != NULL && h->value.len >= n && memcmp(h->value.ptr, want, n) == 0)
+        return 0;
+    if (h == NULL)
+        return why(ck, GY_EIO, "no x-envoy-upstream-healthchecked-cluster in the answer (service_name \"%s\")", want);
+    return why(ck, GY_EIO, "x-envoy-upstream-healthchecked-cluster is \"%.*s\", not service_name \"%s\"",
+               (int)(h->value.len > 128 ? 128 : h->value.len), h->value.ptr, want);
+}
+
 static int prepare(struct checker *ck)
 {
     const struct gy_health_check *hc = ck->hc;
@@ -278,20 +325,13 @@ static int prepare(struct checker *ck)
     if ((ck->in = malloc(ck->in_cap)) == NULL)
         return why(ck, GY_ENOMEM, "out of memory");
     switch (hc->kind) {
-    case GY_HC_HTTP: {
-        char req[8192];
-        if (!token_ok(hc->path) || !token_ok(hc->host))
-            return why(ck, GY_EINVAL, "path or host of the check has spaces or control characters");
-        int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nhost: %s\r\nuser-agent: gyrus-health-check\r\n%s\r\n",
-                         hc->path, hc->host, hc->reuse ? "" : "connection: close\r\n");
-        if (n < 0 || (size_t)n >= sizeof(req))
-            return why(ck, GY_ETOOBIG, "request head over %zu bytes", sizeof(req));
-        return out_append(ck, req, (size_t)n);
-    }
+    case GY_HC_HTTP:
+        return http_request(ck, hc);
     case GY_HC_TCP:
         return out_append(ck, hc->send, hc->send_len);
     case GY_HC_GRPC:
-        ck->grpc = gy_hc_grpc_new(ck->cluster->name, hc->service_name ? hc->service_name : "");
+        ck->grpc = gy_hc_grpc_new(hc->authority ? hc->authority : ck->cluster->name,
+                                  hc->service_name ? hc->service_name : "");
         return ck->grpc != NULL ? 0 : why(ck, GY_ENOMEM, "cannot start an HTTP/2 session");
     }
     return why(ck, GY_EINVAL, "unknown check kind");
@@ -324,7 +364,7 @@ static int judge_http(struct checker *ck)
     ck->keepable = ck->hc->reuse && res.keep_alive && framed && ck->in_len == whole;
     for (size_t i = 0; i < ck->hc->nexpected; i++)
         if (res.status >= ck->hc->expected[i].start && res.status < ck->hc->expected[i].end)
-            return 0;
+            return ck->hc->service_name != NULL ? service_matches(ck, &res) : 0;
     return why(ck, GY_EIO, "status %d", res.status);
 }
 
@@ -341,8 +381,10 @@ static bool tcp_matches(const struct checker *ck)
 
 static int judge_tcp(struct checker *ck)
 {
-    if (tcp_matches(ck))
+    if (tcp_matches(ck)) {
+        ck->keepable = ck->hc->reuse; /* answered and still open: the next check sends again on it */
         return 0;
+    }
     if (ck->in_len == ck->in_cap)
         return why(ck, GY_ETOOBIG, "expected bytes not in the first %zu received", ck->in_cap);
     return GY_EAGAIN;
@@ -530,7 +572,7 @@ static void probe_start(struct checker *ck)
         return;
     }
     if (ck->parked) {
-        if (ck->hc->reuse && ck->kind == GY_HC_HTTP) {
+        if (ck->hc->reuse && ck->kind != GY_HC_GRPC) {
             probe_resume(ck);
             return;
         }

@@ -23,6 +23,7 @@ class HealthBackend:
         self.lock = threading.Lock()
         self.health_status = 200
         self.health_delay = 0.0
+        self.health_headers = {}     # extra headers of the check's answer
         self.checks = []
         self.peers = []              # the client port of each check: one per connection used
         self.traffic = 0
@@ -37,15 +38,17 @@ class HealthBackend:
                     with owner.lock:
                         owner.checks.append((time.monotonic(), path, {k.lower(): v for k, v in self.headers.items()}))
                         owner.peers.append(self.client_address[1])
-                        status, delay = owner.health_status, owner.health_delay
+                        status, delay, extra = owner.health_status, owner.health_delay, dict(owner.health_headers)
                     if delay:
                         time.sleep(delay)
                     body = b"health\n"
                 else:
                     with owner.lock:
                         owner.traffic += 1
-                    status, body = 200, f"ok {owner.name}\n".encode()
+                    status, body, extra = 200, f"ok {owner.name}\n".encode(), {}
                 self.send_response(status)
+                for k, v in extra.items():
+                    self.send_header(k, v)
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -194,6 +197,34 @@ def test_http_expected_statuses_and_host_header(gyrus_factory, backends):
     assert a.checks[-1][2]["host"] == "health.internal"
     a.set_health(200)  # not in the expected range any more
     wait_health(g, a.addr, 0)
+
+
+def test_http_check_headers_to_add_and_service_name(gyrus_factory, backends):
+    """request_headers_to_add goes out with every check (append: false replaces our user-agent);
+    service_name makes a check pass only when x-envoy-upstream-healthchecked-cluster starts with
+    it, as Envoy does, so that a host that is up but runs another service is not taken."""
+    a = backends("a")
+    hc = check(unhealthy=2, healthy=2, http_health_check={
+        "path": "/health", "service_name": "billing",
+        "request_headers_to_add": [{"key": "x-probe", "value": "gyrus hc"},
+                                   {"header": {"key": "user-agent", "value": "probe/1"}, "append": False}]})
+    g = gyrus_factory(simple_mesh(free_port(), [a.port], cluster_extra={"health_checks": [hc]}), "test")
+    wait_for(lambda: g.metric("gyrus_cluster_health_check_failure_total", cluster=CLUSTER, host=a.addr) >= 2,
+             what="failing checks: the answer names no service")
+    wait_health(g, a.addr, 0)
+    assert "no x-envoy-upstream-healthchecked-cluster in the answer (service_name \"billing\")" in g.output()
+    heads = a.checks[-1][2]
+    assert heads["x-probe"] == "gyrus hc"
+    assert heads["user-agent"] == "probe/1"
+    assert heads["host"] == CLUSTER
+
+    with a.lock:
+        a.health_headers = {"x-envoy-upstream-healthchecked-cluster": "billing-v2"}  # a prefix match
+    wait_health(g, a.addr, 1)
+    with a.lock:
+        a.health_headers = {"x-envoy-upstream-healthchecked-cluster": "payments"}
+    wait_health(g, a.addr, 0)
+    assert 'x-envoy-upstream-healthchecked-cluster is "payments", not service_name "billing"' in g.output()
 
 
 def test_http_check_timeout_and_dead_host(gyrus_factory, backends):
@@ -347,11 +378,13 @@ def test_panic_threshold_zero_refuses(gyrus_factory, backends):
 class TcpServer:
     """Answers each connection according to `mode`: "pong" sends b"..PONG..READY" once it has
     read b"PING"; "wrong" sends b"NOPE"; "silent" reads and says nothing; "accept" says nothing
-    and closes at once. Counts connections."""
+    and closes at once; "loop" answers every PING with PONG READY on the same connection until
+    the client closes. Counts connections and (in "loop") the PINGs."""
 
     def __init__(self, port=0):
         self.mode = "pong"
         self.connections = 0
+        self.pings = 0
         self.received = b""
         self.lock = threading.Lock()
         self.sock = socket.socket()
@@ -379,6 +412,9 @@ class TcpServer:
             mode = self.mode
             if mode == "accept":
                 return
+            if mode == "loop":
+                self._loop(c)
+                return
             data = b""
             try:
                 while b"PING" not in data:
@@ -398,6 +434,23 @@ class TcpServer:
                     time.sleep(1)
             except OSError:
                 pass
+
+    def _loop(self, c):
+        c.settimeout(30)
+        data = b""
+        try:
+            while self.mode == "loop":
+                chunk = c.recv(100)
+                if not chunk:
+                    return
+                data += chunk
+                while b"PING" in data:
+                    data = data.split(b"PING", 1)[1]
+                    with self.lock:
+                        self.pings += 1
+                    c.sendall(b"PONG READY\n")
+        except OSError:
+            pass
 
     def stop(self):
         self.running = False
@@ -428,6 +481,34 @@ def test_tcp_check_send_receive(gyrus_factory):
         assert "failed tcp checks in a row (timed out after 500 ms)" in g.output()
     finally:
         s.stop()
+
+
+def test_tcp_check_reuses_its_connection(gyrus_factory):
+    """A TCP check that expects an answer keeps its connection (reuse_connection, true by default)
+    and sends again on it; when the server closes it, the next check opens another and nothing
+    fails. A connect-only check still connects each time: the connect is what it checks."""
+    s = TcpServer()
+    s.mode = "loop"
+    try:
+        tcp = {"send": "50494e47", "receive": ["504f4e47"]}
+        g = gyrus_factory(tcp_mesh(free_port(), [s], tcp), "test")
+        wait_for(lambda: s.pings >= 6, what="six checks")
+        assert s.connections == 1
+        s.mode = "pong"  # the looping connection ends; later connections answer once and close
+        n = s.connections
+        wait_for(lambda: s.connections >= n + 3, what="checks on new connections")
+        assert g.metric("gyrus_cluster_health_check_failure_total", cluster=CLUSTER) == 0
+        assert healthy(g, s.addr) == 1
+    finally:
+        s.stop()
+    quiet = TcpServer()
+    quiet.mode = "loop"  # keeps every connection open, says nothing unasked
+    try:
+        g = gyrus_factory(tcp_mesh(free_port(), [quiet], {}), "test")
+        wait_for(lambda: quiet.connections >= 4, what="a connection per connect-only check")
+        assert quiet.pings == 0
+    finally:
+        quiet.stop()
 
 
 def test_tcp_connect_only(gyrus_factory):
@@ -541,3 +622,19 @@ def test_grpc_check_of_the_whole_server_and_of_an_http1_host(gyrus_factory, back
         wait_health(g, h1.addr, 0)  # an HTTP/1.1 server does not speak h2c
     finally:
         s.stop()
+
+
+def test_grpc_check_authority(gyrus_factory):
+    """grpc_health_check.authority is the check's :authority; unset, it is the cluster name."""
+    from h2backend import H2Backend
+    b = H2Backend("grpc-authority")
+    try:
+        hcs = [check(grpc_health_check={"authority": "health.svc.local:8443"}), check(grpc_health_check={})]
+        gyrus_factory(simple_mesh(free_port(), [b.port], cluster_extra={"health_checks": hcs}), "test")
+
+        def authorities():
+            return {r.get(":authority") for r in list(b.requests) if r.get(":path") == "/grpc.health.v1.Health/Check"}
+        wait_for(lambda: len(authorities()) == 2, what="checks with both authorities")
+        assert authorities() == {"health.svc.local:8443", CLUSTER}
+    finally:
+        b.stop()

@@ -417,6 +417,9 @@ static const struct {
     { "5/timeout", "-1", "route \"api\": timeout: must be a duration such as \"250ms\", \"5s\" or \"1m30s\", got -1" },
     { "5/prefix_rewrite", "\"/\"", NULL },
     { "5/request_headers_to_add", "[{\"key\": \"x-a\", \"value\": \"1\"}, {\"header\": {\"key\": \"x-b\", \"value\": \"2\"}, \"append\": false}]", NULL },
+    { "5/request_headers_to_add", "[{\"header\": {\"key\": \"x-a\", \"value\": \"a\\nb\"}}]",
+      "route \"api\": request_headers_to_add[0].header.value: a header value cannot hold control characters (CR, LF, NUL...), "
+      "got \"a?b\"" },
     { "5/request_headers_to_add", "[{\"key\": \"x-a\", \"header\": {\"key\": \"x-b\"}}]",
       "route \"api\": request_headers_to_add[0]: \"key\" and \"header\" cannot both be set" },
     { "5/response_headers_to_add", "[{\"value\": \"1\"}]",
@@ -506,6 +509,23 @@ static const struct {
     { "7/health_checks", "[{\"timeout_msec\": 1000, \"health_checker\": {\"http_health_check\": {\"path\": \"/health\"}}}]", NULL },
     { "7/health_checks", "[{\"health_checker\": {\"http_health_check\": {}, \"tcp_health_check\": {}}}]",
       "cluster \"backend\": health_checks[0].health_checker: only one of \"http_health_check\", \"tcp_health_check\", \"grpc_health_check\" may be set" },
+    { "7/health_checks", "[{\"health_checker\": {\"http_health_check\": {\"service_name\": \"billing\", \"request_headers_to_add\": "
+                         "[{\"key\": \"x-probe\", \"value\": \"1\"}, {\"header\": {\"key\": \"user-agent\", \"value\": \"p\"}, \"append\": false}]}}}]",
+      NULL },
+    { "7/health_checks", "[{\"health_checker\": {\"http_health_check\": {\"request_headers_to_add\": [{\"key\": \"x-a\"}, {\"key\": \"Host\", \"value\": \"h\"}]}}}]",
+      "cluster \"backend\": health_checks[0].health_checker.http_health_check.request_headers_to_add[1]: a health check cannot set "
+      "\"host\" here: the check has its own \"host\" field" },
+    { "7/health_checks", "[{\"health_checker\": {\"http_health_check\": {\"request_headers_to_add\": [{\"header\": {\"key\": \"Transfer-Encoding\", \"value\": \"chunked\"}}]}}}]",
+      "cluster \"backend\": health_checks[0].health_checker.http_health_check.request_headers_to_add[0]: a health check cannot set "
+      "\"transfer-encoding\" (gyrus frames the check)" },
+    { "7/health_checks", "[{\"health_checker\": {\"http_health_check\": {\"request_headers_to_add\": [{\"key\": \"x-a\", \"value\": \"1\\r\\nx-b: 2\"}]}}}]",
+      "cluster \"backend\": health_checks[0].health_checker.http_health_check.request_headers_to_add[0].value: a header value cannot "
+      "hold control characters (CR, LF, NUL...), got \"1??x-b: 2\"" },
+    { "7/health_checks", "[{\"health_checker\": {\"grpc_health_check\": {\"authority\": \"health.svc.local:8443\"}}}]", NULL },
+    { "7/health_checks", "[{\"health_checker\": {\"grpc_health_check\": {\"authority\": \"a b\"}}}]",
+      "cluster \"backend\": health_checks[0].health_checker.grpc_health_check.authority: must be host or host:port, got \"a b\"" },
+    { "7/health_checks", "[{\"health_checker\": {\"grpc_health_check\": {\"authority\": \"\"}}}]",
+      "cluster \"backend\": health_checks[0].health_checker.grpc_health_check.authority: must not be empty" },
     { "7/ssl_config", "{\"sni\": \"backend.local\", \"trust_file\": \"/ca.pem\"}", NULL },
     { "7/ssl_config", "{\"sni\": [\"a\"]}", "cluster \"backend\": ssl_config.sni: must be a string, got a list" },
     { "7/circuit_breakers", "null", NULL },
