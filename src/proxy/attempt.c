@@ -404,7 +404,7 @@ static void begin(struct gy_stream *s, bool fresh)
     /* A fresh HTTP/1.1 connection for a resend (another pooled one may be stale too); HTTP/2
      * takes any connection with room, since a refused stream's connection has none left. */
     struct gy_uconn *uc = h2 ? gy_upool_take_h2(p) : fresh ? NULL : gy_upool_take(p);
-    if (uc == NULL && (uc = gy_uconn_open(w, p, s->cluster, &s->cluster->instances[idx], h2, &overflow)) == NULL) {
+    if (uc == NULL && (uc = gy_uconn_open(w, p, s->cluster, &s->cluster->instances[idx], h2 ? GY_UC_HTTP2 : GY_UC_HTTP1, &overflow)) == NULL) {
         if (overflow) {
             release_host(s);
             gy_stream_overflow_reply(s);

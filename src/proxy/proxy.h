@@ -617,10 +617,17 @@ struct gy_upool *gy_upool_get(struct gy_worker *w, const struct gy_cluster *c, c
 void gy_upool_put(struct gy_worker *w, struct gy_upool *p);
 /* Takes an idle connection (or NULL). */
 struct gy_uconn *gy_upool_take(struct gy_upool *p);
+/* What a new upstream connection is for; over TLS it decides what ALPN offers. */
+enum gy_uc_kind {
+    GY_UC_HTTP1, /* HTTP/1.1 ("http/1.1") */
+    GY_UC_HTTP2, /* a pooled HTTP/2 session ("h2", then "http/1.1": gy_h2u_* handles the answer) */
+    GY_UC_ALPN,  /* "h2", then "http/1.1", for an owner that reads gy_tls_alpn() itself (a shadow copy) */
+};
+
 /* Opens a new connection (connecting). NULL on immediate failure, with *overflow set when a
  * circuit breaker (max_connections, max_pending_requests) refused it. */
 struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, const struct gy_cluster *c,
-                               const struct gy_instance *in, bool h2, bool *overflow);
+                               const struct gy_instance *in, enum gy_uc_kind kind, bool *overflow);
 /* An HTTP/2 connection to the host with room for one more stream (or NULL). */
 struct gy_uconn *gy_upool_take_h2(struct gy_upool *p);
 /* Gives the connection (idle, new, or an HTTP/2 one with room) to a stream's attempt. */

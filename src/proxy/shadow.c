@@ -5,7 +5,8 @@
  * away, and nothing about them can slow down or fail the real request: a copy that cannot be
  * sent is dropped and counted. A copy is written as an HTTP/1.1 request; to a cluster that speaks
  * HTTP/2 without TLS (h2c) it goes as one stream of its own HTTP/2 connection instead, made from
- * that request; a TLS cluster chooses by ALPN, and gets it over HTTP/1.1 if it accepts that.
+ * that request. To an HTTP/2 cluster over TLS the connection offers "h2" and "http/1.1" by ALPN
+ * and the copy waits for the server's choice (no answer means h2, as for proxied requests).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "http/h2.h"
 #include "proxy/hosts.h"
 #include "proxy/proxy.h"
+#include "tls/tls.h"
 
 #define MAX_SHADOWS_PER_WORKER 256
 #define SHADOW_TIMEOUT_MS 10000
@@ -31,6 +33,7 @@ struct gy_shadow {
     struct gy_timer timer;
     char *data;                       /* the whole request */
     size_t len;
+    bool alpn_pending;                /* HTTP/2 over TLS: nothing goes out before the server's ALPN choice */
     bool head_done;
     enum gy_h1_body body;
     uint64_t remaining;
@@ -209,7 +212,7 @@ static int h2_start(struct gy_shadow *sh)
 #define NV(name, nlen, value, vlen)                                                                        \
     (nv[n++] = (nghttp2_nv){ (uint8_t *)(name), (uint8_t *)(value), (nlen), (vlen), NGHTTP2_NV_FLAG_NONE })
     NV(":method", 7, req.method.ptr, req.method.len);
-    NV(":scheme", 7, "http", 4);
+    NV(":scheme", 7, sh->cluster->tls != NULL ? "https" : "http", sh->cluster->tls != NULL ? 5 : 4);
     struct gy_slice authority = req.host.len ? req.host : gy_slice_cstr(sh->cluster->name);
     NV(":authority", 10, authority.ptr, authority.len);
     NV(":path", 5, req.target.ptr, req.target.len);
@@ -271,6 +274,19 @@ static void h2_event(struct gy_shadow *sh)
     }
 }
 
+/* The HTTP/1.1 copy, queued whole on the connection. */
+static int h1_queue(struct gy_shadow *sh)
+{
+    struct gy_uconn *uc = sh->uc;
+    struct gy_worker *w = sh->w;
+
+    if (gy_buf_reserve(&w->bufs, &uc->wbuf) != 0 ||
+        (sh->len > uc->wbuf.cap && gy_buf_grow(&w->bufs, &uc->wbuf, (uint32_t)sh->len) != 0))
+        return GY_ENOMEM;
+    gy_buf_append(&uc->wbuf, sh->data, sh->len);
+    return 0;
+}
+
 void gy_shadow_event(struct gy_shadow *sh)
 {
     struct gy_uconn *uc = sh->uc;
@@ -281,6 +297,14 @@ void gy_shadow_event(struct gy_shadow *sh)
     if (uc->connect_failed) {
         shadow_free(sh, false);
         return;
+    }
+    if (sh->alpn_pending) {
+        const char *alpn = gy_tls_alpn(uc->transport);
+        sh->alpn_pending = false;
+        if ((alpn != NULL && strcmp(alpn, "http/1.1") == 0 ? h1_queue(sh) : h2_start(sh)) != 0) {
+            shadow_free(sh, false);
+            return;
+        }
     }
     if (sh->h2 != NULL) {
         h2_event(sh);
@@ -320,7 +344,7 @@ static void send_copy(struct gy_stream *s, const struct gy_cluster *c, char *dat
     bool overflow;
     int idx;
 
-    bool h2c = c->http2 && c->tls == NULL;
+    bool h2c = c->http2 && c->tls == NULL, alpn = c->http2 && c->tls != NULL;
 
     if (w->nshadows >= MAX_SHADOWS_PER_WORKER || ex == NULL)
         goto drop;
@@ -332,8 +356,9 @@ static void send_copy(struct gy_stream *s, const struct gy_cluster *c, char *dat
     struct gy_shadow *sh = calloc(1, sizeof(*sh));
     if (sh == NULL)
         goto drop;
-    struct gy_uconn *uc = h2c ? NULL : gy_upool_take(wc->hosts[idx]);
-    if (uc == NULL && (uc = gy_uconn_open(w, wc->hosts[idx], c, &c->instances[idx], false, &overflow)) == NULL) {
+    struct gy_uconn *uc = h2c || alpn ? NULL : gy_upool_take(wc->hosts[idx]);
+    if (uc == NULL && (uc = gy_uconn_open(w, wc->hosts[idx], c, &c->instances[idx], alpn ? GY_UC_ALPN : GY_UC_HTTP1,
+                                          &overflow)) == NULL) {
         free(sh);
         goto drop;
     }
@@ -349,22 +374,12 @@ static void send_copy(struct gy_stream *s, const struct gy_cluster *c, char *dat
     gy_list_insert_tail(&w->shadows, &sh->link);
     w->nshadows++;
     gy_timer_start(&w->loop, &sh->timer, SHADOW_TIMEOUT_MS);
-    if (h2c) {
-        if (h2_start(sh) != 0) {
-            shadow_free(sh, false);
-            gy_stat_inc(c->stats, w->id, GY_C_SHADOW_DROPPED);
-            return;
-        }
-        gy_stat_inc(c->stats, w->id, GY_C_SHADOW);
-        gy_shadow_event(sh);
-        return;
-    }
-    if (gy_buf_reserve(&w->bufs, &uc->wbuf) != 0 || (len > uc->wbuf.cap && gy_buf_grow(&w->bufs, &uc->wbuf, (uint32_t)len) != 0)) {
+    sh->alpn_pending = alpn;
+    if (!alpn && (h2c ? h2_start(sh) : h1_queue(sh)) != 0) {
         shadow_free(sh, false);
         gy_stat_inc(c->stats, w->id, GY_C_SHADOW_DROPPED);
         return;
     }
-    gy_buf_append(&uc->wbuf, data, len);
     gy_stat_inc(c->stats, w->id, GY_C_SHADOW);
     gy_shadow_event(sh);
     return;

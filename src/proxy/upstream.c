@@ -241,8 +241,9 @@ static void uconn_on_io(struct gy_io *io, unsigned events)
 }
 
 struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, const struct gy_cluster *c,
-                               const struct gy_instance *in, bool h2, bool *overflow)
+                               const struct gy_instance *in, enum gy_uc_kind kind, bool *overflow)
 {
+    bool h2 = kind == GY_UC_HTTP2;
     uint32_t connect_timeout_ms = c->connect_timeout_ms;
     struct gy_uconn *uc;
     int fd;
@@ -272,7 +273,7 @@ struct gy_uconn *gy_uconn_open(struct gy_worker *w, struct gy_upool *p, const st
     uc->state = GY_UC_CONNECTING;
     uc->cb_pending = true;
     if (c->tls != NULL &&
-        (uc->transport = gy_tls_client(c->tls, in->host, h2 ? GY_TLS_ALPN_H2_HTTP11 : GY_TLS_ALPN_HTTP11)) == NULL) {
+        (uc->transport = gy_tls_client(c->tls, in->host, kind == GY_UC_HTTP1 ? GY_TLS_ALPN_HTTP11 : GY_TLS_ALPN_H2_HTTP11)) == NULL) {
         close(fd);
         free(uc);
         gy_stat_inc(p->stats, w->id, GY_C_CX_CONNECT_FAIL);

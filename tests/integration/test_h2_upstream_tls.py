@@ -11,8 +11,9 @@ import tempfile
 
 import grpc
 import pytest
+import requests
 
-from conftest import free_port, http_get, simple_mesh
+from conftest import free_port, http_get, simple_mesh, wait_for
 from grpc_service import OPTIONS, Service, stubs
 from h2backend import H2Backend
 from h2probe import Probe
@@ -126,3 +127,38 @@ def test_use_downstream_protocol_over_tls(gyrus_factory, pki, backends):
                        capture_output=True, timeout=10)
     assert r.returncode == 0 and r.stdout == b"ok h2 h2backend\n"
     assert be.alpn == ["http/1.1", "h2"] and be.protocols == ["h1", "h2"]
+
+
+def test_dark_copies_to_tls_http2_clusters_choose_by_alpn(gyrus_factory, pki, backends, backend_factory):
+    """A dark cluster with ssl_config and http2_protocol_options: its copy's connection offers "h2"
+    and "http/1.1" by ALPN and the copy goes as the server chooses, an HTTP/2 stream (:scheme
+    https, the body in DATA frames) or an HTTP/1.1 request."""
+    live = backend_factory("live")
+    h2only, h1only = H2Backend("dark-h2", ssl=server_ctx(pki, ["h2"])), H2Backend("dark-h1", ssl=server_ctx(pki, ["http/1.1"]))
+    backends += [h2only, h1only]
+    port = free_port()
+    tls = {"ssl_config": {"trust_file": pki.ca.cert, "sni": "localhost"}, "http2_protocol_options": {}}
+    objs = [
+        {"kind": "listener", "listener_key": "l", "name": "l", "ip": "127.0.0.1", "port": port, "domain_keys": ["d"]},
+        {"kind": "domain", "domain_key": "d", "name": "*", "port": port},
+        {"kind": "proxy", "proxy_key": "p", "name": "p", "listener_keys": ["l"]},
+        {"kind": "cluster", "cluster_key": "live", "name": "live", "instances": [{"host": "127.0.0.1", "port": live.port}]},
+        {"kind": "cluster", "cluster_key": "dh2", "name": "dh2", "instances": [{"host": "127.0.0.1", "port": h2only.port}], **tls},
+        {"kind": "cluster", "cluster_key": "dh1", "name": "dh1", "instances": [{"host": "127.0.0.1", "port": h1only.port}], **tls},
+        {"kind": "route", "route_key": "r", "domain_key": "d", "route_match": {"path": "/"},
+         "rules": [{"constraints": {"light": [{"cluster_key": "live"}],
+                                    "dark": [{"cluster_key": "dh2"}, {"cluster_key": "dh1"}]}}]},
+    ]
+    g = gyrus_factory(objs, "p")
+    r = requests.post(f"http://127.0.0.1:{port}/m?q=1", data=b"payload", timeout=10)
+    assert r.status_code == 200 and r.headers["x-backend"] == "live"
+    wait_for(lambda: len(h2only.requests) == 1 and len(h1only.requests) == 1, 5, what="both copies")
+    d2, d1 = h2only.requests[0], h1only.requests[0]
+    assert (d2[":method"], d2[":path"], d2[":scheme"], d2["x-gyrus-shadow"]) == ("POST", "/m?q=1", "https", "true")
+    assert (d1[":method"], d1[":path"], d1["x-gyrus-shadow"]) == ("POST", "/m?q=1", "true")
+    assert h2only.alpn == ["h2"] and h2only.protocols == ["h2"]
+    assert h1only.alpn == ["http/1.1"] and h1only.protocols == ["h1"]
+    assert h2only.bodies == [(7, hashlib.sha256(b"payload").hexdigest())]
+    for c in ("dh2", "dh1"):
+        assert g.metric("gyrus_cluster_upstream_rq_shadow_total", cluster=c) == 1
+        assert g.metric("gyrus_cluster_upstream_rq_shadow_dropped_total", cluster=c) == 0
