@@ -330,14 +330,17 @@ static bool upgrade_h2c(struct gy_dconn *dc, const struct gy_req_head *req)
 static int try_request(struct gy_dconn *dc)
 {
     struct gy_worker *w = dc->w;
-    const struct gy_listener *l = dc->lcfg;
-    struct gy_h1_limits lim = listener_limits(l);
     struct gy_h1_request r;
     struct gy_h1_error err;
     struct gy_req_head req;
 
     if (gy_buf_len(&dc->rbuf) == 0)
         return 0;
+    /* A reload while the connection was idle: the request that starts now gets the new config
+     * (a connection whose listener is gone keeps the old one and closes after this request). */
+    gy_dconn_follow_config(dc);
+    const struct gy_listener *l = dc->lcfg;
+    struct gy_h1_limits lim = listener_limits(l);
     int rc = parse(dc, &r, &err);
     if (rc == GY_EAGAIN) {
         if (gy_buf_room(&dc->rbuf) == 0 &&

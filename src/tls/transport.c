@@ -35,6 +35,7 @@ struct tls_conn {
     char *subject;
     char *spiffe;
     char *xfcc;                     /* our x-forwarded-client-cert element, once asked for */
+    unsigned xfcc_fields;           /* the fields it was made with (a reload may change them) */
 };
 
 static _Atomic uint64_t last_client_warn_ms;
@@ -259,8 +260,14 @@ const char *gy_tls_xfcc(struct gy_transport *t, unsigned fields)
     if (peer == NULL || !peer->verified)
         return NULL;
     c = conn_of(t);
-    if (c->xfcc == NULL)
+    if (c->xfcc != NULL && c->xfcc_fields != fields) { /* the listener's fields changed by a reload */
+        free(c->xfcc);
+        c->xfcc = NULL;
+    }
+    if (c->xfcc == NULL) {
         c->xfcc = tls_xfcc_element(SSL_get0_peer_certificate(c->ssl), SSL_get_peer_cert_chain(c->ssl),
                                    SSL_get_certificate(c->ssl), fields);
+        c->xfcc_fields = fields;
+    }
     return c->xfcc;
 }

@@ -548,6 +548,49 @@ def test_forward_client_cert_details(gyrus_factory, backend_factory, pki):
         h2be.stop()
 
 
+def read_response(s):
+    """One whole HTTP/1.1 answer with a Content-Length from socket s: its head."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    n = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    while len(body) < n:
+        chunk = s.recv(65536)
+        assert chunk
+        body += chunk
+    assert len(body) == n
+    return head
+
+
+def test_xfcc_fields_follow_a_reload_on_a_kept_connection(gyrus_factory, backend_factory, pki):
+    """A reload that changes set_current_client_cert_details reaches the next request of a
+    connection opened before it: the connection's element is made again for the new fields."""
+    server = pki.issue("xfcc-reload", "xfcc.test", ["DNS:localhost", "IP:127.0.0.1",
+                                                   "URI:spiffe://example.org/ns/test/sa/server"])
+    server.uri = "spiffe://example.org/ns/test/sa/server"
+    be = backend_factory()
+    port = free_port()
+    objs = tls_mesh(port, be.port, listener_ssl={"cert_key_pairs": [ckp(server)], "trust_file": pki.ca.cert})
+    objs[0]["forward_client_cert_details"] = "SANITIZE_SET"
+    objs[0]["set_current_client_cert_details"] = {"uri": True}
+    g = gyrus_factory(objs, "test")
+    with contextlib.closing(tls_connect(port, sni="localhost", ca=pki.ca.cert, cert=pki.client)) as s:
+        def xfcc():
+            n = len(be.requests)
+            s.sendall(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert read_response(s).startswith(b"HTTP/1.1 200")
+            return be.requests[n][2].get("x-forwarded-client-cert")
+        assert xfcc() == xfcc_element(pki, server, pki.client, ("uri",))
+        objs[0]["set_current_client_cert_details"] = {"uri": True, "subject": True}
+        g.write_mesh(objs)
+        g.signal(signal.SIGHUP)
+        wait_for(lambda: g.generation() == 2, 10, what="reload")
+        assert xfcc() == xfcc_element(pki, server, pki.client, ("uri", "subject"))
+
+
 @pytest.mark.parametrize("inline", [False, True])
 def test_crl_revocation(gyrus_factory, backend_factory, pki, inline):
     be = backend_factory()
