@@ -13,6 +13,7 @@
     X(EIO, "input/output error")                                   \
     X(ECLOSED, "connection closed")                                \
     X(ETIMEDOUT, "timed out")                                      \
+    X(ECANCELED, "cancelled")                                      \
     X(ECONFIG, "invalid configuration")                            \
     X(EUNSUPPORTED, "not supported")
 

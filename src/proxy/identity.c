@@ -1,7 +1,6 @@
 /* The SVID thread of `gyrus proxy --control`: CSR, signing, renewal at half life, files. */
 #include "proxy/identity.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/err.h>
@@ -20,6 +19,7 @@
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "http/client.h"
 
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
@@ -183,37 +183,31 @@ static json_t *sign_request(struct gy_identity *id, const char *csr, bool renewa
 /* POSTs to /v1.0/ca/sign; returns the result object or NULL with why. */
 static json_t *post_sign(struct gy_identity *id, json_t *req, char *why, size_t whylen)
 {
-    CURL *c = curl_easy_init();
     struct gy_bytes b = { .max = 1 << 20 };
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     char url[1200], *body = json_dumps(req, JSON_COMPACT);
     json_t *res = NULL, *doc = NULL;
-    long code = 0;
+    int code = 0;
 
+    if (body == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
     snprintf(url, sizeof(url), "%s/v1.0/ca/sign", id->url);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, gy_bytes_curl_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    CURLcode rc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    struct gy_http_request hr = {
+        .method = "POST", .url = url, .content_type = "application/json", .body = body, .body_len = strlen(body),
+        .user_agent = "gyrus-proxy/" GY_VERSION, .connect_timeout_ms = 5000, .timeout_ms = 10000,
+    };
+    int rc = gy_http_fetch(&hr, &code, &b, why, whylen);
     doc = b.p ? json_loads(b.p, 0, NULL) : NULL;
-    if (rc != CURLE_OK)
-        snprintf(why, whylen, "%s", curl_easy_strerror(rc));
-    else if (code != 200)
-        snprintf(why, whylen, "HTTP %ld: %s", code,
+    if (rc == 0 && code != 200)
+        snprintf(why, whylen, "HTTP %d: %s", code,
                  json_string_value(json_object_get(json_object_get(doc, "error"), "message")) ?: "no message");
-    else if ((res = json_object_get(doc, "result")) == NULL)
+    else if (rc == 0 && (res = json_object_get(doc, "result")) == NULL)
         snprintf(why, whylen, "no result in the answer");
     json_incref(res);
     json_decref(doc);
     gy_bytes_free(&b);
     free(body);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
     return res;
 }
 

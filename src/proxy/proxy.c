@@ -612,6 +612,9 @@ int gy_proxy_run(const struct gy_proxy_options *opt)
         if (opt->watch_interval_ms > 0)
             gy_timer_start(&p->loop, &p->watch_timer, opt->watch_interval_ms);
     } else {
+        if (strncasecmp(opt->control_url, "http://", 7) != 0)
+            gy_fatal("--control %s: the proxy reaches the control plane over http:// only (the control API has no "
+                     "TLS of its own yet)", opt->control_url);
         setup_cache(p);
         struct gy_identity_options io = { opt->control_url, opt->data_dir ? opt->data_dir : "/var/lib/gyrus",
                                           opt->name, opt->zone, opt->join_token };

@@ -1,8 +1,7 @@
-/* The long-poll thread of `gyrus proxy --control`. Blocking libcurl on its own thread; the main
- * thread only ever sees complete views, posted to its loop. */
+/* The long-poll thread of `gyrus proxy --control`. A blocking HTTP client (http/client.c) on its
+ * own thread; the main thread only ever sees complete views, posted to its loop. */
 #include "proxy/xds.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <pthread.h>
@@ -12,8 +11,10 @@
 #include <time.h>
 
 #include "core/bytes.h"
+#include "core/err.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "http/client.h"
 #include "proxy/proxy.h"
 
 #define POLL_WAIT_S 30
@@ -43,18 +44,6 @@ struct view_msg {
     char version[256];
 };
 
-static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
-{
-    struct gy_xds *x = arg;
-    bool stop;
-
-    (void)dt, (void)dn, (void)ut, (void)un;
-    pthread_mutex_lock(&x->lock);
-    stop = x->stop;
-    pthread_mutex_unlock(&x->lock);
-    return stop ? 1 : 0;
-}
-
 static void problem(struct gy_xds *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void problem(struct gy_xds *x, const char *fmt, ...)
 {
@@ -82,26 +71,27 @@ static void view_arrived(struct gy_loop *loop, void *arg)
     free(m);
 }
 
-static char *poll_url(struct gy_xds *x, CURL *c)
+static char *poll_url(struct gy_xds *x)
 {
-    char *v = curl_easy_escape(c, x->version, 0), *z = curl_easy_escape(c, x->zone, 0);
-    char *n = curl_easy_escape(c, x->node, 0), *nm = curl_easy_escape(c, x->name, 0);
-    char *e = curl_easy_escape(c, x->error, 0);
-    size_t len = strlen(x->base) + strlen(v) + strlen(z) + strlen(n) + strlen(nm) + strlen(e) + 128;
-    char *url = malloc(len);
+    char *v = gy_url_escape(x->version), *z = gy_url_escape(x->zone), *n = gy_url_escape(x->node);
+    char *nm = gy_url_escape(x->name), *e = gy_url_escape(x->error);
+    char *url = NULL;
 
-    if (url != NULL) {
-        int k = snprintf(url, len, "%s/v1.0/xds/%s?zone=%s&node=%s&version=%s&wait=%d", x->base, nm, z, n, v,
-                         POLL_WAIT_S);
-        if (x->status[0])
-            snprintf(url + k, len - (size_t)k, "&status=%s%s%s", x->status, x->error[0] ? "&error=" : "",
-                     x->error[0] ? e : "");
+    if (v != NULL && z != NULL && n != NULL && nm != NULL && e != NULL) {
+        size_t len = strlen(x->base) + strlen(v) + strlen(z) + strlen(n) + strlen(nm) + strlen(e) + 128;
+        if ((url = malloc(len)) != NULL) {
+            int k = snprintf(url, len, "%s/v1.0/xds/%s?zone=%s&node=%s&version=%s&wait=%d", x->base, nm, z, n, v,
+                             POLL_WAIT_S);
+            if (x->status[0])
+                snprintf(url + k, len - (size_t)k, "&status=%s%s%s", x->status, x->error[0] ? "&error=" : "",
+                         x->error[0] ? e : "");
+        }
     }
-    curl_free(v);
-    curl_free(z);
-    curl_free(n);
-    curl_free(nm);
-    curl_free(e);
+    free(v);
+    free(z);
+    free(n);
+    free(nm);
+    free(e);
     return url;
 }
 
@@ -172,56 +162,53 @@ static bool stopping(struct gy_xds *x)
     return s;
 }
 
+static bool cancelled(void *arg)
+{
+    return stopping(arg);
+}
+
 static void *xds_main(void *arg)
 {
     struct gy_xds *x = arg;
-    CURL *c = curl_easy_init();
     uint64_t backoff = BACKOFF_MIN_MS;
 
-    while (c != NULL && !stopping(x)) {
+    while (!stopping(x)) {
         struct gy_bytes b = { .max = MAX_BODY };
-        long code = 0;
-        char *url = poll_url(x, c);
-        curl_easy_reset(c);
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, gy_bytes_curl_write);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-        curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(POLL_WAIT_S + 15) * 1000L);
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_USERAGENT, "gyrus-proxy/" GY_VERSION);
-        CURLcode rc = curl_easy_perform(c);
-        free(url);
-        if (rc == CURLE_OK)
-            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-        if (rc == CURLE_OK && code == 200) {
+        char *url = poll_url(x), why[300];
+        int code = 0, rc = GY_ENOMEM;
+        if (url != NULL) {
+            struct gy_http_request req = {
+                .method = "GET", .url = url, .user_agent = "gyrus-proxy/" GY_VERSION, .connect_timeout_ms = 5000,
+                .timeout_ms = (POLL_WAIT_S + 15) * 1000, .cancel = cancelled, .cancel_arg = x,
+            };
+            rc = gy_http_fetch(&req, &code, &b, why, sizeof(why));
+            free(url);
+        } else {
+            snprintf(why, sizeof(why), "out of memory");
+        }
+        if (rc == 0 && code == 200) {
             backoff = BACKOFF_MIN_MS;
             if (x->last_problem[0]) {
                 gy_info("control plane %s: connected", x->base);
                 x->last_problem[0] = '\0';
             }
             deliver(x, &b);
-        } else if (rc == CURLE_OK && code == 304) {
+        } else if (rc == 0 && code == 304) {
             backoff = BACKOFF_MIN_MS;
             x->status[0] = '\0'; /* reported */
             x->error[0] = '\0';
         } else if (!stopping(x)) {
-            if (rc != CURLE_OK)
-                problem(x, "%s", curl_easy_strerror(rc));
+            if (rc != 0)
+                problem(x, "%s", why);
             else
-                problem(x, "HTTP %ld%s%.*s", code, b.len ? ": " : "", (int)(b.len > 160 ? 160 : b.len),
+                problem(x, "HTTP %d%s%.*s", code, b.len ? ": " : "", (int)(b.len > 160 ? 160 : b.len),
                         b.p ? b.p : "");
             uint64_t jitter = gy_lb_rand(&x->rng) % (backoff / 2 + 1);
             nap(x, backoff / 2 + jitter);
             backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
         }
-        free(b.p);
+        gy_bytes_free(&b);
     }
-    if (c != NULL)
-        curl_easy_cleanup(c);
     return NULL;
 }
 

@@ -32,6 +32,9 @@ def test_version_and_help():
     (("proxy", "--workers", "0"), 'proxy: error: --workers: want a number from 1 to 256, got "0"'),
     (("proxy", "--drain-time", "soon"), 'proxy: error: --drain-time: want a duration like 250ms, 10s or 2m, got "soon"'),
     (("proxy", "--config", "/nonexistent.yaml", "--name", "x"), "proxy: error: /nonexistent.yaml: No such file or directory"),
+    (("proxy", "--control", "https://cp.example:5555", "--name", "x", "--admin", "off"),
+     "proxy: error: --control https://cp.example:5555: the proxy reaches the control plane over http:// only "
+     "(the control API has no TLS of its own yet)"),
 ])
 def test_bad_flags_one_line(args, message):
     out = run(*args)

@@ -80,6 +80,10 @@ def test_proxy_follows_the_control_plane(control_factory, backend_factory, tmp_p
         wait_for(lambda: served_by(port, 5) == {"ok zero": 5}, 15, what="proxy serving its view")
         wait_for(lambda: (status_row(c, "node-1") or {}).get("status") == "ACK", 10, what="ACK")
         assert status_row(c, "node-1")["in_sync"]
+        # The proxy polls with its own HTTP client: libcurl (and what it pulls in) is never loaded.
+        with open(f"/proc/{p.proc.pid}/maps") as f:
+            maps = f.read()
+        assert "libcurl" not in maps and "libssh" not in maps and "libldap" not in maps
 
         # Weights change under traffic: no failed request, the split follows.
         failures, stop = [], threading.Event()

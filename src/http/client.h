@@ -1,0 +1,42 @@
+/*
+ * A small blocking HTTP/1.1 client for the proxy's own calls to the control plane: the config long
+ * poll (proxy/xds.c) and certificate signing (proxy/identity.c). Plain http://, one connection per
+ * request, run on the caller's thread; answers are parsed by our own codec (http/h1.c). With it a
+ * sidecar never loads libcurl and the libraries libcurl pulls in (about 11 MiB of mappings), which
+ * the control plane and the CLI still use.
+ */
+#ifndef GY_HTTP_CLIENT_H
+#define GY_HTTP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/bytes.h"
+
+struct gy_http_request {
+    const char *method;          /* "GET", "POST" */
+    const char *url;             /* http://host[:port][/path][?query]; host may be [IPv6] */
+    const char *content_type;    /* sent with a body */
+    const void *body;
+    size_t body_len;
+    const char *user_agent;      /* NULL: "gyrus" */
+    uint32_t connect_timeout_ms; /* per address tried; 0: 5000 */
+    uint32_t timeout_ms;         /* the whole exchange, connect included; 0: 30000 */
+    bool (*cancel)(void *arg);   /* asked a few times a second while waiting; true ends the request */
+    void *cancel_arg;
+};
+
+/*
+ * Performs the request. 0: *status is the final status and the body is in *out (its max bounds
+ * it; 1xx answers are skipped). Else a negative GY_E* and a one-line reason in why
+ * ("cannot connect to 127.0.0.1:5555: Connection refused", "timed out after 10000 ms", "malformed
+ * answer: ...", "answer over 1048576 bytes", "cancelled").
+ */
+int gy_http_fetch(const struct gy_http_request *req, int *status, struct gy_bytes *out, char *why, size_t whylen);
+
+/* s percent-encoded for a URL's query or path segment (unreserved characters kept); malloc'ed,
+ * NULL when out of memory. */
+char *gy_url_escape(const char *s);
+
+#endif
