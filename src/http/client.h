@@ -2,8 +2,9 @@
  * A small blocking HTTP/1.1 client for the proxy's own calls to the control plane: the config long
  * poll (proxy/xds.c) and certificate signing (proxy/identity.c). Plain http://, one connection per
  * request, run on the caller's thread; answers are parsed by our own codec (http/h1.c). With it a
- * sidecar never loads libcurl and the libraries libcurl pulls in (about 11 MiB of mappings), which
- * the control plane and the CLI still use.
+ * sidecar never loads libcurl and the 27 libraries it pulls in: an idle `--control` proxy went from
+ * 11.8 to 7.4 MiB resident (0.7 MiB of it its own memory). The control plane and the CLI still use
+ * libcurl.
  */
 #ifndef GY_HTTP_CLIENT_H
 #define GY_HTTP_CLIENT_H
