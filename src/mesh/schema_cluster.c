@@ -74,7 +74,7 @@ static const struct gy_field f_health_check[] = {
     GY_INT("unhealthy_threshold", 0, GY_I64, .doc = "Failures before a host is unhealthy."),
     GY_INT("healthy_threshold", 0, GY_I64, .doc = "Successes before a host is healthy again."),
     GY_BOOL("reuse_connection", .flags = GY_F_USED, .def = "true",
-            .doc = "Keep the connection between HTTP checks and TCP checks with `receive` (gRPC checks open one each time)."),
+            .doc = "Keep the connection between HTTP and gRPC checks, and TCP checks with `receive`."),
     GY_INT("no_traffic_interval_msec", 0, GY_I64, .flags = GY_F_USED, .def = "interval_msec",
            .doc = "Interval for healthy hosts while the cluster has had no request yet, ms (Envoy's no_traffic_interval)."),
     GY_INT("unhealthy_interval_msec", 0, GY_I64, .flags = GY_F_USED, .def = "interval_msec", .doc = "Interval for unhealthy hosts, ms."),

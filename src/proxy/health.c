@@ -60,6 +60,7 @@ struct checker {
     bool parked;                    /* no check running: its connection kept for the next (reuse_connection) */
     bool reused;                    /* the running check went on a kept connection */
     bool keepable;                  /* the answer was whole and left the connection open */
+    bool heard;                     /* the server sent something during this check */
     enum gy_health_kind kind;       /* of the running check */
     struct gy_io io;
     struct gy_transport *tls;       /* clusters with TLS are checked over TLS, as traffic goes */
@@ -182,7 +183,7 @@ static void probe_finish(struct checker *ck)
     free(ck->in);
     ck->out = ck->in = NULL;
     ck->out_len = ck->out_off = ck->out_cap = ck->in_len = ck->in_cap = 0;
-    ck->running = ck->reused = ck->keepable = false;
+    ck->running = ck->reused = ck->keepable = ck->heard = false;
 }
 
 /* Closes the running check's connection and frees its buffers; no result is recorded. */
@@ -330,6 +331,13 @@ static int prepare(struct checker *ck)
     case GY_HC_TCP:
         return out_append(ck, hc->send, hc->send_len);
     case GY_HC_GRPC:
+        if (ck->parked && ck->grpc != NULL && hc->reuse && gy_hc_grpc_again(ck->grpc) == 0)
+            return 0; /* the next call on the kept session */
+        if (ck->parked) { /* it cannot take another call: a new connection */
+            ck->parked = false;
+            close_conn(ck);
+        }
+        gy_hc_grpc_free(ck->grpc);
         ck->grpc = gy_hc_grpc_new(hc->authority ? hc->authority : ck->cluster->name,
                                   hc->service_name ? hc->service_name : "");
         return ck->grpc != NULL ? 0 : why(ck, GY_ENOMEM, "cannot start an HTTP/2 session");
@@ -403,6 +411,8 @@ static int on_bytes(struct checker *ck, size_t n)
     case GY_HC_GRPC:
         ck->in_len = 0; /* handed to nghttp2 */
         rc = gy_hc_grpc_input(ck->grpc, ck->in, n);
+        if (rc != GY_EAGAIN) /* the call is over; the session may carry the next one */
+            ck->keepable = ck->hc->reuse && gy_hc_grpc_reusable(ck->grpc);
         return rc == GY_EAGAIN || rc == 0 ? rc : why(ck, rc, "%s", gy_hc_grpc_why(ck->grpc));
     }
     return GY_EINVAL;
@@ -486,6 +496,7 @@ static int receive(struct checker *ck)
         }
         if (n == 0)
             return on_eof(ck);
+        ck->heard = true;
         ck->in_len += (size_t)n;
         int rc = on_bytes(ck, (size_t)n);
         if (rc != GY_EAGAIN)
@@ -526,12 +537,49 @@ static int probe_step(struct checker *ck, unsigned events)
     return rc == 0 ? GY_EAGAIN : rc;
 }
 
+/* Between gRPC checks on a kept session: what the server sends (PING, SETTINGS, WINDOW_UPDATE)
+ * is read and answered; 0 while the session stays usable. */
+static int grpc_idle(struct checker *ck)
+{
+    uint8_t buf[2048];
+
+    for (;;) {
+        ssize_t n;
+        if (ck->tls != NULL) {
+            bool more = false;
+            n = ck->tls->ops->read(ck->tls, ck->io.fd, buf, sizeof(buf), &more);
+            if (n == GY_EAGAIN)
+                break;
+        } else {
+            n = recv(ck->io.fd, buf, sizeof(buf), 0);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                break;
+        }
+        if (n <= 0 || gy_hc_grpc_idle_input(ck->grpc, buf, (size_t)n) != 0)
+            return GY_ECLOSED;
+    }
+    int rc = flush(ck);
+    if (rc == 0) { /* all answered: an idle connection holds no buffer */
+        free(ck->out);
+        ck->out = NULL;
+        ck->out_len = ck->out_off = ck->out_cap = 0;
+    }
+    return rc == GY_EAGAIN ? 0 : rc;
+}
+
 static void probe_start(struct checker *ck);
 
 static void probe_io(struct gy_io *io, unsigned events)
 {
     struct checker *ck = GY_CONTAINER_OF(io, struct checker, io);
 
+    if (ck->parked && ck->grpc != NULL) { /* between gRPC checks: the session lives on */
+        if ((events & GY_IO_HUP) || grpc_idle(ck) != 0)
+            probe_dispose(ck);
+        return;
+    }
     if (ck->parked) { /* between checks: closed by the server, or it spoke unasked? */
         char c;
         ssize_t n = recv(ck->io.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -542,7 +590,9 @@ static void probe_io(struct gy_io *io, unsigned events)
     int rc = probe_step(ck, events);
     if (rc == GY_EAGAIN)
         return;
-    if (rc != 0 && ck->reused && ck->in_len == 0) {
+    if (ck->keepable && ck->grpc != NULL && flush(ck) != 0)
+        ck->keepable = false; /* what the session owes the server (a SETTINGS ack) did not go out */
+    if (rc != 0 && ck->reused && !ck->heard) {
         /* the kept connection was gone before the answer (a server's keep-alive timeout): the
          * check goes again on a new one (with a new timeout), nothing recorded */
         probe_dispose(ck);
@@ -572,7 +622,7 @@ static void probe_start(struct checker *ck)
         return;
     }
     if (ck->parked) {
-        if (ck->hc->reuse && ck->kind != GY_HC_GRPC) {
+        if (ck->hc->reuse) { /* (a gRPC session that could not take another call was closed by prepare) */
             probe_resume(ck);
             return;
         }
@@ -660,13 +710,20 @@ static struct checker *checker_new(struct gy_health_state *hs, struct gy_host *h
     return ck;
 }
 
-/* The check of a host that stays: keep its state; a new kind or timing restarts its schedule. */
+static bool same(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* The check of a host that stays: keep its state; a new kind, timing, gRPC authority or service
+ * restarts its schedule (and a kept session, which was made for the old ones). */
 static void checker_adopt(struct checker *ck, const struct gy_cluster *c, size_t index, size_t inst)
 {
     const struct gy_health_check *old = ck->hc, *hc = &c->health_checks[index];
     bool retime = old->kind != hc->kind || old->interval_ms != hc->interval_ms || old->jitter_ms != hc->jitter_ms ||
                   old->timeout_ms != hc->timeout_ms || old->unhealthy_interval_ms != hc->unhealthy_interval_ms ||
-                  old->unhealthy_edge_ms != hc->unhealthy_edge_ms || old->healthy_edge_ms != hc->healthy_edge_ms;
+                  old->unhealthy_edge_ms != hc->unhealthy_edge_ms || old->healthy_edge_ms != hc->healthy_edge_ms ||
+                  !same(old->authority, hc->authority) || !same(old->service_name, hc->service_name);
 
     /* a running check keeps its connection (and TLS transport, which holds its own context) */
     checker_point(ck, c, index, inst);

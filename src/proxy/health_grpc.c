@@ -29,6 +29,8 @@ struct gy_hc_grpc {
     bool closed;
     uint32_t close_error;
     bool conn_error;   /* nghttp2 reported a connection error (it sends GOAWAY and stops) */
+    bool goaway;       /* the server said GOAWAY: no new call on this session */
+    char *authority;   /* kept for the next call on the session */
     char why[96];
 };
 
@@ -194,6 +196,16 @@ static int on_error(nghttp2_session *s, int lib_error, const char *msg, size_t l
     return 0;
 }
 
+static int on_frame(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
+{
+    struct gy_hc_grpc *g = ud;
+
+    (void)s;
+    if (frame->hd.type == NGHTTP2_GOAWAY)
+        g->goaway = true;
+    return 0;
+}
+
 static ssize_t read_request(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t len, uint32_t *flags,
                             nghttp2_data_source *src, void *ud)
 {
@@ -216,14 +228,38 @@ static ssize_t read_request(nghttp2_session *s, int32_t stream_id, uint8_t *buf,
 
 #define HDR(n, v) { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE }
 
+/* Queues one Check call on the session (nghttp2 copies the fields). */
+static int submit_call(struct gy_hc_grpc *g)
+{
+    const nghttp2_nv hdrs[] = {
+        HDR(":method", "POST"),
+        HDR(":scheme", "http"),
+        HDR(":path", "/grpc.health.v1.Health/Check"),
+        HDR(":authority", g->authority),
+        HDR("content-type", "application/grpc"),
+        HDR("te", "trailers"),
+        HDR("user-agent", "gyrus-health-check"),
+    };
+    nghttp2_data_provider body = { .source.ptr = NULL, .read_callback = read_request };
+
+    g->grpc_status = -1;
+    g->http_status = 0;
+    g->req_off = g->resp_len = 0;
+    g->resp_too_big = g->closed = false;
+    g->close_error = 0;
+    g->why[0] = '\0';
+    g->stream_id = nghttp2_submit_request(g->session, NULL, hdrs, sizeof(hdrs) / sizeof(hdrs[0]), &body, NULL);
+    return g->stream_id < 0 ? GY_EIO : 0;
+}
+
 struct gy_hc_grpc *gy_hc_grpc_new(const char *authority, const char *service)
 {
     struct gy_hc_grpc *g = NULL, *res = NULL;
     nghttp2_session_callbacks *cb = NULL;
 
-    if (strlen(service) > MAX_SERVICE || (g = calloc(1, sizeof(*g))) == NULL)
+    if (strlen(service) > MAX_SERVICE || (g = calloc(1, sizeof(*g))) == NULL ||
+        (g->authority = strdup(authority)) == NULL)
         goto out;
-    g->grpc_status = -1;
     g->req_len = gy_hc_grpc_encode_request(service, g->req, sizeof(g->req));
     if (nghttp2_session_callbacks_new(&cb) != 0)
         goto out;
@@ -231,23 +267,11 @@ struct gy_hc_grpc *gy_hc_grpc_new(const char *authority, const char *service)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_close);
     nghttp2_session_callbacks_set_error_callback2(cb, on_error);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame);
     if (nghttp2_session_client_new(&g->session, cb, g) != 0)
         goto out;
     nghttp2_settings_entry settings[] = { { NGHTTP2_SETTINGS_ENABLE_PUSH, 0 } };
-    if (nghttp2_submit_settings(g->session, NGHTTP2_FLAG_NONE, settings, 1) != 0)
-        goto out;
-    const nghttp2_nv hdrs[] = {
-        HDR(":method", "POST"),
-        HDR(":scheme", "http"),
-        HDR(":path", "/grpc.health.v1.Health/Check"),
-        HDR(":authority", authority),
-        HDR("content-type", "application/grpc"),
-        HDR("te", "trailers"),
-        HDR("user-agent", "gyrus-health-check"),
-    };
-    nghttp2_data_provider body = { .source.ptr = NULL, .read_callback = read_request };
-    g->stream_id = nghttp2_submit_request(g->session, NULL, hdrs, sizeof(hdrs) / sizeof(hdrs[0]), &body, NULL);
-    if (g->stream_id < 0)
+    if (nghttp2_submit_settings(g->session, NGHTTP2_FLAG_NONE, settings, 1) != 0 || submit_call(g) != 0)
         goto out;
     res = g;
     g = NULL;
@@ -262,7 +286,30 @@ void gy_hc_grpc_free(struct gy_hc_grpc *g)
     if (g == NULL)
         return;
     nghttp2_session_del(g->session);
+    free(g->authority);
     free(g);
+}
+
+bool gy_hc_grpc_reusable(const struct gy_hc_grpc *g)
+{
+    return g->closed && !g->conn_error && !g->goaway && nghttp2_session_want_read(g->session) &&
+           nghttp2_session_get_next_stream_id(g->session) < (1u << 30);
+}
+
+int gy_hc_grpc_again(struct gy_hc_grpc *g)
+{
+    if (!gy_hc_grpc_reusable(g))
+        return GY_ECLOSED;
+    return submit_call(g);
+}
+
+int gy_hc_grpc_idle_input(struct gy_hc_grpc *g, const uint8_t *in, size_t len)
+{
+    ssize_t n = nghttp2_session_mem_recv(g->session, in, len);
+
+    if (n < 0 || g->conn_error || g->goaway || !nghttp2_session_want_read(g->session))
+        return GY_ECLOSED;
+    return 0;
 }
 
 int gy_hc_grpc_output(struct gy_hc_grpc *g, const uint8_t **data, size_t *len)

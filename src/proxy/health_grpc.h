@@ -7,6 +7,7 @@
 #ifndef GY_PROXY_HEALTH_GRPC_H
 #define GY_PROXY_HEALTH_GRPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,15 @@ int gy_hc_grpc_output(struct gy_hc_grpc *g, const uint8_t **data, size_t *len);
  * server answered SERVING, or GY_EPARSE / GY_EIO with gy_hc_grpc_why() saying why it is not
  * healthy (a protocol error, a reset stream, an HTTP or grpc-status error, NOT_SERVING). */
 int gy_hc_grpc_input(struct gy_hc_grpc *g, const uint8_t *in, size_t len);
+
+/* reuse_connection: whether the session can carry another call (the last one ended, the
+ * server said no GOAWAY and nothing went wrong); gy_hc_grpc_again() queues that call, after which
+ * output/input work as for the first. Between calls, what the server sends (PING, SETTINGS,
+ * WINDOW_UPDATE) goes to gy_hc_grpc_idle_input(), and its answers to gy_hc_grpc_output();
+ * GY_ECLOSED means the session is over (GOAWAY, a protocol error). */
+bool gy_hc_grpc_reusable(const struct gy_hc_grpc *g);
+int gy_hc_grpc_again(struct gy_hc_grpc *g);
+int gy_hc_grpc_idle_input(struct gy_hc_grpc *g, const uint8_t *in, size_t len);
 
 /* The connection closed: the verdict if the answer was complete, else GY_EIO. */
 int gy_hc_grpc_eof(struct gy_hc_grpc *g);

@@ -542,13 +542,15 @@ class GrpcHealth:
 
     SERVING, NOT_SERVING = 1, 2
 
-    def __init__(self):
+    def __init__(self, port=0):
         self.status = self.SERVING
         self.abort = None
         self.services = []
         self.metadata = []
+        self.peers = []      # the client address of each call: one per connection used
 
         def check_rpc(request, context):
+            self.peers.append(context.peer())
             self.services.append(self._service(request))
             self.metadata.append(dict(context.invocation_metadata()))
             if self.abort is not None:
@@ -559,7 +561,7 @@ class GrpcHealth:
             "Check": grpc.unary_unary_rpc_method_handler(check_rpc)})
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         self.server.add_generic_rpc_handlers((handler,))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
         self.addr = f"127.0.0.1:{self.port}"
         self.server.start()
 
@@ -638,3 +640,37 @@ def test_grpc_check_authority(gyrus_factory):
         assert authorities() == {"health.svc.local:8443", CLUSTER}
     finally:
         b.stop()
+
+
+@needs_grpc
+@pytest.mark.parametrize("reuse", [True, False])
+def test_grpc_checks_reuse_their_session(gyrus_factory, reuse):
+    """reuse_connection (the default): every gRPC check is a new call on one HTTP/2 session;
+    false: a connection per check. A server that goes away and comes back costs the kept session,
+    not a failure beyond the checks made while it was down."""
+    s = GrpcHealth()
+    try:
+        hc = check(interval=100, grpc_health_check={"service_name": "demo.Echo"})
+        if not reuse:
+            hc["reuse_connection"] = False
+        g = gyrus_factory(simple_mesh(free_port(), [s.port], cluster_extra={"health_checks": [hc]}), "test")
+        wait_for(lambda: len(s.peers) >= 8, what="8 gRPC checks")
+        peers = list(s.peers)
+        if reuse:
+            assert len(set(peers)) == 1, peers
+        else:
+            assert len(set(peers)) == len(peers), peers
+        assert g.metric("gyrus_cluster_health_check_failure_total", cluster=CLUSTER) == 0
+        assert s.services[-1] == "demo.Echo"
+    finally:
+        s.stop()
+    if not reuse:
+        return
+    # the server restarts on the same port: the kept session is gone, the next one is new
+    s2 = GrpcHealth(port=s.port)
+    try:
+        wait_for(lambda: len(s2.peers) >= 3, what="checks on a new session")
+        assert len(set(s2.peers)) == 1
+        wait_health(g, s2.addr, 1)
+    finally:
+        s2.stop()

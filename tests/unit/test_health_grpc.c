@@ -270,6 +270,66 @@ static void test_garbage_and_eof(void **state)
     assert_null(gy_hc_grpc_new("backend", huge));
 }
 
+/* reuse_connection: calls one after another on one session; PINGs between calls are answered;
+ * a GOAWAY between calls ends the session's reuse. */
+static void test_calls_on_one_session(void **state)
+{
+    struct server sv = { .how = A_MESSAGE, .status = "200", .grpc_status = "0" };
+    const uint8_t *data;
+    size_t len;
+    ssize_t n;
+
+    (void)state;
+    memcpy(sv.msg, "\0\0\0\0\x02\x08\x01", 7);
+    sv.msg_len = 7;
+    srv_init(&sv);
+    struct gy_hc_grpc *g = gy_hc_grpc_new("backend", "svc");
+    assert_int_equal(exchange(&sv, g), 0);
+    assert_true(gy_hc_grpc_reusable(g));
+    for (int call = 0; call < 3; call++) {
+        /* between calls the server pings: the client answers it */
+        uint8_t opaque[8] = "idle-pi";
+        assert_int_equal(nghttp2_submit_ping(sv.s, NGHTTP2_FLAG_NONE, opaque), 0);
+        while ((n = nghttp2_session_mem_send(sv.s, &data)) > 0)
+            assert_int_equal(gy_hc_grpc_idle_input(g, data, (size_t)n), 0);
+        bool acked = false;
+        do { /* frame by frame: a SETTINGS ack may come first */
+            assert_int_equal(gy_hc_grpc_output(g, &data, &len), 0);
+            for (size_t off = 0; off + 9 <= len; off += 9 + ((size_t)data[off] << 16 | (size_t)data[off + 1] << 8 | data[off + 2]))
+                acked |= data[off + 3] == NGHTTP2_PING && data[off + 4] == NGHTTP2_FLAG_ACK;
+            if (len > 0)
+                assert_int_equal(nghttp2_session_mem_recv(sv.s, data, len), (ssize_t)len);
+        } while (len > 0);
+        if (!acked)
+            fail_msg("call %d: the ping was not answered", call);
+        /* the next call on the same session */
+        sv.body_len = sv.msg_off = 0;
+        sv.authority[0] = '\0';
+        assert_int_equal(gy_hc_grpc_again(g), 0);
+        assert_int_equal(exchange(&sv, g), 0);
+        assert_string_equal(sv.authority, "backend");
+        assert_memory_equal(sv.body, "\0\0\0\0\x05\x0a\x03svc", 10);
+    }
+    sv.grpc_status = "14"; /* a failed call ends cleanly: the session still serves */
+    sv.msg_off = 0;
+    assert_int_equal(gy_hc_grpc_again(g), 0);
+    assert_int_equal(exchange(&sv, g), GY_EIO);
+    assert_string_equal(gy_hc_grpc_why(g), "grpc-status 14");
+    assert_true(gy_hc_grpc_reusable(g));
+    /* GOAWAY while idle: no more calls on this session */
+    assert_int_equal(nghttp2_submit_goaway(sv.s, NGHTTP2_FLAG_NONE, 7, NGHTTP2_NO_ERROR, NULL, 0), 0);
+    while ((n = nghttp2_session_mem_send(sv.s, &data)) > 0)
+        assert_int_equal(gy_hc_grpc_idle_input(g, data, (size_t)n), GY_ECLOSED);
+    assert_false(gy_hc_grpc_reusable(g));
+    assert_int_equal(gy_hc_grpc_again(g), GY_ECLOSED);
+    gy_hc_grpc_free(g);
+    nghttp2_session_del(sv.s);
+    /* garbage while idle ends it too */
+    g = gy_hc_grpc_new("backend", "");
+    assert_int_equal(gy_hc_grpc_idle_input(g, (const uint8_t *)"HTTP/1.1 400 Bad\r\n\r\n", 21), GY_ECLOSED);
+    gy_hc_grpc_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_decode_status),
         cmocka_unit_test(test_exchanges),
         cmocka_unit_test(test_garbage_and_eof),
+        cmocka_unit_test(test_calls_on_one_session),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
