@@ -162,3 +162,23 @@ def test_dark_copies_to_tls_http2_clusters_choose_by_alpn(gyrus_factory, pki, ba
     for c in ("dh2", "dh1"):
         assert g.metric("gyrus_cluster_upstream_rq_shadow_total", cluster=c) == 1
         assert g.metric("gyrus_cluster_upstream_rq_shadow_dropped_total", cluster=c) == 0
+
+
+def test_grpc_health_checks_over_tls_keep_their_session(gyrus_factory, pki):
+    """A gRPC health check to a TLS cluster offers h2 by ALPN and keeps its TLS session between
+    checks: every call comes from one client port."""
+    from test_health import GrpcHealth
+    with open(pki.backend.key, "rb") as k, open(pki.backend.cert, "rb") as c:
+        creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+    s = GrpcHealth(credentials=creds)
+    try:
+        hc = {"interval_msec": 100, "timeout_msec": 1000, "unhealthy_threshold": 2, "healthy_threshold": 1,
+              "health_checker": {"grpc_health_check": {"service_name": "demo.Echo"}}}
+        g = gyrus_factory(tls_h2_mesh(free_port(), s.port, pki, health_checks=[hc]), "test")
+        wait_for(lambda: len(s.peers) >= 6, what="6 gRPC checks over TLS")
+        assert len(set(s.peers)) == 1, s.peers
+        assert s.services[0] == "demo.Echo"
+        assert g.metric("gyrus_cluster_health_check_failure_total", cluster="backend") == 0
+        assert g.metric("gyrus_cluster_host_healthy", cluster="backend", host=f"127.0.0.1:{s.port}") == 1
+    finally:
+        s.stop()

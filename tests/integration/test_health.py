@@ -542,7 +542,7 @@ class GrpcHealth:
 
     SERVING, NOT_SERVING = 1, 2
 
-    def __init__(self, port=0):
+    def __init__(self, port=0, credentials=None):
         self.status = self.SERVING
         self.abort = None
         self.services = []
@@ -561,7 +561,8 @@ class GrpcHealth:
             "Check": grpc.unary_unary_rpc_method_handler(check_rpc)})
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         self.server.add_generic_rpc_handlers((handler,))
-        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
+        self.port = (self.server.add_secure_port(f"127.0.0.1:{port}", credentials) if credentials else
+                     self.server.add_insecure_port(f"127.0.0.1:{port}"))
         self.addr = f"127.0.0.1:{self.port}"
         self.server.start()
 
