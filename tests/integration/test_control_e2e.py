@@ -134,3 +134,93 @@ def test_proxy_follows_the_control_plane(control_factory, backend_factory, tmp_p
     finally:
         p.stop()
         p.cleanup()
+
+
+class ScriptedControl:
+    """A control plane that is not one: answers each poll with the next scripted bytes (a view,
+    an error, garbage, a close), then holds further polls for a second and answers 304. Records
+    each request line."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.requests = []
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        with c:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = c.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            with self.lock:
+                self.requests.append(data.split(b"\r\n", 1)[0].decode())
+                answer = self.answers.pop(0) if self.answers else None
+            if answer is None:
+                time.sleep(1)
+                answer = b"HTTP/1.1 304 Not Modified\r\n\r\n"
+            if answer:
+                c.sendall(answer)
+
+    def stop(self):
+        self.sock.close()
+
+
+def view_answer(version, objects, chunked=False):
+    import json
+    body = json.dumps({"version": version, "objects": objects}).encode()
+    if not chunked:
+        return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    half = len(body) // 2
+    return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n"
+            % (half, body[:half], len(body) - half, body[half:]))
+
+
+def test_proxy_client_survives_a_bad_control_plane(backend_factory):
+    """The proxy's own HTTP client against a control plane that misbehaves: an HTTP error, bytes
+    that are not HTTP, a close before any answer, a body cut short, a body that is no view. Each
+    is logged once with its reason, traffic goes on with the last good view, and a good view
+    (chunked) after them is applied and ACKed in the next poll."""
+    b0, b1 = backend_factory("zero"), backend_factory("one")
+    port = free_port()
+    cp = ScriptedControl([
+        view_answer("v1", mesh(port, [b0, b1], [1, 0])),
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 9\r\n\r\nexploded!",
+        b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+        b"",  # closes without an answer
+        b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{\"version\":",  # one byte short, then a close
+        b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"version\":",  # whole, but no view
+        view_answer("v2", mesh(port, [b0, b1], [0, 1]), chunked=True),
+    ])
+    p = ControlledProxy(cp.url, "svc", "node-bad-cp")
+    try:
+        wait_for(lambda: served_by(port, 3) == {"ok zero": 3}, 15, what="the first view")
+        wait_for(lambda: served_by(port, 3) == {"ok one": 3}, 20, what="the chunked view after the bad answers")
+        wait_for(lambda: any("version=v2" in r and "status=ack" in r for r in cp.requests), 10, what="ACK of v2")
+        out = p.output()
+        lines = [line for line in out.splitlines() if f"control plane {cp.url}: " in line]
+        for reason in ("HTTP 500: exploded!", "malformed answer: invalid HTTP version in status line",
+                       "connection closed before an answer", "connection closed in the middle of the answer",
+                       "malformed view"):
+            assert sum(reason in line for line in lines) == 1, (reason, lines)
+        assert "serving the last good config and retrying" in out
+        assert p.alive()
+        assert cp.requests[0].startswith("GET /v1.0/xds/svc?zone=&node=node-bad-cp&version=&wait=30 HTTP/1.1")
+    finally:
+        p.stop()
+        p.cleanup()
+        cp.stop()
