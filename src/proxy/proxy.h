@@ -416,8 +416,9 @@ struct gy_worker {
     size_t nalog;
     struct gy_task alog_flush;
     struct gy_header *hdrs;          /* scratch for parsing request heads (GY_MAX_REQ_HEADERS) */
-    struct gy_list shadows;          /* shadow copies in flight */
-    size_t nshadows;
+    struct gy_list shadows;          /* shadow copies in flight, and HTTP/2 ones' parked sessions */
+    size_t nshadows;                 /* copies in flight */
+    size_t nshadows_parked;          /* HTTP/2 sessions kept for the next copy to their host */
     struct gy_list dead;             /* closed upstream connections, freed after the event batch */
     struct gy_list dead_conns;       /* closed downstream connections, likewise */
     struct gy_list dead_listeners;   /* closed listeners, likewise */

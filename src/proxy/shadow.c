@@ -7,6 +7,10 @@
  * HTTP/2 without TLS (h2c) it goes as one stream of its own HTTP/2 connection instead, made from
  * that request. To an HTTP/2 cluster over TLS the connection offers "h2" and "http/1.1" by ALPN
  * and the copy waits for the server's choice (no answer means h2, as for proxied requests).
+ * HTTP/1.1 copies go back to the host's pool when their answer is read; an HTTP/2 copy's session
+ * is parked when its stream is over and the next copy to the same host makes its stream there
+ * (at most SHADOW_PARKED per worker, each closed after SHADOW_IDLE_MS unused), so that a mirrored
+ * stream of requests does not open a connection per copy.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,12 +27,15 @@
 #define MAX_SHADOWS_PER_WORKER 256
 #define SHADOW_TIMEOUT_MS 10000
 #define TAP_BODY_MAX 4096
+#define SHADOW_PARKED 64
+#define SHADOW_IDLE_MS 5000
 
 struct gy_shadow {
     struct gy_list link;
     struct gy_worker *w;
     struct gy_wcfg *wcfg;             /* referenced: the pools of the cluster */
     const struct gy_cluster *cluster;
+    struct gy_upool *pool;            /* the host */
     struct gy_uconn *uc;
     struct gy_timer timer;
     char *data;                       /* the whole request */
@@ -41,6 +48,7 @@ struct gy_shadow {
     /* HTTP/2 (h2c clusters) */
     struct gy_h2 *h2;
     bool h2_closed;                   /* the stream is over */
+    bool parked;                      /* no copy: the session waits for the next one to its host */
     const char *h2_body;              /* the request body still to send, in `data` */
     size_t h2_body_len;
 };
@@ -61,7 +69,10 @@ static void shadow_free(struct gy_shadow *sh, bool reusable)
     }
     gy_timer_stop(&w->loop, &sh->timer);
     gy_list_remove(&sh->link);
-    w->nshadows--;
+    if (sh->parked)
+        w->nshadows_parked--;
+    else
+        w->nshadows--;
     gy_wcfg_release(w, sh->wcfg);
     free(sh->data);
     free(sh);
@@ -226,8 +237,8 @@ static int h2_start(struct gy_shadow *sh)
         NV(name.ptr, name.len, req.headers[i].value.ptr, req.headers[i].value.len);
     }
 #undef NV
-    if ((sh->h2 = calloc(1, sizeof(*sh->h2))) == NULL ||
-        gy_h2_init(sh->h2, false, &sh->cluster->h2, 1000, &h2_callbacks, sh, &sh->w->h2mem) != 0) {
+    if (sh->h2 == NULL && ((sh->h2 = calloc(1, sizeof(*sh->h2))) == NULL ||
+                           gy_h2_init(sh->h2, false, &sh->cluster->h2, 1000, &h2_callbacks, sh, &sh->w->h2mem) != 0)) {
         free(sh->h2);
         sh->h2 = NULL;
         return GY_ENOMEM;
@@ -238,6 +249,41 @@ static int h2_start(struct gy_shadow *sh)
     if (nghttp2_submit_request(sh->h2->ng, NULL, nv, n, blen > 0 ? &prov : NULL, sh) < 0)
         return GY_EIO;
     return 0;
+}
+
+/* The copy's stream is over on a session that lives on: keep the session for the next copy to
+ * this host; false when it cannot be kept (too many parked already). */
+static bool park(struct gy_shadow *sh)
+{
+    struct gy_worker *w = sh->w;
+
+    if (w->nshadows_parked >= SHADOW_PARKED || w->draining || w->stopping)
+        return false;
+    free(sh->data);
+    sh->data = NULL;
+    sh->parked = true;
+    w->nshadows--;
+    w->nshadows_parked++;
+    gy_timer_start(&w->loop, &sh->timer, SHADOW_IDLE_MS);
+    return true;
+}
+
+/* A parked session to this host of this cluster (config), taken for a new copy; NULL if none. */
+static struct gy_shadow *unpark(struct gy_worker *w, const struct gy_cluster *c, struct gy_upool *pool)
+{
+    for (struct gy_list *n = w->shadows.next; n != &w->shadows; n = n->next) {
+        struct gy_shadow *sh = GY_CONTAINER_OF(n, struct gy_shadow, link);
+        if (!sh->parked || sh->cluster != c || sh->pool != pool || sh->uc->eof || gy_h2_done(sh->h2) ||
+            !nghttp2_session_check_request_allowed(sh->h2->ng))
+            continue;
+        sh->parked = false;
+        sh->h2_closed = false;
+        w->nshadows_parked--;
+        w->nshadows++;
+        gy_timer_stop(&w->loop, &sh->timer);
+        return sh;
+    }
+    return NULL;
 }
 
 static void h2_event(struct gy_shadow *sh)
@@ -256,12 +302,17 @@ static void h2_event(struct gy_shadow *sh)
             shadow_free(sh, false);
             return;
         }
-        if (sh->h2_closed || gy_h2_done(sh->h2) || uc->eof) {
-            shadow_free(sh, false); /* one copy per connection: it closes with the copy */
+        if (gy_h2_done(sh->h2) || uc->eof || (sh->h2_closed && !sh->parked && !park(sh))) {
+            shadow_free(sh, false);
             return;
         }
-        if (!uc->can_read)
+        if (!uc->can_read) {
+            if (sh->parked && gy_buf_len(&uc->wbuf) == 0) { /* an idle session holds no buffer */
+                gy_buf_release(&w->bufs, &uc->wbuf);
+                gy_buf_release(&w->bufs, &uc->rbuf);
+            }
             return;
+        }
         ssize_t got = gy_conn_read(uc->io.fd, uc->transport, &uc->rbuf, &uc->can_read, &uc->eof, uc->hup);
         if (got > 0) {
             long rc = gy_h2_recv(sh->h2, gy_buf_start(&uc->rbuf), gy_buf_len(&uc->rbuf), gy_loop_now(&w->loop));
@@ -300,8 +351,11 @@ void gy_shadow_event(struct gy_shadow *sh)
     }
     if (sh->alpn_pending) {
         const char *alpn = gy_tls_alpn(uc->transport);
+        bool h1 = alpn != NULL && strcmp(alpn, "http/1.1") == 0;
         sh->alpn_pending = false;
-        if ((alpn != NULL && strcmp(alpn, "http/1.1") == 0 ? h1_queue(sh) : h2_start(sh)) != 0) {
+        if (h1)
+            sh->pool->h1_alpn = true; /* as a proxied request would have learnt */
+        if ((h1 ? h1_queue(sh) : h2_start(sh)) != 0) {
             shadow_free(sh, false);
             return;
         }
@@ -353,6 +407,24 @@ static void send_copy(struct gy_stream *s, const struct gy_cluster *c, char *dat
     ctx.excluded = ex;
     if ((idx = gy_lb_pick(c, wc->lb, &ctx)) < 0)
         goto drop;
+    if (alpn && wc->hosts[idx]->h1_alpn)
+        alpn = false; /* the host chose http/1.1 before: a plain HTTP/1.1 copy, from the pool */
+    if (h2c || alpn) {
+        struct gy_shadow *sh = unpark(w, c, wc->hosts[idx]);
+        if (sh != NULL) {
+            sh->data = data;
+            sh->len = len;
+            gy_timer_start(&w->loop, &sh->timer, SHADOW_TIMEOUT_MS);
+            if (h2_start(sh) != 0) {
+                shadow_free(sh, false);
+                gy_stat_inc(c->stats, w->id, GY_C_SHADOW_DROPPED);
+                return;
+            }
+            gy_stat_inc(c->stats, w->id, GY_C_SHADOW);
+            gy_shadow_event(sh);
+            return;
+        }
+    }
     struct gy_shadow *sh = calloc(1, sizeof(*sh));
     if (sh == NULL)
         goto drop;
@@ -365,6 +437,7 @@ static void send_copy(struct gy_stream *s, const struct gy_cluster *c, char *dat
     sh->w = w;
     sh->wcfg = gy_wcfg_acquire(s->wcfg);
     sh->cluster = c;
+    sh->pool = wc->hosts[idx];
     sh->uc = uc;
     sh->data = data;
     sh->len = len;

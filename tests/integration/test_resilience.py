@@ -368,6 +368,37 @@ def test_dark_and_tap_copies_to_h2c_clusters(gyrus_factory, backend_factory):
         tap.stop()
 
 
+def test_h2_copies_share_a_session(gyrus_factory, backend_factory):
+    """Copies to an h2c dark cluster, one after another, go as streams of one HTTP/2 session
+    (parked between copies) rather than a connection each; a parked session unused for 5 s closes,
+    and the next copy opens a new one."""
+    from h2backend import H2Backend
+    live, dark = backend_factory("live"), H2Backend("dark")
+    try:
+        port = free_port()
+        objs = split_mesh(port, [("live", live.port)], dark=[("dark", dark.port)])
+        for o in objs:
+            if o.get("kind") == "cluster" and o["name"] == "dark":
+                o["http2_protocol_options"] = {}
+        g = gyrus_factory(objs, "p")
+        with requests.Session() as s:
+            for i in range(20):
+                assert s.post(f"http://127.0.0.1:{port}/m{i}", data=b"x" * i, timeout=10).status_code == 200
+                wait_for(lambda: len(dark.requests) == i + 1, 5, what=f"copy {i}")
+                time.sleep(0.05)  # its answer reaches gyrus, which parks the session
+        assert [r[":path"] for r in dark.requests] == [f"/m{i}" for i in range(20)]
+        assert [b[0] for b in dark.bodies] == list(range(20))
+        assert dark.connections <= 2  # one per copy before (20); 2 if an answer was slow once
+        assert g.metric("gyrus_cluster_upstream_rq_shadow_total", cluster="dark") == 20
+        n = dark.connections
+        time.sleep(6)  # the parked session's idle time runs out
+        assert requests.get(f"http://127.0.0.1:{port}/after", timeout=10).status_code == 200
+        wait_for(lambda: len(dark.requests) == 21, 5, what="a copy after the idle close")
+        assert dark.connections == n + 1
+    finally:
+        dark.stop()
+
+
 def test_max_stream_duration(gyrus_factory, backend_factory):
     be = backend_factory()
     be.default_action = "delay:3"
