@@ -45,7 +45,7 @@ struct gy_shadow {
     enum gy_h1_body body;
     uint64_t remaining;
     struct gy_h1_chunked chunked;
-    /* HTTP/2 (h2c clusters) */
+    /* HTTP/2 (h2c, or TLS when the server picks h2) */
     struct gy_h2 *h2;
     bool h2_closed;                   /* the stream is over */
     bool parked;                      /* no copy: the session waits for the next one to its host */
