@@ -20,6 +20,7 @@
 #define TICK_MS 200             /* how often a waiting request asks `cancel` */
 #define HEAD_MAX 65536          /* the answer's head */
 #define REQUEST_HEAD_MAX 16384
+#define READ_CHUNK 16384
 
 struct target {
     char authority[300];        /* host[:port] as in the URL: the Host header */
@@ -163,35 +164,35 @@ static int send_all(int fd, const char *p, size_t n, uint64_t until, const struc
     return 0;
 }
 
-/* The answer as it arrives: the head into `head` until it parses, then the body into `out`. */
-struct reader {
-    struct gy_bytes head;
-    bool head_done, done;
-    bool is_head;
-    enum gy_h1_body body;
-    uint64_t left;
-    struct gy_h1_chunked chunked;
-    int status;
-};
-
-static int body_feed(struct reader *r, const char *p, size_t n, struct gy_bytes *out)
+void gy_http_answer_init(struct gy_http_answer *a, bool request_was_head)
 {
-    switch (r->body) {
+    /* the head, and what came with it in the same read */
+    *a = (struct gy_http_answer){ .head = { .max = HEAD_MAX + READ_CHUNK }, .is_head = request_was_head };
+}
+
+void gy_http_answer_free(struct gy_http_answer *a)
+{
+    gy_bytes_free(&a->head);
+}
+
+static int body_feed(struct gy_http_answer *a, const char *p, size_t n, struct gy_bytes *out)
+{
+    switch (a->body) {
     case GY_H1_BODY_NONE:
-        r->done = true;
+        a->done = true;
         return 0;
     case GY_H1_BODY_LENGTH: {
-        size_t take = n < r->left ? n : (size_t)r->left;
+        size_t take = n < a->left ? n : (size_t)a->left;
         if (take > 0 && !gy_bytes_append(out, p, take))
             return GY_ETOOBIG;
-        r->left -= take;
-        r->done = r->left == 0;
+        a->left -= take;
+        a->done = a->left == 0;
         return 0;
     }
     case GY_H1_BODY_CHUNKED:
-        while (n > 0 && !r->done) {
+        while (n > 0 && !a->done) {
             struct gy_slice d;
-            long k = gy_h1_chunked_decode(&r->chunked, p, n, &d, &r->done);
+            long k = gy_h1_chunked_decode(&a->chunked, p, n, &d, &a->done);
             if (k < 0)
                 return GY_EPARSE;
             if (d.len > 0 && !gy_bytes_append(out, d.ptr, d.len))
@@ -210,43 +211,57 @@ static int body_feed(struct reader *r, const char *p, size_t n, struct gy_bytes 
     return GY_EPARSE;
 }
 
-/* Feeds n new bytes; 0 or a GY_E* with why. */
-static int feed(struct reader *r, const char *p, size_t n, struct gy_bytes *out, char *why, size_t whylen)
+int gy_http_answer_feed(struct gy_http_answer *a, const char *p, size_t n, struct gy_bytes *out, char *why,
+                        size_t whylen)
 {
     static const struct gy_h1_limits lim = { 8192, HEAD_MAX, 100 };
 
-    if (r->head_done) {
-        int rc = body_feed(r, p, n, out);
+    if (a->done)
+        return 0; /* bytes after the answer: ignored (the request said Connection: close) */
+    if (a->head_done) {
+        int rc = body_feed(a, p, n, out);
         return rc == 0 ? 0 : rc == GY_ETOOBIG ? fail(why, whylen, rc, "answer over %zu bytes", out->max)
                                               : fail(why, whylen, rc, "malformed answer: bad chunked body");
     }
-    if (!gy_bytes_append(&r->head, p, n))
+    if (!gy_bytes_append(&a->head, p, n))
         return fail(why, whylen, GY_ETOOBIG, "answer head over %d bytes", HEAD_MAX);
     for (;;) {
         struct gy_header hdrs[100];
         struct gy_h1_response res;
         struct gy_h1_error err;
-        int rc = gy_h1_parse_response(r->head.p, r->head.len, &res, hdrs, &lim, r->is_head, false, &err);
+        int rc = gy_h1_parse_response(a->head.p, a->head.len, &res, hdrs, &lim, a->is_head, false, &err);
         if (rc == GY_EAGAIN)
             return 0;
         if (rc < 0)
             return fail(why, whylen, GY_EPARSE, "malformed answer: %s", err.reason);
-        size_t rest = r->head.len - res.head_len;
+        size_t rest = a->head.len - res.head_len;
         if (res.body == GY_H1_BODY_TUNNEL || res.status == 101)
             return fail(why, whylen, GY_EPARSE, "malformed answer: an upgrade nobody asked for");
         if (res.status < 200) { /* 1xx: the final answer follows */
-            memmove(r->head.p, r->head.p + res.head_len, rest + 1);
-            r->head.len = rest;
+            memmove(a->head.p, a->head.p + res.head_len, rest + 1);
+            a->head.len = rest;
             continue;
         }
-        r->head_done = true;
-        r->status = res.status;
-        r->body = res.body;
-        r->left = res.content_length;
-        gy_h1_chunked_init(&r->chunked);
-        r->done = r->body == GY_H1_BODY_NONE || (r->body == GY_H1_BODY_LENGTH && r->left == 0);
-        return rest > 0 && !r->done ? feed(r, r->head.p + res.head_len, rest, out, why, whylen) : 0;
+        a->head_done = true;
+        a->status = res.status;
+        a->body = res.body;
+        a->left = res.content_length;
+        gy_h1_chunked_init(&a->chunked);
+        a->done = a->body == GY_H1_BODY_NONE || (a->body == GY_H1_BODY_LENGTH && a->left == 0);
+        return rest > 0 && !a->done ? gy_http_answer_feed(a, a->head.p + res.head_len, rest, out, why, whylen) : 0;
     }
+}
+
+int gy_http_answer_eof(struct gy_http_answer *a, char *why, size_t whylen)
+{
+    if (a->done)
+        return 0;
+    if (a->head_done && a->body == GY_H1_BODY_EOF) {
+        a->done = true;
+        return 0;
+    }
+    return fail(why, whylen, GY_ECLOSED, a->head_done ? "connection closed in the middle of the answer"
+                                                      : "connection closed before an answer");
 }
 
 static int exchange(int fd, const struct target *t, const struct gy_http_request *req, uint64_t until, int *status,
@@ -270,20 +285,16 @@ static int exchange(int fd, const struct target *t, const struct gy_http_request
     if (rc != 0 && rc != GY_EIO)
         return rc;
     /* A failed send may still leave an answer to read (a server that refuses the body early). */
-    char buf[16384];
-    /* the head, and what came with it in the same read */
-    struct reader r = { .head = { .max = HEAD_MAX + sizeof(buf) }, .is_head = strcmp(req->method, "HEAD") == 0 };
+    char buf[READ_CHUNK];
+    struct gy_http_answer r;
     int res = 0;
+    gy_http_answer_init(&r, strcmp(req->method, "HEAD") == 0);
     while (res == 0 && !r.done) {
         ssize_t k = recv(fd, buf, sizeof(buf), 0);
         if (k > 0) {
-            res = feed(&r, buf, (size_t)k, out, why, whylen);
+            res = gy_http_answer_feed(&r, buf, (size_t)k, out, why, whylen);
         } else if (k == 0) {
-            if (r.head_done && r.body == GY_H1_BODY_EOF)
-                r.done = true;
-            else
-                res = fail(why, whylen, GY_ECLOSED, r.head_done ? "connection closed in the middle of the answer"
-                                                                : "connection closed before an answer");
+            res = gy_http_answer_eof(&r, why, whylen);
         } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
             int w = errno == EINTR ? 0 : wait_fd(fd, POLLIN, until, req);
             if (w != 0)
@@ -292,7 +303,7 @@ static int exchange(int fd, const struct target *t, const struct gy_http_request
             res = fail(why, whylen, GY_EIO, "%s", strerror(errno));
         }
     }
-    gy_bytes_free(&r.head);
+    gy_http_answer_free(&r);
     if (res == GY_ETIMEDOUT || res == GY_ECANCELED || res == GY_EIO) {
         if (res == GY_ETIMEDOUT)
             fail(why, whylen, res, "timed out after %u ms", req->timeout_ms ? req->timeout_ms : 30000);

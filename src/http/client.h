@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/bytes.h"
+#include "http/h1.h"
 
 struct gy_http_request {
     const char *method;          /* "GET", "POST" */
@@ -35,6 +36,27 @@ struct gy_http_request {
  * answer: ...", "answer over 1048576 bytes", "cancelled").
  */
 int gy_http_fetch(const struct gy_http_request *req, int *status, struct gy_bytes *out, char *why, size_t whylen);
+
+/* The answer as it arrives, I/O-free (what gy_http_fetch runs, and what fuzz_http_client feeds):
+ * the head is gathered until it parses (1xx answers skipped, an upgrade refused), then the body
+ * is decoded by its framing into `out`. */
+struct gy_http_answer {
+    struct gy_bytes head;
+    bool head_done, done;
+    bool is_head;                /* the request was HEAD: no body follows */
+    int status;
+    enum gy_h1_body body;
+    uint64_t left;               /* GY_H1_BODY_LENGTH: bytes still to come */
+    struct gy_h1_chunked chunked;
+};
+
+void gy_http_answer_init(struct gy_http_answer *a, bool request_was_head);
+/* n more bytes: 0 (a->done once the answer is whole) or a GY_E* with why. */
+int gy_http_answer_feed(struct gy_http_answer *a, const char *p, size_t n, struct gy_bytes *out, char *why,
+                        size_t whylen);
+/* The peer closed: 0 when that ends the answer (a body delimited by the close), else GY_ECLOSED. */
+int gy_http_answer_eof(struct gy_http_answer *a, char *why, size_t whylen);
+void gy_http_answer_free(struct gy_http_answer *a);
 
 /* s percent-encoded for a URL's query or path segment (unreserved characters kept); malloc'ed,
  * NULL when out of memory. */
