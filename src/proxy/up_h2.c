@@ -459,11 +459,13 @@ static bool check_alpn(struct gy_h2u *u, struct gy_list *wake)
     return true;
 }
 
-static void input(struct gy_h2u *u)
+/* Reads what the server sent into nghttp2; true when the read budget ran out with bytes left. */
+static bool input(struct gy_h2u *u)
 {
     struct gy_uconn *uc = u->uc;
+    int i;
 
-    for (int i = 0; i < 16 && uc->can_read && !uc->eof; i++) {
+    for (i = 0; i < 16 && uc->can_read && !uc->eof; i++) {
         if (gy_buf_reserve(&uc->w->bufs, &uc->rbuf) != 0)
             break;
         ssize_t n = gy_conn_read(uc->io.fd, uc->transport, &uc->rbuf, &uc->can_read, &uc->eof, uc->hup);
@@ -477,6 +479,7 @@ static void input(struct gy_h2u *u)
         }
     }
     gy_buf_release_if_empty(&uc->w->bufs, &uc->rbuf);
+    return i == 16 && uc->can_read && !uc->eof;
 }
 
 void gy_h2u_event(struct gy_uconn *uc)
@@ -490,7 +493,8 @@ void gy_h2u_event(struct gy_uconn *uc)
     if (u->alpn_pending && !uc->connect_failed && !check_alpn(u, &wake))
         return;
     if (!uc->connect_failed) {
-        input(u);
+        if (input(u))
+            schedule(u); /* bytes left after the read budget: edge-triggered epoll will not say so again */
         if (u->h2.settings_seen && u->nawait > 0)
             release_tunnels(u);
         output(u);
