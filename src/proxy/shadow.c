@@ -409,46 +409,33 @@ static void send_copy(struct gy_stream *s, const struct gy_cluster *c, char *dat
         goto drop;
     if (alpn && wc->hosts[idx]->h1_alpn)
         alpn = false; /* the host chose http/1.1 before: a plain HTTP/1.1 copy, from the pool */
-    if (h2c || alpn) {
-        struct gy_shadow *sh = unpark(w, c, wc->hosts[idx]);
-        if (sh != NULL) {
-            sh->data = data;
-            sh->len = len;
-            gy_timer_start(&w->loop, &sh->timer, SHADOW_TIMEOUT_MS);
-            if (h2_start(sh) != 0) {
-                shadow_free(sh, false);
-                gy_stat_inc(c->stats, w->id, GY_C_SHADOW_DROPPED);
-                return;
-            }
-            gy_stat_inc(c->stats, w->id, GY_C_SHADOW);
-            gy_shadow_event(sh);
-            return;
+    /* an HTTP/2 copy goes on a parked session to the host if there is one, else on a new one */
+    struct gy_shadow *sh = h2c || alpn ? unpark(w, c, wc->hosts[idx]) : NULL;
+    if (sh == NULL) {
+        if ((sh = calloc(1, sizeof(*sh))) == NULL)
+            goto drop;
+        struct gy_uconn *uc = h2c || alpn ? NULL : gy_upool_take(wc->hosts[idx]);
+        if (uc == NULL && (uc = gy_uconn_open(w, wc->hosts[idx], c, &c->instances[idx],
+                                              alpn ? GY_UC_ALPN : GY_UC_HTTP1, &overflow)) == NULL) {
+            free(sh);
+            goto drop;
         }
+        sh->w = w;
+        sh->wcfg = gy_wcfg_acquire(s->wcfg);
+        sh->cluster = c;
+        sh->pool = wc->hosts[idx];
+        sh->uc = uc;
+        uc->shadow = sh;
+        gy_timer_init(&sh->timer, timeout_cb);
+        gy_list_init(&sh->link);
+        gy_list_insert_tail(&w->shadows, &sh->link);
+        w->nshadows++;
+        sh->alpn_pending = alpn;
     }
-    struct gy_shadow *sh = calloc(1, sizeof(*sh));
-    if (sh == NULL)
-        goto drop;
-    struct gy_uconn *uc = h2c || alpn ? NULL : gy_upool_take(wc->hosts[idx]);
-    if (uc == NULL && (uc = gy_uconn_open(w, wc->hosts[idx], c, &c->instances[idx], alpn ? GY_UC_ALPN : GY_UC_HTTP1,
-                                          &overflow)) == NULL) {
-        free(sh);
-        goto drop;
-    }
-    sh->w = w;
-    sh->wcfg = gy_wcfg_acquire(s->wcfg);
-    sh->cluster = c;
-    sh->pool = wc->hosts[idx];
-    sh->uc = uc;
     sh->data = data;
     sh->len = len;
-    uc->shadow = sh;
-    gy_timer_init(&sh->timer, timeout_cb);
-    gy_list_init(&sh->link);
-    gy_list_insert_tail(&w->shadows, &sh->link);
-    w->nshadows++;
     gy_timer_start(&w->loop, &sh->timer, SHADOW_TIMEOUT_MS);
-    sh->alpn_pending = alpn;
-    if (!alpn && (h2c ? h2_start(sh) : h1_queue(sh)) != 0) {
+    if (!sh->alpn_pending && ((sh->h2 != NULL || h2c) ? h2_start(sh) : h1_queue(sh)) != 0) {
         shadow_free(sh, false);
         gy_stat_inc(c->stats, w->id, GY_C_SHADOW_DROPPED);
         return;

@@ -12,16 +12,9 @@
 
 #include "core/err.h"
 #include "http/h1.h"
+#include "fuzz_check.h"
 
 #define MAX_HEADERS 128
-
-#define CHECK(cond)                                                               \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                              \
-        }                                                                         \
-    } while (0)
 
 static bool inside(struct gy_slice s, const char *buf, size_t len)
 {
