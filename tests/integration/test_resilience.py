@@ -2,6 +2,7 @@
 import collections
 import hashlib
 import json
+import subprocess
 import threading
 import time
 
@@ -395,6 +396,40 @@ def test_h2_copies_share_a_session(gyrus_factory, backend_factory):
         assert requests.get(f"http://127.0.0.1:{port}/after", timeout=10).status_code == 200
         wait_for(lambda: len(dark.requests) == 21, 5, what="a copy after the idle close")
         assert dark.connections == n + 1
+    finally:
+        dark.stop()
+
+
+def test_h2_copies_after_the_servers_goaway(gyrus_factory, backend_factory):
+    """A parked session the server ended by GOAWAY (nginx after keepalive_requests) is not used
+    again: every copy reaches the server, over a new session when needed, and none is dropped."""
+    from conftest import Nginx
+    live, dark = backend_factory("live"), Nginx(http2=True, keepalive_requests=3)
+    try:
+        asked, accepts = [0], [0]
+
+        def served():  # requests nginx handled, less the status requests themselves
+            out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", f"http://127.0.0.1:{dark.port}/status"],
+                                 capture_output=True, text=True, timeout=5).stdout.split()
+            asked[0] += 1
+            accepts[0] = int(out[out.index("requests") + 1]) - asked[0]  # each status request has its connection
+            return int(out[out.index("requests") + 3]) - asked[0]
+        port = free_port()
+        objs = split_mesh(port, [("live", live.port)], dark=[("dark", dark.port)])
+        for o in objs:
+            if o.get("kind") == "cluster" and o["name"] == "dark":
+                o["http2_protocol_options"] = {}
+        g = gyrus_factory(objs, "p")
+        before = served()
+        connections = accepts[0]
+        with requests.Session() as s:
+            for i in range(12):
+                assert s.get(f"http://127.0.0.1:{port}/c{i}", timeout=10).status_code == 200
+                wait_for(lambda: served() == before + i + 1, 5, what=f"copy {i}")
+                time.sleep(0.05)
+        assert accepts[0] - connections >= 4  # a GOAWAY after every 3 requests
+        assert g.metric("gyrus_cluster_upstream_rq_shadow_total", cluster="dark") == 12
+        assert g.metric("gyrus_cluster_upstream_rq_shadow_dropped_total", cluster="dark") == 0
     finally:
         dark.stop()
 
