@@ -265,6 +265,14 @@ def split_mesh(port, light, dark=(), tap=(), cohort=None, extra_clusters=()):
     return objs
 
 
+def http2_clusters(objs, *names):
+    """Gives the named clusters of a mesh http2_protocol_options (HTTP/2, h2c without TLS)."""
+    for o in objs:
+        if o.get("kind") == "cluster" and o["name"] in names:
+            o["http2_protocol_options"] = {}
+    return objs
+
+
 def test_canary_weights_over_10000_requests(gyrus_factory, backend_factory):
     stable, canary = backend_factory("stable"), backend_factory("canary")
     port = free_port()
@@ -345,10 +353,7 @@ def test_dark_and_tap_copies_to_h2c_clusters(gyrus_factory, backend_factory):
     try:
         port = free_port()
         objs = split_mesh(port, [("live", live.port)], dark=[("dark", dark.port)], tap=[("tap", tap.port)])
-        for o in objs:
-            if o.get("kind") == "cluster" and o["name"] in ("dark", "tap"):
-                o["http2_protocol_options"] = {}
-        g = gyrus_factory(objs, "p")
+        g = gyrus_factory(http2_clusters(objs, "dark", "tap"), "p")
 
         def chunks():
             yield b"pay"
@@ -378,10 +383,7 @@ def test_h2_copies_share_a_session(gyrus_factory, backend_factory):
     try:
         port = free_port()
         objs = split_mesh(port, [("live", live.port)], dark=[("dark", dark.port)])
-        for o in objs:
-            if o.get("kind") == "cluster" and o["name"] == "dark":
-                o["http2_protocol_options"] = {}
-        g = gyrus_factory(objs, "p")
+        g = gyrus_factory(http2_clusters(objs, "dark"), "p")
         with requests.Session() as s:
             for i in range(20):
                 assert s.post(f"http://127.0.0.1:{port}/m{i}", data=b"x" * i, timeout=10).status_code == 200
@@ -416,10 +418,7 @@ def test_h2_copies_after_the_servers_goaway(gyrus_factory, backend_factory):
             return int(out[out.index("requests") + 3]) - asked[0]
         port = free_port()
         objs = split_mesh(port, [("live", live.port)], dark=[("dark", dark.port)])
-        for o in objs:
-            if o.get("kind") == "cluster" and o["name"] == "dark":
-                o["http2_protocol_options"] = {}
-        g = gyrus_factory(objs, "p")
+        g = gyrus_factory(http2_clusters(objs, "dark"), "p")
         before = served()
         connections = accepts[0]
         with requests.Session() as s:
