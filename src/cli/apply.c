@@ -19,7 +19,8 @@ static const char usage[] =
     "  -f, --filename FILE   mesh file, \"-\" for standard input (repeatable)\n"
     "      --prune           delete stored objects that are not in the files\n"
     "  -q, --quiet           print nothing on success\n"
-    "      --control URL     control plane, default $GYRUS_CONTROL or " GY_CONTROL_DEFAULT "\n";
+    "      --control URL     control plane, default $GYRUS_CONTROL or " GY_CONTROL_DEFAULT "\n"
+    "      --control-ca FILE PEM trust anchors for an https:// control plane ($GYRUS_CONTROL_CA)\n";
 
 static json_t *read_mesh(const char *path)
 {

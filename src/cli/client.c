@@ -11,6 +11,8 @@
 
 #define MAX_ANSWER ((size_t)256 << 20)
 
+static const char *control_ca; /* --control-ca, for the commands that call the control plane */
+
 
 void gy_client_init(struct gy_client *c, const char *url)
 {
@@ -29,6 +31,14 @@ void gy_client_init(struct gy_client *c, const char *url)
     memcpy(c->base, url, n);
     c->base[n] = '\0';
     c->timeout_ms = 60000;
+    const char *ca = control_ca != NULL ? control_ca : getenv("GYRUS_CONTROL_CA");
+    if (ca != NULL && ca[0] != '\0') {
+        if (strncmp(c->base, "https://", 8) != 0)
+            gy_fatal("--control-ca is for an https:// control plane, not %s", c->base);
+        if (strlen(ca) >= sizeof(c->ca))
+            gy_fatal("--control-ca: path too long");
+        memcpy(c->ca, ca, strlen(ca) + 1);
+    }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || (c->curl = curl_easy_init()) == NULL)
         gy_fatal("cannot initialise libcurl");
 }
@@ -60,6 +70,8 @@ int gy_client_call(struct gy_client *c, const char *method, const char *path, co
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &a);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    if (c->ca[0] != '\0')
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms < 5000 ? c->timeout_ms : 5000L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "gyrus/" GY_VERSION);
@@ -127,6 +139,10 @@ char *gy_client_escape(struct gy_client *c, const char *s)
 
 bool gy_client_flag(struct gy_flags *f, const char **url)
 {
+    if (gy_flag_is(f, NULL, "--control-ca")) {
+        control_ca = gy_flag_value(f);
+        return true;
+    }
     if (!gy_flag_is(f, NULL, "--control"))
         return false;
     *url = gy_flag_value(f);

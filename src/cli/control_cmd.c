@@ -31,6 +31,8 @@ static const char usage[] =
     "      --fips on|required       FIPS mode: the CA signs only FIPS-approved keys (RSA >= 2048, ECDSA\n"
     "                               P-256/P-384) with SHA-256; required: refuse to start without the\n"
     "                               OpenSSL FIPS provider (docs/fips.md)\n"
+    "      --tls-cert FILE          serve the API and xds over HTTPS with this PEM certificate chain\n"
+    "      --tls-key FILE           and its private key (both re-read when they change)\n"
     "      --log-level LEVEL        debug, info, warn, error (default info)\n"
     "      --log-format FORMAT      text or json (default text)\n";
 
@@ -73,6 +75,10 @@ int gy_cmd_control(int argc, char **argv)
             o.ca_cert = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--ca-key"))
             o.ca_key = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--tls-cert"))
+            o.tls_cert = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--tls-key"))
+            o.tls_key = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--fips"))
             o.fips = gy_flag_value(&f);
         else if (!gy_flags_common(&f))
@@ -86,6 +92,8 @@ int gy_cmd_control(int argc, char **argv)
     socklen_t sl;
     if (gy_addr_parse(o.listen, &ss, &sl) != 0)
         gy_fatal("--listen: cannot parse \"%s\" (want IP:PORT)", o.listen);
+    if ((o.tls_cert == NULL) != (o.tls_key == NULL))
+        gy_fatal("--tls-cert and --tls-key go together");
     if ((o.ca_cert == NULL) != (o.ca_key == NULL))
         gy_fatal("--ca-cert and --ca-key go together");
     if (o.trust_domain != NULL && (strchr(o.trust_domain, '/') || strchr(o.trust_domain, ':') || !o.trust_domain[0]))

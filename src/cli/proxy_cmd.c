@@ -20,6 +20,8 @@ static const char usage[] =
     "  -c, --config FILE          mesh file (static mode)\n"
     "      --control URL          control plane, e.g. http://127.0.0.1:5555 (dynamic mode; also $GYRUS_CONTROL)\n"
     "  -n, --name NAME            proxy to serve (required)\n"
+    "      --control-ca FILE      PEM trust anchors for an https:// control plane, default the system's\n"
+    "                             ($GYRUS_CONTROL_CA)\n"
     "      --zone ZONE            zone the proxy announces to the control plane\n"
     "      --node ID              this instance's id for the control plane, default HOSTNAME:PID\n"
     "      --data-dir DIR         where the last view from the control plane is cached, default /var/lib/gyrus\n"
@@ -55,6 +57,8 @@ int gy_cmd_proxy(int argc, char **argv)
             o.zone = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--control"))
             o.control_url = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--control-ca"))
+            o.control_ca = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--node"))
             o.node = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--data-dir"))
@@ -84,6 +88,8 @@ int gy_cmd_proxy(int argc, char **argv)
         gy_fatal("--config FILE or --control URL is required");
     if (o.join_token == NULL)
         o.join_token = getenv("GYRUS_JOIN_TOKEN");
+    if (o.control_ca == NULL && o.control_url != NULL)
+        o.control_ca = getenv("GYRUS_CONTROL_CA");
     if (o.config_path != NULL && o.control_url != NULL)
         gy_fatal("--config and --control exclude each other");
     if (o.name == NULL)

@@ -6,11 +6,13 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "control/ca.h"
@@ -311,6 +313,58 @@ static void gc_tick(struct gy_timer *t)
     gy_timer_start(&ctl->loop, &ctl->gc_timer, GC_INTERVAL_MS);
 }
 
+/* ---- HTTPS ---- */
+
+#define TLS_WATCH_MS 1000
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Loads --tls-cert and --tls-key: at start into ctl->tls_first (a failure is fatal, before
+ * anything is created on disk), later into the server when the files changed (a failure is
+ * logged once and the server keeps its current certificate). */
+static int tls_load(struct gy_control *ctl, bool at_start)
+{
+    char err[512];
+    struct stat st[2];
+
+    if (stat(ctl->opt.tls_cert, &st[0]) != 0 || stat(ctl->opt.tls_key, &st[1]) != 0) {
+        if (at_start)
+            gy_fatal("--tls-cert/--tls-key: %s", strerror(errno));
+        return -1;
+    }
+    if (!at_start && same_file(&st[0], &ctl->tls_seen[0]) && same_file(&st[1], &ctl->tls_seen[1]))
+        return 0;
+    SSL_CTX *tls = gy_tls_endpoint_server(ctl->opt.tls_cert, ctl->opt.tls_key, err, sizeof(err));
+    if (tls == NULL) {
+        if (at_start)
+            gy_fatal("--tls-cert/--tls-key: %s", err);
+        if (!same_file(&st[0], &ctl->tls_seen[0]) || !same_file(&st[1], &ctl->tls_seen[1]))
+            gy_warn("HTTPS: keeping the current certificate: %s", err); /* once per change */
+        memcpy(ctl->tls_seen, st, sizeof(st));
+        return -1;
+    }
+    memcpy(ctl->tls_seen, st, sizeof(st));
+    if (at_start) {
+        ctl->tls_first = tls;
+        return 0;
+    }
+    ctl_server_set_tls(ctl->server, tls);
+    gy_info("HTTPS: certificate reloaded from %s", ctl->opt.tls_cert);
+    return 0;
+}
+
+static void tls_tick(struct gy_timer *t)
+{
+    struct gy_control *ctl = GY_CONTAINER_OF(t, struct gy_control, tls_timer);
+
+    tls_load(ctl, false);
+    gy_timer_start(&ctl->loop, &ctl->tls_timer, TLS_WATCH_MS);
+}
+
 /* ---- run ---- */
 
 static void shutdown_all(struct gy_control *ctl)
@@ -346,6 +400,8 @@ int gy_control_run(const struct gy_control_options *opt)
     ctl->started_ms = gy_now_ms();
     if (gy_tls_init(NULL, opt->fips, err, sizeof(err)) != 0) /* FIPS mode first: nothing is started yet */
         gy_fatal("%s", err);
+    if (opt->tls_cert != NULL)
+        tls_load(ctl, true);
     signal(SIGPIPE, SIG_IGN);
     gy_raise_nofile();
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
@@ -355,6 +411,7 @@ int gy_control_run(const struct gy_control_options *opt)
     ctl->loop.data = ctl;
     gy_timer_init(&ctl->drain_timer, drain_tick);
     gy_timer_init(&ctl->gc_timer, gc_tick);
+    gy_timer_init(&ctl->tls_timer, tls_tick);
     if (ctl_mesh_init(ctl) != 0)
         gy_fatal("out of memory");
     ctl_views_init(ctl);
@@ -367,9 +424,14 @@ int gy_control_run(const struct gy_control_options *opt)
     load_identities(ctl);
     if (ctl_server_start(&ctl->loop, opt->listen, ctl_handle, ctl, &ctl->server, err, sizeof(err)) != 0)
         gy_fatal("%s", err);
+    if (ctl->tls_first != NULL) {
+        ctl_server_set_tls(ctl->server, ctl->tls_first);
+        gy_timer_start(&ctl->loop, &ctl->tls_timer, TLS_WATCH_MS);
+    }
     start_sources(ctl);
     gy_timer_start(&ctl->loop, &ctl->gc_timer, GC_INTERVAL_MS);
-    gy_info("control plane listening on %s (store %s)", opt->listen, ctl->store_ops->name);
+    gy_info("control plane listening on %s%s (store %s)", opt->tls_cert ? "https://" : "http://", opt->listen,
+            ctl->store_ops->name);
     rc = gy_loop_run(&ctl->loop);
     gy_info("stopped");
     shutdown_all(ctl);

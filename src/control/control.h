@@ -18,6 +18,7 @@
 #define GY_CONTROL_CONTROL_H
 
 #include <jansson.h>
+#include <sys/stat.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -43,6 +44,8 @@ struct gy_control_options {
     const char *ca_cert;         /* an intermediate CA to sign with, instead of a self-signed root */
     const char *ca_key;
     const char *fips;            /* --fips: NULL/"off", "on", "required" */
+    const char *tls_cert;        /* --tls-cert/--tls-key: serve the API over HTTPS (re-read when changed) */
+    const char *tls_key;
 };
 
 struct gy_discovery;
@@ -61,7 +64,9 @@ struct gy_control {
     struct gy_control_options opt;
     struct gy_loop loop;
     struct gy_io signal_io;
-    struct gy_timer drain_timer, gc_timer;
+    struct gy_timer drain_timer, gc_timer, tls_timer;
+    struct stat tls_seen[2];     /* --tls-cert and --tls-key as last loaded */
+    struct ssl_ctx_st *tls_first; /* loaded at start, before the server exists */
     struct ctl_server *server;
     const struct gy_store_ops *store_ops;
     struct gy_store *store;

@@ -11,6 +11,9 @@
 #include "control/server.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +45,7 @@ struct ctl_server {
     struct gy_task reap;
     size_t nconns;
     bool draining;
+    SSL_CTX *tls;               /* NULL: plain HTTP */
 };
 
 struct ctl_conn {
@@ -66,6 +70,8 @@ struct ctl_conn {
     bool close_after;
     bool in_run;
     bool dead;
+    SSL *ssl;                   /* TLS connections */
+    bool handshaken;
 };
 
 /* ---- blobs ---- */
@@ -134,6 +140,13 @@ static void conn_close(struct ctl_conn *c)
     gy_list_remove(&c->link);
     s->nconns--;
     gy_io_stop(&c->io);
+    if (c->ssl != NULL) {
+        if (c->handshaken)
+            SSL_shutdown(c->ssl); /* a close_notify, if the socket takes it now */
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        ERR_clear_error();
+    }
     close(c->io.fd);
     gy_timer_stop(s->loop, &c->timer);
     gy_timer_stop(s->loop, &c->req.park_timer);
@@ -167,6 +180,95 @@ static void conn_timeout(struct gy_timer *t)
     conn_close(c);
 }
 
+/* ---- socket I/O, plain or TLS ---- */
+
+/* What an SSL call that returned rc means: GY_EAGAIN (the socket will tell us when to go on),
+ * 0 (the peer closed), or GY_EIO. */
+static int tls_result(struct ctl_conn *c, int rc, const char *what)
+{
+    int e = SSL_get_error(c->ssl, rc);
+
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return GY_EAGAIN;
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
+        return errno == EINTR ? GY_EAGAIN : errno == 0 ? 0 : GY_EIO; /* 0: closed without close_notify */
+    gy_debug("%s: TLS %s: %s", c->req.peer, what, ERR_reason_error_string(ERR_peek_error()));
+    ERR_clear_error();
+    return GY_EIO;
+}
+
+/* Returns bytes read, 0 at EOF, GY_EAGAIN or GY_EIO. */
+static ssize_t conn_recv(struct ctl_conn *c, char *p, size_t n)
+{
+    for (;;) {
+        if (c->ssl != NULL) {
+            errno = 0;
+            int k = SSL_read(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+            return k > 0 ? k : tls_result(c, k, "read");
+        }
+        ssize_t k = recv(c->io.fd, p, n, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? GY_EAGAIN : GY_EIO;
+        return k;
+    }
+}
+
+/* Returns bytes written, GY_EAGAIN or GY_EIO. TLS writes one piece at a time; the caller retries
+ * the same bytes after GY_EAGAIN, as OpenSSL wants. */
+static ssize_t conn_send(struct ctl_conn *c, const struct iovec *iov, int n)
+{
+    for (;;) {
+        if (c->ssl != NULL) {
+            errno = 0;
+            int k = SSL_write(c->ssl, iov[0].iov_base, iov[0].iov_len > INT_MAX ? INT_MAX : (int)iov[0].iov_len);
+            if (k > 0)
+                return k;
+            k = tls_result(c, k, "write");
+            return k == 0 ? GY_EIO : k;
+        }
+        struct msghdr mh = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+        ssize_t w = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? GY_EAGAIN : GY_EIO;
+        return w > 0 ? w : GY_EIO;
+    }
+}
+
+/* Runs the TLS handshake: 1 when done, GY_EAGAIN, or GY_EIO. A plain HTTP request on the TLS port
+ * is answered in plain text, as nginx does, so that whoever sent it learns why. */
+static int conn_handshake(struct ctl_conn *c)
+{
+    errno = 0;
+    int rc = SSL_do_handshake(c->ssl);
+
+    if (rc == 1) {
+        c->handshaken = true;
+        return 1;
+    }
+    unsigned long e = ERR_peek_error();
+    if (ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST) {
+        static const char body[] = "{\"error\":{\"code\":400,\"message\":\"this is an HTTPS port: "
+                                   "use https:// to reach it\"}}\n";
+        char msg[256];
+        int n = snprintf(msg, sizeof(msg), "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                                           "content-length: %zu\r\nconnection: close\r\n\r\n%s",
+                         sizeof(body) - 1, body);
+        ssize_t w = send(c->io.fd, msg, (size_t)n, MSG_NOSIGNAL);
+        (void)w;
+        gy_debug("%s: a plain HTTP request on the TLS port", c->req.peer);
+        ERR_clear_error();
+        return GY_EIO;
+    }
+    rc = tls_result(c, rc, "handshake");
+    return rc == 0 ? GY_EIO : rc;
+}
+
 /* Reads what the socket has. Returns 1 (read some), 0 (EOF), GY_EAGAIN, or GY_EIO. */
 static int conn_fill(struct ctl_conn *c)
 {
@@ -183,10 +285,8 @@ static int conn_fill(struct ctl_conn *c)
             c->in = in;
             c->in_cap = cap;
         }
-        ssize_t n = recv(c->io.fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        ssize_t n = conn_recv(c, c->in + c->in_len, c->in_cap - c->in_len);
+        if (n == GY_EAGAIN)
             return got ? 1 : GY_EAGAIN;
         if (n < 0)
             return GY_EIO;
@@ -290,7 +390,8 @@ static int parse_head(struct ctl_conn *c)
     c->state = C_BODY;
     if (hr.expect_continue && c->in_len < c->body_need) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        ssize_t w = send(c->io.fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
+        struct iovec iov = { (void *)cont, sizeof(cont) - 1 };
+        ssize_t w = conn_send(c, &iov, 1); /* small: a fresh connection's buffer takes it */
         (void)w;
     }
     return 1;
@@ -364,14 +465,9 @@ static int conn_flush(struct ctl_conn *c)
         size_t boff = c->out_off > c->head_len ? c->out_off - c->head_len : 0;
         if (body_len > boff)
             iov[n++] = (struct iovec){ c->out->data + boff, body_len - boff };
-        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-        ssize_t w = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return GY_EAGAIN;
-        if (w <= 0)
-            return GY_EIO;
+        ssize_t w = conn_send(c, iov, n);
+        if (w < 0)
+            return (int)w;
         c->out_off += (size_t)w;
     }
     return 1;
@@ -401,6 +497,15 @@ static bool conn_next(struct ctl_conn *c)
 
 static void conn_run(struct ctl_conn *c)
 {
+    if (c->ssl != NULL && !c->handshaken) {
+        int rc = conn_handshake(c);
+        if (rc == GY_EAGAIN)
+            return;
+        if (rc < 0) {
+            conn_close(c);
+            return;
+        }
+    }
     c->in_run = true;
     for (;;) {
         int rc;
@@ -523,7 +628,18 @@ static void accept_io(struct gy_io *io, unsigned events)
         gy_timer_init(&c->timer, conn_timeout);
         gy_timer_init(&c->req.park_timer, NULL);
         gy_addr_format((struct sockaddr *)&ss, c->req.peer, sizeof(c->req.peer));
+        if (s->tls != NULL && ((c->ssl = SSL_new(s->tls)) == NULL || SSL_set_fd(c->ssl, fd) != 1)) {
+            gy_warn("cannot start TLS for %s: %s", c->req.peer, ERR_reason_error_string(ERR_peek_error()));
+            ERR_clear_error();
+            SSL_free(c->ssl);
+            close(fd);
+            free(c);
+            continue;
+        }
+        if (c->ssl != NULL)
+            SSL_set_accept_state(c->ssl);
         if (gy_io_start(s->loop, &c->io, fd, GY_IO_READ | GY_IO_WRITE, conn_io) != 0) {
+            SSL_free(c->ssl);
             close(fd);
             free(c);
             continue;
@@ -587,6 +703,13 @@ void ctl_server_drain(struct ctl_server *s)
     }
 }
 
+void ctl_server_set_tls(struct ctl_server *s, struct ssl_ctx_st *tls)
+{
+    if (s->tls != NULL)
+        SSL_CTX_free(s->tls); /* connections keep a reference of their own */
+    s->tls = tls;
+}
+
 size_t ctl_server_nconns(const struct ctl_server *s)
 {
     return s->nconns;
@@ -604,5 +727,6 @@ void ctl_server_free(struct ctl_server *s)
         gy_io_stop(&s->io);
         close(s->io.fd);
     }
+    ctl_server_set_tls(s, NULL);
     free(s);
 }

@@ -67,6 +67,11 @@ struct ctl_server;
 /* Listens on addr ("IP:PORT"). Returns 0 or a GY_E* with a reason in err. */
 int ctl_server_start(struct gy_loop *loop, const char *addr, ctl_handler handler, void *arg,
                      struct ctl_server **out, char *err, size_t errlen);
+/* Serves HTTPS from now on with tls (gy_tls_endpoint_server; the server owns it, and frees the one
+ * it had: connections accepted before keep theirs). NULL: plain HTTP. A plain HTTP request on a
+ * TLS server is answered 400 in plain text, naming https://. */
+struct ssl_ctx_st;
+void ctl_server_set_tls(struct ctl_server *s, struct ssl_ctx_st *tls);
 /* Stops accepting and closes idle connections; later responses close their connection. */
 void ctl_server_drain(struct ctl_server *s);
 /* Connections still open. */

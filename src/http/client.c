@@ -1,8 +1,13 @@
 /* A blocking HTTP/1.1 client on our own codec; see client.h. */
 #include "http/client.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +21,7 @@
 #include "core/time.h"
 #include "http/h1.h"
 #include "net/sock.h"
+#include "tls/tls.h"
 
 #define TICK_MS 200             /* how often a waiting request asks `cancel` */
 #define HEAD_MAX 65536          /* the answer's head */
@@ -28,6 +34,13 @@ struct target {
     char port[6];
     const char *path;           /* into the URL: "/..." or "?..." or "" */
     size_t path_len;            /* up to a fragment */
+    bool tls;                   /* https:// */
+};
+
+/* A connection: the socket, and TLS over it for https://. */
+struct conn {
+    int fd;
+    SSL *ssl;
 };
 
 static int fail(char *why, size_t whylen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -43,12 +56,10 @@ static int fail(char *why, size_t whylen, int rc, const char *fmt, ...)
 
 static int parse_url(const char *url, struct target *t, char *why, size_t whylen)
 {
-    if (strncasecmp(url, "https://", 8) == 0)
-        return fail(why, whylen, GY_EUNSUPPORTED, "https:// is not supported here: the proxy reaches the control "
-                                                  "plane over plain http:// (%.100s)", url);
-    if (strncasecmp(url, "http://", 7) != 0)
-        return fail(why, whylen, GY_EINVAL, "not an http:// URL: \"%.100s\"", url);
-    const char *a = url + 7, *end = a + strcspn(a, "/?#");
+    t->tls = strncasecmp(url, "https://", 8) == 0;
+    if (!t->tls && strncasecmp(url, "http://", 7) != 0)
+        return fail(why, whylen, GY_EINVAL, "not an http:// or https:// URL: \"%.100s\"", url);
+    const char *a = url + (t->tls ? 8 : 7), *end = a + strcspn(a, "/?#");
     size_t alen = (size_t)(end - a), hlen;
     const char *port = NULL;
 
@@ -75,7 +86,7 @@ static int parse_url(const char *url, struct target *t, char *why, size_t whylen
     if (hlen == 0)
         return fail(why, whylen, GY_EINVAL, "no host in \"%.100s\"", url);
     if (port == NULL)
-        port = "80";
+        port = t->tls ? "443" : "80";
     size_t plen = strlen(port);
     long pn = 0;
     for (size_t i = 0; i < plen && pn <= 65535; i++)
@@ -144,9 +155,82 @@ static int open_conn(const struct target *t, const struct gy_http_request *req, 
     return fd;
 }
 
-static int send_all(int fd, const char *p, size_t n, uint64_t until, const struct gy_http_request *req)
+/* After an SSL call returned rc: the poll events to wait for before trying again, or 0 (failed,
+ * or the peer closed: SSL_get_error tells). */
+static short tls_wants(SSL *ssl, int rc)
 {
+    int e = SSL_get_error(ssl, rc);
+
+    return e == SSL_ERROR_WANT_READ ? POLLIN : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+}
+
+/* The TLS handshake for https://: the server's chain must verify against req->ca_file (or the
+ * system's trust store) and name the URL's host (DNS name or IP address). */
+static int tls_start(struct conn *c, const struct target *t, const struct gy_http_request *req, uint64_t until,
+                     char *why, size_t whylen)
+{
+    char err[300];
+    SSL_CTX *ctx = gy_tls_endpoint_client(req->ca_file, err, sizeof(err));
+    unsigned char ip[16];
+    bool is_ip = inet_pton(AF_INET, t->host, ip) == 1 || inet_pton(AF_INET6, t->host, ip) == 1;
+
+    if (ctx == NULL)
+        return fail(why, whylen, GY_ECONFIG, "%s", err);
+    c->ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx); /* the SSL keeps its reference */
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
+        (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), t->host) != 1
+               : SSL_set1_host(c->ssl, t->host) != 1 || SSL_set_tlsext_host_name(c->ssl, t->host) != 1)) {
+        ERR_clear_error();
+        return fail(why, whylen, GY_ENOMEM, "cannot set up TLS for %s", t->authority);
+    }
+    SSL_set_connect_state(c->ssl);
+    for (;;) {
+        int rc = SSL_do_handshake(c->ssl);
+        if (rc == 1)
+            return 0;
+        short ev = tls_wants(c->ssl, rc);
+        if (ev == 0)
+            break;
+        int w = wait_fd(c->fd, ev, until, req);
+        if (w == GY_ECANCELED)
+            return fail(why, whylen, w, "cancelled");
+        if (w != 0)
+            return fail(why, whylen, w, "TLS handshake with %s: timed out", t->authority);
+    }
+    long v = SSL_get_verify_result(c->ssl);
+    unsigned long e = ERR_peek_error();
+    if (v != X509_V_OK)
+        fail(why, whylen, GY_EIO, "TLS handshake with %s: the server's certificate does not verify: %s", t->authority,
+             X509_verify_cert_error_string(v));
+    else
+        fail(why, whylen, GY_EIO, "TLS handshake with %s failed: %s", t->authority,
+             e != 0 ? ERR_reason_error_string(e) : "the connection closed");
+    ERR_clear_error();
+    return GY_EIO;
+}
+
+static int send_all(struct conn *c, const char *p, size_t n, uint64_t until, const struct gy_http_request *req)
+{
+    int fd = c->fd;
+
     while (n > 0) {
+        if (c->ssl != NULL) {
+            int k = SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+            short ev = k > 0 ? 0 : tls_wants(c->ssl, k);
+            if (k > 0) {
+                p += k;
+                n -= (size_t)k;
+            } else if (ev == 0) {
+                ERR_clear_error();
+                return GY_EIO;
+            } else {
+                int w = wait_fd(fd, ev, until, req);
+                if (w != 0)
+                    return w;
+            }
+            continue;
+        }
         ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
         if (k > 0) {
             p += k;
@@ -264,7 +348,38 @@ int gy_http_answer_eof(struct gy_http_answer *a, char *why, size_t whylen)
                                                       : "connection closed before an answer");
 }
 
-static int exchange(int fd, const struct target *t, const struct gy_http_request *req, uint64_t until, int *status,
+/* Reads what there is: bytes, 0 at the end, or a negative errno-like GY_EAGAIN with *ev set to
+ * what to wait for, or GY_EIO with why set. */
+static ssize_t recv_some(struct conn *c, char *buf, size_t n, short *ev, char *why, size_t whylen)
+{
+    *ev = POLLIN;
+    if (c->ssl != NULL) {
+        errno = 0;
+        int k = SSL_read(c->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
+        if (k > 0)
+            return k;
+        int e = SSL_get_error(c->ssl, k);
+        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0))
+            return 0; /* a close_notify, or a close without one: the answer's framing decides */
+        if ((*ev = tls_wants(c->ssl, k)) != 0)
+            return GY_EAGAIN;
+        unsigned long err = ERR_peek_error();
+        ERR_clear_error();
+        return fail(why, whylen, GY_EIO, "TLS: %s", err != 0 ? ERR_reason_error_string(err) : strerror(errno));
+    }
+    for (;;) {
+        ssize_t k = recv(c->fd, buf, n, 0);
+        if (k >= 0)
+            return k;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return GY_EAGAIN;
+        return fail(why, whylen, GY_EIO, "%s", strerror(errno));
+    }
+}
+
+static int exchange(struct conn *c, const struct target *t, const struct gy_http_request *req, uint64_t until, int *status,
                     struct gy_bytes *out, char *why, size_t whylen)
 {
     char head[REQUEST_HEAD_MAX];
@@ -279,9 +394,9 @@ static int exchange(int fd, const struct target *t, const struct gy_http_request
         n += snprintf(head + n, sizeof(head) - (size_t)n, "\r\n");
     if (n <= 0 || (size_t)n >= sizeof(head))
         return fail(why, whylen, GY_ETOOBIG, "request head over %d bytes", REQUEST_HEAD_MAX);
-    int rc = send_all(fd, head, (size_t)n, until, req);
+    int rc = send_all(c, head, (size_t)n, until, req);
     if (rc == 0 && req->body != NULL)
-        rc = send_all(fd, req->body, req->body_len, until, req);
+        rc = send_all(c, req->body, req->body_len, until, req);
     if (rc != 0 && rc != GY_EIO)
         return rc;
     /* A failed send may still leave an answer to read (a server that refuses the body early). */
@@ -290,17 +405,16 @@ static int exchange(int fd, const struct target *t, const struct gy_http_request
     int res = 0;
     gy_http_answer_init(&r, strcmp(req->method, "HEAD") == 0);
     while (res == 0 && !r.done) {
-        ssize_t k = recv(fd, buf, sizeof(buf), 0);
+        short ev;
+        ssize_t k = recv_some(c, buf, sizeof(buf), &ev, why, whylen);
         if (k > 0) {
             res = gy_http_answer_feed(&r, buf, (size_t)k, out, why, whylen);
         } else if (k == 0) {
             res = gy_http_answer_eof(&r, why, whylen);
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-            int w = errno == EINTR ? 0 : wait_fd(fd, POLLIN, until, req);
-            if (w != 0)
-                res = w;
+        } else if (k == GY_EAGAIN) {
+            res = wait_fd(c->fd, ev, until, req);
         } else {
-            res = fail(why, whylen, GY_EIO, "%s", strerror(errno));
+            res = (int)k;
         }
     }
     gy_http_answer_free(&r);
@@ -330,7 +444,16 @@ int gy_http_fetch(const struct gy_http_request *req, int *status, struct gy_byte
         return rc;
     if ((fd = open_conn(&t, req, until, why, whylen)) < 0)
         return fd;
-    rc = exchange(fd, &t, req, until, status, out, why, whylen);
+    struct conn c = { fd, NULL };
+    rc = t.tls ? tls_start(&c, &t, req, until, why, whylen) : 0;
+    if (rc == 0)
+        rc = exchange(&c, &t, req, until, status, out, why, whylen);
+    if (c.ssl != NULL) {
+        if (rc == 0)
+            SSL_shutdown(c.ssl); /* best effort: the socket is non-blocking */
+        SSL_free(c.ssl);
+        ERR_clear_error();
+    }
     close(fd);
     return rc;
 }

@@ -1,7 +1,8 @@
 /*
  * A small blocking HTTP/1.1 client for the proxy's own calls to the control plane: the config long
- * poll (proxy/xds.c) and certificate signing (proxy/identity.c). Plain http://, one connection per
- * request, run on the caller's thread; answers are parsed by our own codec (http/h1.c). With it a
+ * poll (proxy/xds.c) and certificate signing (proxy/identity.c). http:// or https:// (OpenSSL, the
+ * server's certificate verified against `ca_file` and the URL's host), one connection per request,
+ * run on the caller's thread; answers are parsed by our own codec (http/h1.c). With it a
  * sidecar never loads libcurl and the 27 libraries it pulls in: an idle `--control` proxy went from
  * 11.8 to 7.4 MiB resident (0.7 MiB of it its own memory). The control plane and the CLI still use
  * libcurl.
@@ -18,7 +19,8 @@
 
 struct gy_http_request {
     const char *method;          /* "GET", "POST" */
-    const char *url;             /* http://host[:port][/path][?query]; host may be [IPv6] */
+    const char *url;             /* http[s]://host[:port][/path][?query]; host may be [IPv6] */
+    const char *ca_file;         /* https: PEM trust anchors for the server; NULL: the system's store */
     const char *content_type;    /* sent with a body */
     const void *body;
     size_t body_len;

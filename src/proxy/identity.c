@@ -29,7 +29,7 @@ struct gy_identity {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop;
-    char *url, *service, *zone, *token;
+    char *url, *ca, *service, *zone, *token;
     char cert[4096], key[4096], bundle[4096];
     char spiffe_id[600];
     _Atomic int64_t got_at, expires;   /* when the current SVID was obtained (or found on disk) */
@@ -195,7 +195,7 @@ static json_t *post_sign(struct gy_identity *id, json_t *req, char *why, size_t 
     snprintf(url, sizeof(url), "%s/v1.0/ca/sign", id->url);
     struct gy_http_request hr = {
         .method = "POST", .url = url, .content_type = "application/json", .body = body, .body_len = strlen(body),
-        .user_agent = "gyrus-proxy/" GY_VERSION, .connect_timeout_ms = 5000, .timeout_ms = 10000,
+        .user_agent = "gyrus-proxy/" GY_VERSION, .connect_timeout_ms = 5000, .timeout_ms = 10000, .ca_file = id->ca,
     };
     int rc = gy_http_fetch(&hr, &code, &b, why, whylen);
     doc = b.p ? json_loads(b.p, 0, NULL) : NULL;
@@ -303,6 +303,7 @@ struct gy_identity *gy_identity_start(const struct gy_identity_options *o)
     if ((id = calloc(1, sizeof(*id))) == NULL)
         return NULL;
     id->url = strdup(o->control_url);
+    id->ca = o->control_ca ? strdup(o->control_ca) : NULL;
     id->service = strdup(o->service);
     id->zone = strdup(o->zone ? o->zone : "default");
     id->token = o->join_token ? strdup(o->join_token) : NULL;
@@ -344,6 +345,7 @@ void gy_identity_stop(struct gy_identity *id)
     pthread_mutex_destroy(&id->lock);
     pthread_cond_destroy(&id->cond);
     free(id->url);
+    free(id->ca);
     free(id->service);
     free(id->zone);
     free(id->token);

@@ -17,6 +17,7 @@ struct gy_identity;
 
 struct gy_identity_options {
     const char *control_url;
+    const char *control_ca;     /* https: trust anchors (NULL: the system's) */
     const char *data_dir;
     const char *service;        /* the proxy's name */
     const char *zone;

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <malloc.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -612,11 +613,19 @@ int gy_proxy_run(const struct gy_proxy_options *opt)
         if (opt->watch_interval_ms > 0)
             gy_timer_start(&p->loop, &p->watch_timer, opt->watch_interval_ms);
     } else {
-        if (strncasecmp(opt->control_url, "http://", 7) != 0)
-            gy_fatal("--control %s: the proxy reaches the control plane over http:// only (the control API has no "
-                     "TLS of its own yet)", opt->control_url);
+        bool https = strncasecmp(opt->control_url, "https://", 8) == 0;
+        if (!https && strncasecmp(opt->control_url, "http://", 7) != 0)
+            gy_fatal("--control %s: want an http:// or https:// URL", opt->control_url);
+        if (!https && opt->control_ca != NULL)
+            gy_fatal("--control-ca is for an https:// control plane, not %s", opt->control_url);
+        if (https) { /* the trust anchors must load now; they are read again for each request */
+            SSL_CTX *probe = gy_tls_endpoint_client(opt->control_ca, err, sizeof(err));
+            if (probe == NULL)
+                gy_fatal("--control-ca: %s", err);
+            SSL_CTX_free(probe);
+        }
         setup_cache(p);
-        struct gy_identity_options io = { opt->control_url, opt->data_dir ? opt->data_dir : "/var/lib/gyrus",
+        struct gy_identity_options io = { opt->control_url, opt->control_ca, opt->data_dir ? opt->data_dir : "/var/lib/gyrus",
                                           opt->name, opt->zone, opt->join_token };
         p->identity = gy_identity_start(&io);
         if (p->identity != NULL) /* `secret` (SPIFFE) in views: TLS with the SVID files */

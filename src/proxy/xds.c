@@ -180,6 +180,7 @@ static void *xds_main(void *arg)
             struct gy_http_request req = {
                 .method = "GET", .url = url, .user_agent = "gyrus-proxy/" GY_VERSION, .connect_timeout_ms = 5000,
                 .timeout_ms = (POLL_WAIT_S + 15) * 1000, .cancel = cancelled, .cancel_arg = x,
+                .ca_file = x->proxy->opt.control_ca,
             };
             rc = gy_http_fetch(&req, &code, &b, why, sizeof(why));
             free(url);

@@ -46,6 +46,16 @@ void gy_tls_shutdown(void);
  * certificate, so renewals are picked up. NULL: none (then `secret` is refused). */
 void gy_tls_set_identity(const char *cert_path, const char *key_path, const char *bundle_path);
 
+/* TLS for gyrus's own HTTPS endpoints (endpoint.c): the control API and the proxy's calls to it.
+ * Both contexts allow TLS 1.2 and 1.3 only, no renegotiation, and follow FIPS mode. The server
+ * context serves the PEM certificate chain and key (checked to match; NULL with the reason in
+ * err). The client context verifies the server's chain against ca_path (PEM; NULL: the system's
+ * trust store); the caller checks the name (SSL_set1_host / X509_VERIFY_PARAM_set1_ip_asc).
+ * SSL_CTX_free() them. */
+struct ssl_ctx_st;
+struct ssl_ctx_st *gy_tls_endpoint_server(const char *cert_path, const char *key_path, char *err, size_t errlen);
+struct ssl_ctx_st *gy_tls_endpoint_client(const char *ca_path, char *err, size_t errlen);
+
 /* Builds listener->tls and cluster->tls for every listener and cluster of cfg that asks for TLS
  * (NULL otherwise) and registers their release in cfg. Returns 0, or GY_ECONFIG with
  * `listener "x": ssl_config.cert_key_pairs[0].certificate_path: cannot read ...` in err. */

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -17,15 +18,16 @@ from conftest import GYRUS, Process, free_port, wait_for
 ETCD = "/usr/bin/etcd"
 
 
-def http(method, url, body=None, timeout=10):
-    """Returns (status, parsed JSON or raw text or None)."""
+def http(method, url, body=None, timeout=10, ca=None):
+    """Returns (status, parsed JSON or raw text or None). ca: PEM trust anchors for https://."""
     data = None
     if body is not None:
         data = body if isinstance(body, (bytes, str)) else json.dumps(body)
         data = data.encode() if isinstance(data, str) else data
     req = urllib.request.Request(url, data=data, method=method)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        ctx = ssl.create_default_context(cafile=ca) if ca else None
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
             status, raw = r.status, r.read()
     except urllib.error.HTTPError as e:
         status, raw = e.code, e.read()
@@ -63,13 +65,17 @@ class Etcd(Process):
 class Control(Process):
     """`gyrus control` on a free port; SQLite in its own temp dir unless etcd is given."""
 
-    def __init__(self, data_dir=None, etcd=None, prefix="/gyrus", extra=(), wait=True, env=None):
+    def __init__(self, data_dir=None, etcd=None, prefix="/gyrus", extra=(), wait=True, env=None, tls=None):
+        """tls: (certificate file, key file, CA file): the API over HTTPS, checked against the CA."""
         self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="gyrus-control-")
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.ca = tls[2] if tls else None
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         args = [GYRUS, "control", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir,
                 "--drain-time", "3s", *extra]
+        if tls:
+            args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         if etcd is not None:
             args += ["--store", "etcd", "--etcd-endpoints", etcd.url, "--etcd-prefix", prefix]
         super().__init__(args, "control", env=env)
@@ -80,11 +86,11 @@ class Control(Process):
         def ready():
             if not self.alive():
                 raise AssertionError(f"gyrus control exited ({self.proc.returncode}):\n{self.output()}")
-            return http("GET", self.url + "/ready", timeout=2)[0] == 200
+            return http("GET", self.url + "/ready", timeout=2, ca=self.ca)[0] == 200
         wait_for(ready, timeout, what="gyrus control /ready")
 
     def api(self, method, path, body=None, timeout=10):
-        return http(method, self.url + path, body, timeout)
+        return http(method, self.url + path, body, timeout, ca=self.ca)
 
     def ok(self, method, path, body=None):
         status, out = self.api(method, path, body)

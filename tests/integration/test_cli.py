@@ -32,9 +32,12 @@ def test_version_and_help():
     (("proxy", "--workers", "0"), 'proxy: error: --workers: want a number from 1 to 256, got "0"'),
     (("proxy", "--drain-time", "soon"), 'proxy: error: --drain-time: want a duration like 250ms, 10s or 2m, got "soon"'),
     (("proxy", "--config", "/nonexistent.yaml", "--name", "x"), "proxy: error: /nonexistent.yaml: No such file or directory"),
-    (("proxy", "--control", "https://cp.example:5555", "--name", "x", "--admin", "off"),
-     "proxy: error: --control https://cp.example:5555: the proxy reaches the control plane over http:// only "
-     "(the control API has no TLS of its own yet)"),
+    (("proxy", "--control", "ftp://cp.example:5555", "--name", "x", "--admin", "off"),
+     "proxy: error: --control ftp://cp.example:5555: want an http:// or https:// URL"),
+    (("proxy", "--control", "https://cp.example:5555", "--control-ca", "/nonexistent/ca.pem", "--name", "x",
+      "--admin", "off"), "proxy: error: --control-ca: /nonexistent/ca.pem: cannot load trust anchors: No such file or directory"),
+    (("get", "zones", "--control", "http://127.0.0.1:1", "--control-ca", "/tmp/ca.pem"),
+     "get: error: --control-ca is for an https:// control plane, not http://127.0.0.1:1"),
 ])
 def test_bad_flags_one_line(args, message):
     out = run(*args)

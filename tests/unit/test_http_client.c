@@ -28,6 +28,7 @@ struct server {
     const char *answer;      /* sent whole after the request head arrives; NULL: say nothing */
     size_t answer_len;
     unsigned hold_ms;        /* keep the connection open this long after answering */
+    bool answer_first;       /* send the answer as soon as the connection is accepted */
     char request[4096];      /* what the client sent (head and body) */
     size_t request_len;
 };
@@ -40,7 +41,7 @@ static void *serve(void *arg)
     if (c < 0)
         return NULL;
     /* the head, and a body of the length it says */
-    while (s->request_len < sizeof(s->request) - 1) {
+    while (!s->answer_first && s->request_len < sizeof(s->request) - 1) {
         ssize_t k = recv(c, s->request + s->request_len, sizeof(s->request) - 1 - s->request_len, 0);
         if (k <= 0)
             break;
@@ -58,7 +59,7 @@ static void *serve(void *arg)
     return NULL;
 }
 
-static void server_start(struct server *s, const char *answer, size_t len, unsigned hold_ms)
+static void server_start_how(struct server *s, const char *answer, size_t len, unsigned hold_ms, bool answer_first)
 {
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t al = sizeof(a);
@@ -67,6 +68,7 @@ static void server_start(struct server *s, const char *answer, size_t len, unsig
     s->answer = answer;
     s->answer_len = answer ? (len ? len : strlen(answer)) : 0;
     s->hold_ms = hold_ms;
+    s->answer_first = answer_first;
     s->fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(s->fd >= 0);
     assert_int_equal(bind(s->fd, (struct sockaddr *)&a, sizeof(a)), 0);
@@ -74,6 +76,11 @@ static void server_start(struct server *s, const char *answer, size_t len, unsig
     assert_int_equal(getsockname(s->fd, (struct sockaddr *)&a, &al), 0);
     s->port = ntohs(a.sin_port);
     assert_int_equal(pthread_create(&s->thread, NULL, serve, s), 0);
+}
+
+static void server_start(struct server *s, const char *answer, size_t len, unsigned hold_ms)
+{
+    server_start_how(s, answer, len, hold_ms, false);
 }
 
 static void server_stop(struct server *s)
@@ -233,8 +240,8 @@ static void test_refused_and_bad_urls(void **state)
         int rc;
         const char *why;
     } cases[] = {
-        { "https://127.0.0.1:1/", GY_EUNSUPPORTED, "https:// is not supported here" },
-        { "ftp://127.0.0.1/", GY_EINVAL, "not an http:// URL" },
+        { "https://127.0.0.1:1/", GY_EIO, "cannot connect to 127.0.0.1:1" },
+        { "ftp://127.0.0.1/", GY_EINVAL, "not an http:// or https:// URL" },
         { "http:///path", GY_EINVAL, "no usable host" },
         { "http://user@127.0.0.1/", GY_EINVAL, "user info" },
         { "http://127.0.0.1:0/", GY_EINVAL, "bad port" },
@@ -254,6 +261,45 @@ static void test_refused_and_bad_urls(void **state)
         if (strstr(why, cases[i].why) == NULL)
             fail_msg("%s: want \"%s\" in \"%s\"", cases[i].url, cases[i].why, why);
     }
+}
+
+/* https:// against servers that do not speak TLS, and trust anchors that do not load. (The
+ * handshake that verifies is shown end to end: tests/integration/test_control_tls.py.) */
+static void test_https_failures(void **state)
+{
+    struct server s;
+    struct gy_bytes b = { .max = 100 };
+    char url[128], why[300], want[128];
+    int status;
+
+    (void)state;
+    /* a plain HTTP server: its answer is no ServerHello */
+    server_start_how(&s, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0, 0, true);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/", s.port);
+    struct gy_http_request req = { .method = "GET", .url = url, .timeout_ms = 3000 };
+    assert_int_equal(gy_http_fetch(&req, &status, &b, why, sizeof(why)), GY_EIO);
+    snprintf(want, sizeof(want), "TLS handshake with 127.0.0.1:%d failed: ", s.port);
+    if (strncmp(why, want, strlen(want)) != 0)
+        fail_msg("want \"%s...\", got \"%s\"", want, why);
+    server_stop(&s);
+
+    /* a server that says nothing: the handshake times out */
+    server_start(&s, NULL, 0, 1500);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/", s.port);
+    req.timeout_ms = 300;
+    assert_int_equal(gy_http_fetch(&req, &status, &b, why, sizeof(why)), GY_ETIMEDOUT);
+    snprintf(want, sizeof(want), "TLS handshake with 127.0.0.1:%d: timed out", s.port);
+    assert_string_equal(why, want);
+    server_stop(&s);
+
+    /* trust anchors that cannot be read */
+    server_start(&s, NULL, 0, 200);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/", s.port);
+    req.ca_file = "/nonexistent/ca.pem";
+    assert_int_equal(gy_http_fetch(&req, &status, &b, why, sizeof(why)), GY_ECONFIG);
+    assert_non_null(strstr(why, "/nonexistent/ca.pem: cannot load trust anchors"));
+    server_stop(&s);
+    gy_bytes_free(&b);
 }
 
 static void test_connection_refused(void **state)
@@ -298,6 +344,7 @@ int main(void)
         cmocka_unit_test(test_silence_times_out),
         cmocka_unit_test(test_cancel_ends_a_wait),
         cmocka_unit_test(test_refused_and_bad_urls),
+        cmocka_unit_test(test_https_failures),
         cmocka_unit_test(test_connection_refused),
         cmocka_unit_test(test_url_escape),
     };
