@@ -20,7 +20,8 @@ static const char usage[] =
     "      --prune           delete stored objects that are not in the files\n"
     "  -q, --quiet           print nothing on success\n"
     "      --control URL     control plane, default $GYRUS_CONTROL or " GY_CONTROL_DEFAULT "\n"
-    "      --control-ca FILE PEM trust anchors for an https:// control plane ($GYRUS_CONTROL_CA)\n";
+    "      --control-ca FILE PEM trust anchors for an https:// control plane ($GYRUS_CONTROL_CA)\n"
+    "      --api-key-file FILE the API key to send, when the control plane asks for one ($GYRUS_API_KEY)\n";
 
 static json_t *read_mesh(const char *path)
 {

@@ -1,6 +1,8 @@
 #include "cli/client.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,41 @@
 #define MAX_ANSWER ((size_t)256 << 20)
 
 static const char *control_ca; /* --control-ca, for the commands that call the control plane */
+static const char *api_key_file; /* --api-key-file */
+
+/* The API key: the first line of --api-key-file that is not blank or a # comment, else
+ * $GYRUS_API_KEY. "" when there is none. */
+static void load_key(struct gy_client *c)
+{
+    char line[600] = "";
+    const char *key = NULL;
+
+    if (api_key_file != NULL) {
+        FILE *f = fopen(api_key_file, "r");
+        if (f == NULL)
+            gy_fatal("--api-key-file: %s: %s", api_key_file, strerror(errno));
+        while (key == NULL && fgets(line, sizeof(line), f) != NULL) {
+            char *k = line + strspn(line, " \t");
+            k[strcspn(k, "\r\n")] = '\0';
+            while (*k && isspace((unsigned char)k[strlen(k) - 1]))
+                k[strlen(k) - 1] = '\0';
+            if (*k && *k != '#')
+                key = k;
+        }
+        fclose(f);
+        if (key == NULL)
+            gy_fatal("--api-key-file: %s: no key in it", api_key_file);
+    } else {
+        key = getenv("GYRUS_API_KEY");
+    }
+    if (key == NULL || key[0] == '\0')
+        return;
+    for (const char *p = key; *p; p++)
+        if (!isgraph((unsigned char)*p))
+            gy_fatal("API key: want one word of printable characters");
+    if ((size_t)snprintf(c->auth, sizeof(c->auth), "Authorization: Bearer %s", key) >= sizeof(c->auth))
+        gy_fatal("API key: longer than 512 characters");
+}
 
 
 void gy_client_init(struct gy_client *c, const char *url)
@@ -31,6 +68,7 @@ void gy_client_init(struct gy_client *c, const char *url)
     memcpy(c->base, url, n);
     c->base[n] = '\0';
     c->timeout_ms = 60000;
+    load_key(c);
     const char *ca = control_ca != NULL ? control_ca : getenv("GYRUS_CONTROL_CA");
     if (ca != NULL && ca[0] != '\0') {
         if (strncmp(c->base, "https://", 8) != 0)
@@ -77,6 +115,8 @@ int gy_client_call(struct gy_client *c, const char *method, const char *path, co
     curl_easy_setopt(h, CURLOPT_USERAGENT, "gyrus/" GY_VERSION);
     hdrs = curl_slist_append(hdrs, "Expect:");
     hdrs = curl_slist_append(hdrs, "Accept: application/json");
+    if (c->auth[0] != '\0')
+        hdrs = curl_slist_append(hdrs, c->auth);
     if (body != NULL) {
         hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
@@ -141,6 +181,10 @@ bool gy_client_flag(struct gy_flags *f, const char **url)
 {
     if (gy_flag_is(f, NULL, "--control-ca")) {
         control_ca = gy_flag_value(f);
+        return true;
+    }
+    if (gy_flag_is(f, NULL, "--api-key-file")) {
+        api_key_file = gy_flag_value(f);
         return true;
     }
     if (!gy_flag_is(f, NULL, "--control"))

@@ -19,6 +19,7 @@ struct gy_client {
     void *curl;
     char base[1024];   /* without a trailing slash */
     char ca[1024];     /* https: trust anchors (--control-ca, $GYRUS_CONTROL_CA); "": the system's */
+    char auth[600];    /* "Authorization: Bearer KEY" (--api-key-file, $GYRUS_API_KEY), or "" */
     long timeout_ms;
 };
 
@@ -41,7 +42,8 @@ const char *gy_client_error_message(const json_t *json, long status, char *buf, 
 /* Percent-encodes a path segment or query value (caller frees). */
 char *gy_client_escape(struct gy_client *c, const char *s);
 
-/* Handles --control URL and --control-ca FILE (kept for gy_client_init); true if it did. */
+/* Handles --control URL, --control-ca FILE and --api-key-file FILE (the last two kept for
+ * gy_client_init); true if it did. */
 bool gy_client_flag(struct gy_flags *f, const char **url);
 
 /* The kind a user means: exact names, plurals ("clusters", "proxies"), "shared-rules" and

@@ -33,6 +33,8 @@ static const char usage[] =
     "                               OpenSSL FIPS provider (docs/fips.md)\n"
     "      --tls-cert FILE          serve the API and xds over HTTPS with this PEM certificate chain\n"
     "      --tls-key FILE           and its private key (both re-read when they change)\n"
+    "      --api-key-file FILE      callers must authenticate: API keys, one per line (re-read on SIGHUP);\n"
+    "                               proxies may poll their view with their SVID instead (docs/control.md)\n"
     "      --log-level LEVEL        debug, info, warn, error (default info)\n"
     "      --log-format FORMAT      text or json (default text)\n";
 
@@ -75,6 +77,8 @@ int gy_cmd_control(int argc, char **argv)
             o.ca_cert = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--ca-key"))
             o.ca_key = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--api-key-file"))
+            o.api_key_file = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--tls-cert"))
             o.tls_cert = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--tls-key"))

@@ -18,7 +18,8 @@ static const char usage_get[] =
     "  -o, --output FORMAT        json, yaml or table\n"
     "      --filter FIELD=VALUE   only objects whose FIELD equals VALUE (repeatable)\n"
     "      --control URL          control plane, default $GYRUS_CONTROL or " GY_CONTROL_DEFAULT "\n"
-    "      --control-ca FILE      PEM trust anchors for an https:// control plane ($GYRUS_CONTROL_CA)\n";
+    "      --control-ca FILE      PEM trust anchors for an https:// control plane ($GYRUS_CONTROL_CA)\n"
+    "      --api-key-file FILE    the API key to send, when the control plane asks for one ($GYRUS_API_KEY)\n";
 
 static const char usage_list[] =
     "usage: gyrus list KIND [-o table|json|yaml] [--filter FIELD=VALUE...] [--control URL]\n"

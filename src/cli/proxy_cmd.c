@@ -1,4 +1,5 @@
 /* gyrus proxy: the sidecar / edge proxy. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@ static const char usage[] =
     "      --control URL          control plane, e.g. http://127.0.0.1:5555 (dynamic mode; also $GYRUS_CONTROL)\n"
     "  -n, --name NAME            proxy to serve (required)\n"
     "      --control-ca FILE      PEM trust anchors for an https:// control plane, default the system's\n"
-    "                             ($GYRUS_CONTROL_CA)\n"
+    "                             ($GYRUS_CONTROL_CA); $GYRUS_API_KEY: an API key to poll with\n"
     "      --zone ZONE            zone the proxy announces to the control plane\n"
     "      --node ID              this instance's id for the control plane, default HOSTNAME:PID\n"
     "      --data-dir DIR         where the last view from the control plane is cached, default /var/lib/gyrus\n"
@@ -90,6 +91,14 @@ int gy_cmd_proxy(int argc, char **argv)
         o.join_token = getenv("GYRUS_JOIN_TOKEN");
     if (o.control_ca == NULL && o.control_url != NULL)
         o.control_ca = getenv("GYRUS_CONTROL_CA");
+    if (o.control_url != NULL && (o.api_key = getenv("GYRUS_API_KEY")) != NULL) {
+        size_t n = strlen(o.api_key);
+        for (size_t i = 0; i < n; i++)
+            if (!isgraph((unsigned char)o.api_key[i]))
+                gy_fatal("$GYRUS_API_KEY: a key is one word of printable characters");
+        if (n == 0 || n > 512)
+            gy_fatal("$GYRUS_API_KEY: want 1 to 512 characters");
+    }
     if (o.config_path != NULL && o.control_url != NULL)
         gy_fatal("--config and --control exclude each other");
     if (o.name == NULL)

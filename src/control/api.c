@@ -554,6 +554,8 @@ void ctl_handle(void *arg, struct ctl_req *r)
     const char *p = r->path;
 
     ctl->requests++;
+    if (strncmp(p, "/v1.0/xds/", 10) != 0 && !ctl_auth_allow(ctl, r, NULL))
+        return;
     if (path_is(p, "/ready")) {
         ctl_status_ready(ctl, r);
     } else if (path_is(p, "/metrics") || path_is(p, "/stats/prometheus")) {
@@ -566,7 +568,7 @@ void ctl_handle(void *arg, struct ctl_req *r)
         char *name = ctl_url_decode(p + 10, strlen(p + 10));
         if (name == NULL || name[0] == '\0' || strchr(name, '/') != NULL)
             ctl_respond_errorf(r, 400, "want /v1.0/xds/<proxy name>");
-        else
+        else if (ctl_auth_allow(ctl, r, name))
             ctl_xds_handle(ctl, r, name);
         free(name);
     } else if (strncmp(p, "/v1.0/ca/", 9) == 0) {

@@ -259,3 +259,8 @@ const char *ctl_ca_trust_domain(const struct ctl_ca *ca)
 {
     return ca->trust_domain;
 }
+
+const char *ctl_ca_bundle(const struct ctl_ca *ca)
+{
+    return ca->bundle;
+}

@@ -33,5 +33,7 @@ void ctl_ca_handle(struct gy_control *ctl, struct ctl_req *r, const char *sub);
 /* Where the services that got SVIDs are remembered across restarts (DIR/ca/identities.json), "" if none. */
 const char *ctl_ca_identities_path(const struct ctl_ca *ca);
 const char *ctl_ca_trust_domain(const struct ctl_ca *ca);
+/* The trust bundle: PEM of the CA certificate that signs SVIDs. */
+const char *ctl_ca_bundle(const struct ctl_ca *ca);
 
 #endif

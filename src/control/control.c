@@ -263,6 +263,23 @@ static void begin_drain(struct gy_control *ctl, const char *why)
     gy_timer_start(&ctl->loop, &ctl->drain_timer, 0);
 }
 
+/* SIGHUP: --api-key-file again (a file that does not load keeps the keys in use). */
+static void reload_keys(struct gy_control *ctl)
+{
+    char err[512];
+    struct ctl_auth *a;
+
+    if (ctl->opt.api_key_file == NULL)
+        return;
+    if ((a = ctl_auth_load(ctl->opt.api_key_file, err, sizeof(err))) == NULL) {
+        gy_warn("SIGHUP: keeping the API keys in use: %s", err);
+        return;
+    }
+    ctl_auth_free(ctl->auth);
+    ctl->auth = a;
+    gy_info("SIGHUP: %zu API key%s", ctl_auth_nkeys(a), ctl_auth_nkeys(a) == 1 ? "" : "s");
+}
+
 static void signal_io(struct gy_io *io, unsigned events)
 {
     struct gy_control *ctl = GY_CONTAINER_OF(io, struct gy_control, signal_io);
@@ -274,6 +291,7 @@ static void signal_io(struct gy_io *io, unsigned events)
         case SIGHUP:
             gy_info("SIGHUP: reading the store again");
             store_resync(ctl);
+            reload_keys(ctl);
             break;
         case SIGTERM:
             begin_drain(ctl, "SIGTERM");
@@ -323,6 +341,19 @@ static bool same_file(const struct stat *a, const struct stat *b)
            a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+/* Clients may present an SVID of this mesh: a proxy polling its own view proves itself with it
+ * when the API asks for authentication (auth.c). */
+static int tls_trust_mesh(struct gy_control *ctl, SSL_CTX *tls)
+{
+    char err[300];
+
+    if (gy_tls_endpoint_trust_clients(tls, ctl_ca_bundle(ctl->ca), err, sizeof(err)) != 0) {
+        gy_warn("HTTPS: cannot check client certificates against the mesh CA: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
 /* Loads --tls-cert and --tls-key: at start into ctl->tls_first (a failure is fatal, before
  * anything is created on disk), later into the server when the files changed (a failure is
  * logged once and the server keeps its current certificate). */
@@ -352,6 +383,10 @@ static int tls_load(struct gy_control *ctl, bool at_start)
         ctl->tls_first = tls;
         return 0;
     }
+    if (tls_trust_mesh(ctl, tls) != 0) {
+        SSL_CTX_free(tls);
+        return -1;
+    }
     ctl_server_set_tls(ctl->server, tls);
     gy_info("HTTPS: certificate reloaded from %s", ctl->opt.tls_cert);
     return 0;
@@ -372,6 +407,7 @@ static void shutdown_all(struct gy_control *ctl)
     stop_sources(ctl);
     ctl_server_free(ctl->server);
     ctl_ca_close(ctl->ca);
+    ctl_auth_free(ctl->auth);
     if (ctl->store != NULL)
         ctl->store_ops->close(ctl->store);
     ctl_views_dispose(ctl);
@@ -402,6 +438,12 @@ int gy_control_run(const struct gy_control_options *opt)
         gy_fatal("%s", err);
     if (opt->tls_cert != NULL)
         tls_load(ctl, true);
+    if (opt->api_key_file != NULL) {
+        if ((ctl->auth = ctl_auth_load(opt->api_key_file, err, sizeof(err))) == NULL)
+            gy_fatal("--api-key-file: %s", err);
+        if (opt->tls_cert == NULL)
+            gy_warn("--api-key-file without --tls-cert: API keys cross the network in clear text");
+    }
     signal(SIGPIPE, SIG_IGN);
     gy_raise_nofile();
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
@@ -425,6 +467,8 @@ int gy_control_run(const struct gy_control_options *opt)
     if (ctl_server_start(&ctl->loop, opt->listen, ctl_handle, ctl, &ctl->server, err, sizeof(err)) != 0)
         gy_fatal("%s", err);
     if (ctl->tls_first != NULL) {
+        if (tls_trust_mesh(ctl, ctl->tls_first) != 0)
+            gy_fatal("HTTPS: the mesh CA's certificate does not load");
         ctl_server_set_tls(ctl->server, ctl->tls_first);
         gy_timer_start(&ctl->loop, &ctl->tls_timer, TLS_WATCH_MS);
     }

@@ -46,6 +46,7 @@ struct gy_control_options {
     const char *fips;            /* --fips: NULL/"off", "on", "required" */
     const char *tls_cert;        /* --tls-cert/--tls-key: serve the API over HTTPS (re-read when changed) */
     const char *tls_key;
+    const char *api_key_file;    /* --api-key-file: API keys, one per line; callers must authenticate */
 };
 
 struct gy_discovery;
@@ -67,6 +68,7 @@ struct gy_control {
     struct gy_timer drain_timer, gc_timer, tls_timer;
     struct stat tls_seen[2];     /* --tls-cert and --tls-key as last loaded */
     struct ssl_ctx_st *tls_first; /* loaded at start, before the server exists */
+    struct ctl_auth *auth;       /* --api-key-file; NULL: no authentication */
     struct ctl_server *server;
     const struct gy_store_ops *store_ops;
     struct gy_store *store;
@@ -92,7 +94,7 @@ struct gy_control {
     struct ctl_map nodes;        /* "name\x1fnode" → struct ctl_node */
 
     /* Counters for /metrics. */
-    uint64_t views_sent, acks, nacks, store_errors, writes, view_computes, polls, requests;
+    uint64_t views_sent, acks, nacks, store_errors, writes, view_computes, polls, requests, auth_refused;
     uint64_t started_ms, drain_deadline;
     bool draining;
 };
@@ -213,6 +215,17 @@ char *ctl_query_param(const char *query, const char *name);
 char *ctl_url_decode(const char *s, size_t n);
 
 void ctl_xds_handle(struct gy_control *ctl, struct ctl_req *r, const char *name);
+
+/* ---- auth.c ---- */
+
+struct ctl_auth;
+/* Reads the API keys of --api-key-file; NULL with the reason in err. */
+struct ctl_auth *ctl_auth_load(const char *path, char *err, size_t errlen);
+void ctl_auth_free(struct ctl_auth *a);
+size_t ctl_auth_nkeys(const struct ctl_auth *a);
+/* Whether the request may go on (xds_name: the proxy a /v1.0/xds/ request is for, else NULL).
+ * If not, it has been answered 401 or 403. Always true without --api-key-file. */
+bool ctl_auth_allow(struct gy_control *ctl, struct ctl_req *r, const char *xds_name);
 /* Answers every parked poll of the view (its version changed). */
 struct ctl_view;
 void ctl_xds_wake(struct gy_control *ctl, struct ctl_view *v);

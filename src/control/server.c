@@ -25,6 +25,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "http/h1.h"
+#include "tls/tls.h"
 
 #define CTL_MAX_HEAD 65536u
 #define CTL_MAX_HEADERS 100u
@@ -72,6 +73,7 @@ struct ctl_conn {
     bool dead;
     SSL *ssl;                   /* TLS connections */
     bool handshaken;
+    char *peer_id;              /* the client certificate's SPIFFE ID, when it verified */
 };
 
 /* ---- blobs ---- */
@@ -120,6 +122,8 @@ static void req_reset(struct ctl_req *r)
     free(r->path);
     free(r->query);
     free(r->body);
+    free(r->authorization);
+    r->authorization = NULL;
     r->method = r->path = r->query = r->body = NULL;
     r->body_len = 0;
     r->parked = false;
@@ -155,6 +159,9 @@ static void conn_close(struct ctl_conn *c)
     req_reset(&c->req);
     free(c->in);
     c->in = NULL;
+    free(c->peer_id);
+    c->peer_id = NULL;
+    c->req.peer_id = NULL;
     c->dead = true;
     /* The loop may still hold an event for this connection in the current batch. */
     gy_list_insert_tail(&s->dead, &c->link);
@@ -249,6 +256,9 @@ static int conn_handshake(struct ctl_conn *c)
 
     if (rc == 1) {
         c->handshaken = true;
+        X509 *x = SSL_get0_peer_certificate(c->ssl);
+        if (x != NULL && SSL_get_verify_result(c->ssl) == X509_V_OK)
+            c->req.peer_id = c->peer_id = gy_tls_spiffe_id(x);
         return 1;
     }
     unsigned long e = ERR_peek_error();
@@ -361,6 +371,11 @@ static int parse_head(struct ctl_conn *c)
     c->req.path = slice_dup(hr.path);
     c->req.query = slice_dup(hr.query);
     c->keep_alive = hr.keep_alive;
+    const struct gy_header *auth = gy_header_find(hr.headers, hr.nheaders, GY_SLICE_LIT("authorization"));
+    if (auth != NULL && (c->req.authorization = slice_dup(auth->value)) == NULL) {
+        respond_error(c, 500, "out of memory");
+        return 1;
+    }
     conn_consume(c, hr.head_len);
     if (c->req.method == NULL || c->req.path == NULL || c->req.query == NULL) {
         respond_error(c, 500, "out of memory");

@@ -51,6 +51,9 @@ struct ctl_req {
     char *body;                 /* NUL-terminated, body_len bytes ("" if none) */
     size_t body_len;
     char peer[GY_ADDRSTRLEN];   /* "127.0.0.1:41234" */
+    char *authorization;        /* the Authorization header's value, NULL if none */
+    const char *peer_id;        /* HTTPS: the SPIFFE ID of a client certificate that verified against
+                                 * the trust given to ctl_server_set_client_trust, else NULL */
     uint64_t started_ms;
     /* For the owner of a parked request. */
     bool parked;

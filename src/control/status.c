@@ -107,6 +107,8 @@ void ctl_status_metrics(struct gy_control *ctl, struct ctl_req *r)
                "gyrus_control_store_up{store=\"%s\"} %d\n", ctl->store_ops->name,
             strcmp(store_state(ctl), "ok") == 0);
     metric(f, "gyrus_control_http_requests_total", "counter", "API requests.", ctl->requests);
+    metric(f, "gyrus_control_auth_refused_total", "counter",
+           "Requests refused 401 or 403 for want of an API key or a matching SVID (--api-key-file).", ctl->auth_refused);
     fprintf(f, "# HELP gyrus_control_discovery_source_up 1 when the source has reported.\n"
                "# TYPE gyrus_control_discovery_source_up gauge\n");
     for (size_t i = 0; i < ctl->nsources; i++) {

@@ -176,6 +176,12 @@ static int tls_start(struct conn *c, const struct target *t, const struct gy_htt
 
     if (ctx == NULL)
         return fail(why, whylen, GY_ECONFIG, "%s", err);
+    if (req->cert_file != NULL && req->key_file != NULL &&
+        gy_tls_endpoint_client_cert(ctx, req->cert_file, req->key_file, err, sizeof(err)) != 0) {
+        SSL_CTX_free(ctx); /* a certificate that does not load is not presented (none yet, a renewal mid-write) */
+        if ((ctx = gy_tls_endpoint_client(req->ca_file, err, sizeof(err))) == NULL)
+            return fail(why, whylen, GY_ECONFIG, "%s", err);
+    }
     c->ssl = SSL_new(ctx);
     SSL_CTX_free(ctx); /* the SSL keeps its reference */
     if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
@@ -387,6 +393,11 @@ static int exchange(struct conn *c, const struct target *t, const struct gy_http
                                          "Accept: application/json\r\nConnection: close\r\n",
                      req->method, t->path[0] == '/' ? "" : "/", (int)t->path_len, t->path, t->authority,
                      req->user_agent ? req->user_agent : "gyrus");
+    if (n > 0 && (size_t)n < sizeof(head) && req->authorization != NULL) {
+        if (strpbrk(req->authorization, "\r\n") != NULL)
+            return fail(why, whylen, GY_EINVAL, "a line break in the Authorization value");
+        n += snprintf(head + n, sizeof(head) - (size_t)n, "Authorization: %s\r\n", req->authorization);
+    }
     if (n > 0 && (size_t)n < sizeof(head) && req->body != NULL)
         n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Type: %s\r\nContent-Length: %zu\r\n",
                       req->content_type ? req->content_type : "application/octet-stream", req->body_len);

@@ -21,6 +21,9 @@ struct gy_http_request {
     const char *method;          /* "GET", "POST" */
     const char *url;             /* http[s]://host[:port][/path][?query]; host may be [IPv6] */
     const char *ca_file;         /* https: PEM trust anchors for the server; NULL: the system's store */
+    const char *cert_file;       /* https: a client certificate chain and key to present (PEM), when */
+    const char *key_file;        /*   both load; else none is presented */
+    const char *authorization;   /* the Authorization header's value, or NULL (printable, no CR/LF) */
     const char *content_type;    /* sent with a body */
     const void *body;
     size_t body_len;

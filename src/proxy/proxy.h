@@ -29,6 +29,7 @@ struct gy_proxy_options {
     const char *config_path;         /* static mode: the mesh file */
     const char *control_url;         /* dynamic mode: the control plane, http:// or https:// */
     const char *control_ca;          /* https: PEM trust anchors for it; NULL: the system's store */
+    const char *api_key;             /* $GYRUS_API_KEY: sent to a control plane that asks for a key */
     const char *name;
     const char *zone;
     const char *node;                /* this instance's id for the control plane, default host:pid */

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "http/client.h"
+#include "proxy/identity.h"
 #include "proxy/proxy.h"
 
 #define POLL_WAIT_S 30
@@ -30,6 +31,7 @@ struct gy_xds {
     bool stop;
     bool waiting;              /* a view was posted; the main thread has not answered yet */
     char *base, *name, *zone, *node;
+    char authorization[600];   /* "Bearer KEY" from $GYRUS_API_KEY, or "" */
     char version[256];         /* the version held */
     char status[8];            /* "", "ack" or "nack": the outcome of `version` */
     char error[512];
@@ -181,6 +183,10 @@ static void *xds_main(void *arg)
                 .method = "GET", .url = url, .user_agent = "gyrus-proxy/" GY_VERSION, .connect_timeout_ms = 5000,
                 .timeout_ms = (POLL_WAIT_S + 15) * 1000, .cancel = cancelled, .cancel_arg = x,
                 .ca_file = x->proxy->opt.control_ca,
+                .authorization = x->authorization[0] ? x->authorization : NULL,
+                /* the SVID, once there is one, proves the proxy to a control plane that asks */
+                .cert_file = x->proxy->identity ? gy_identity_cert_path(x->proxy->identity) : NULL,
+                .key_file = x->proxy->identity ? gy_identity_key_path(x->proxy->identity) : NULL,
             };
             rc = gy_http_fetch(&req, &code, &b, why, sizeof(why));
             free(url);
@@ -199,11 +205,16 @@ static void *xds_main(void *arg)
             x->status[0] = '\0'; /* reported */
             x->error[0] = '\0';
         } else if (!stopping(x)) {
+            json_t *doc = rc == 0 && b.p != NULL ? json_loadb(b.p, b.len, 0, NULL) : NULL;
+            const char *msg = json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
             if (rc != 0)
                 problem(x, "%s", why);
+            else if (msg != NULL) /* the control plane's error: {"error": {"message": ...}} */
+                problem(x, "HTTP %d: %.200s", code, msg);
             else
                 problem(x, "HTTP %d%s%.*s", code, b.len ? ": " : "", (int)(b.len > 160 ? 160 : b.len),
                         b.p ? b.p : "");
+            json_decref(doc);
             uint64_t jitter = gy_lb_rand(&x->rng) % (backoff / 2 + 1);
             nap(x, backoff / 2 + jitter);
             backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
@@ -232,6 +243,8 @@ struct gy_xds *gy_xds_start(struct gy_proxy *p, const char *control_url, const c
     while (bl > 0 && x->base[bl - 1] == '/')
         x->base[--bl] = '\0';
     snprintf(x->version, sizeof(x->version), "%s", version ? version : "");
+    if (p->opt.api_key != NULL)
+        snprintf(x->authorization, sizeof(x->authorization), "Bearer %s", p->opt.api_key);
     x->rng = gy_now_ns() | 1;
     pthread_mutex_init(&x->lock, NULL);
     pthread_cond_init(&x->cond, NULL);

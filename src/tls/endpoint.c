@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -89,4 +90,58 @@ struct ssl_ctx_st *gy_tls_endpoint_client(const char *ca_path, char *err, size_t
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     return ctx;
+}
+
+static int accept_any(int ok, X509_STORE_CTX *store)
+{
+    (void)ok;
+    (void)store;
+    return 1; /* the verdict stays in SSL_get_verify_result(); the server decides what it allows */
+}
+
+int gy_tls_endpoint_trust_clients(struct ssl_ctx_st *ctx, const char *pem, char *err, size_t errlen)
+{
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *x;
+    int n = 0;
+
+    if (b == NULL || store == NULL) {
+        BIO_free(b);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+        if (X509_STORE_add_cert(store, x) == 1)
+            n++;
+        X509_free(x);
+    }
+    BIO_free(b);
+    ERR_clear_error();
+    if (n == 0) {
+        snprintf(err, errlen, "no CA certificate to check clients against");
+        return -1;
+    }
+    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN); /* an intermediate CA is an anchor too */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any);
+    static const unsigned char sid[] = "gyrus-endpoint";
+    SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
+    return 0;
+}
+
+int gy_tls_endpoint_client_cert(struct ssl_ctx_st *ctx, const char *cert_path, const char *key_path, char *err,
+                                size_t errlen)
+{
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
+        snprintf(err, errlen, "%s: cannot present it: %s", cert_path, tls_ossl_reason());
+        ERR_clear_error();
+        return -1;
+    }
+    return 0;
+}
+
+char *gy_tls_spiffe_id(struct x509_st *x)
+{
+    return tls_spiffe_id(x);
 }

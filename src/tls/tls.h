@@ -55,6 +55,16 @@ void gy_tls_set_identity(const char *cert_path, const char *key_path, const char
 struct ssl_ctx_st;
 struct ssl_ctx_st *gy_tls_endpoint_server(const char *cert_path, const char *key_path, char *err, size_t errlen);
 struct ssl_ctx_st *gy_tls_endpoint_client(const char *ca_path, char *err, size_t errlen);
+/* A server context asks clients for a certificate and checks what they present against the PEM
+ * CA certificates in `pem` (each a trust anchor, intermediates too). The handshake goes on
+ * whatever the outcome: SSL_get_verify_result() tells the server whether to believe it. */
+int gy_tls_endpoint_trust_clients(struct ssl_ctx_st *ctx, const char *pem, char *err, size_t errlen);
+/* A client context presents this certificate chain and key (both PEM files). */
+int gy_tls_endpoint_client_cert(struct ssl_ctx_st *ctx, const char *cert_path, const char *key_path, char *err,
+                                size_t errlen);
+/* The certificate's SPIFFE ID (its first URI SAN starting with spiffe://), malloc'ed, or NULL. */
+struct x509_st;
+char *gy_tls_spiffe_id(struct x509_st *x);
 
 /* Builds listener->tls and cluster->tls for every listener and cluster of cfg that asks for TLS
  * (NULL otherwise) and registers their release in cfg. Returns 0, or GY_ECONFIG with

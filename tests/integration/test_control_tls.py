@@ -5,6 +5,7 @@ is served to new connections (a bad replacement is refused and logged), and prox
 verify the control plane refuse it with the reason and take nothing from it."""
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -161,14 +162,15 @@ def test_bad_tls_options_refuse_to_start(pki, tmp_path, args, message):
 
 
 class HttpsProxy(Process):
-    def __init__(self, url, ca, name, extra=()):
+    def __init__(self, url, ca, name, extra=(), node=None, env=None):
         self.data_dir = tempfile.mkdtemp(prefix="gyrus-proxy-")
         self.admin_port = free_port()
-        args = [GYRUS, "proxy", "--control", url, "--name", name, "--zone", "zone-1", "--node", f"{name}-node",
+        node = node or f"{name}-node"
+        args = [GYRUS, "proxy", "--control", url, "--name", name, "--zone", "zone-1", "--node", node,
                 "--data-dir", self.data_dir, "--workers", "1", "--admin", f"127.0.0.1:{self.admin_port}", *extra]
         if ca:
             args += ["--control-ca", ca]
-        super().__init__(args, f"proxy-{name}")
+        super().__init__(args, f"proxy-{node}", env=env)
 
     def cleanup(self):
         shutil.rmtree(self.data_dir, ignore_errors=True)
@@ -238,3 +240,156 @@ def test_proxy_refuses_a_control_plane_it_cannot_verify(control_factory, backend
         out = subprocess.run([GYRUS, "proxy", "--name", "web", "--data-dir", str(tmp_path), "--admin", "off", *args],
                              capture_output=True, text=True, timeout=20)
         assert out.returncode != 0 and message in out.stderr, out.stderr
+
+
+KEY1, KEY2 = "k1-0123456789abcdef", "k2-fedcba9876543210"
+
+
+def keyed(c, method, path, key=None, scheme="Bearer"):
+    headers = {"Authorization": f"{scheme} {key}"} if key else {}
+    return requests.request(method, c.url + path, headers=headers, verify=pki_ca(c), timeout=5)
+
+
+def pki_ca(c):
+    return c.ca if c.ca else True
+
+
+def test_api_keys(control_factory, pki, tmp_path):
+    crt, key = pki.server("control")
+    keys = tmp_path / "keys"
+    keys.write_text(f"# the API keys\n{KEY1}\n\n   {KEY2}   \n")
+    c = Control(tls=(crt, key, pki.ca), extra=["--api-key-file", str(keys)])
+    try:
+        # Open without a key: readiness, version, the CA's bundle.
+        for path in ("/ready", "/version", "/v1.0/version", "/v1.0/ca/bundle"):
+            assert keyed(c, "GET", path).status_code == 200, path
+        refused = 0
+        # The rest wants a key.
+        for path in ("/v1.0/cluster", "/v1.0/status", "/metrics", "/v1.0/xds/web"):
+            r = keyed(c, "GET", path)
+            refused += 1
+            assert r.status_code == 401 and r.headers["www-authenticate"] == 'Bearer realm="gyrus"', path
+            assert r.json()["error"]["message"].startswith("authentication required: an API key")
+        r = keyed(c, "POST", "/v1.0/apply", "not-a-key-but-long-enough")
+        refused += 1
+        assert r.status_code == 401 and r.json()["error"]["message"] == "invalid API key"
+        assert keyed(c, "GET", "/v1.0/cluster", KEY1[:-1]).status_code == 401  # one character short
+        assert keyed(c, "GET", "/v1.0/cluster", KEY1, scheme="Basic").status_code == 401
+        refused += 2
+        assert keyed(c, "GET", "/v1.0/cluster", KEY1).json() == {"result": []}
+        assert keyed(c, "GET", "/v1.0/cluster", KEY2, scheme="bearer").status_code == 200
+        metrics = keyed(c, "GET", "/metrics", KEY2).text
+        assert f"gyrus_control_auth_refused_total {refused}" in metrics
+
+        # The CLI sends $GYRUS_API_KEY, or the first key of --api-key-file.
+        url = c.url
+        env = {**os.environ, "GYRUS_CONTROL_CA": pki.ca}
+        out = run_cli("apply", "-f", "-", "--control", url, env={**env, "GYRUS_API_KEY": KEY2},
+                      input="- {kind: zone, zone_key: z1, name: z1}\n")
+        assert out.returncode == 0, out.stderr
+        out = run_cli("get", "zones", "--control", url, "--api-key-file", str(keys), env=env)
+        assert out.returncode == 0 and "z1" in out.stdout, out.stderr
+        out = run_cli("get", "zones", "--control", url, env=env)
+        assert out.returncode == 1 and out.stderr.strip() == \
+            "get: error: authentication required: an API key (Authorization: Bearer KEY)"
+
+        # SIGHUP reads the keys again; a file that does not load keeps the keys in use.
+        keys.write_text(f"{KEY2}\n")
+        c.signal(signal.SIGHUP)
+        wait_for(lambda: keyed(c, "GET", "/v1.0/zone", KEY1).status_code == 401, 10, what="KEY1 dropped")
+        assert keyed(c, "GET", "/v1.0/zone", KEY2).status_code == 200
+        keys.write_text("short\n")
+        c.signal(signal.SIGHUP)
+        wait_for(lambda: "SIGHUP: keeping the API keys in use" in c.output(), 10, what="the bad key file logged")
+        assert "too easy to guess" in c.output()
+        assert keyed(c, "GET", "/v1.0/zone", KEY2).status_code == 200
+    finally:
+        c.check_clean_exit()
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "--api-key-file: /nonexistent/keys: No such file or directory"),
+    ("short-key\n", ":1: a key of 9 characters is too easy to guess (at least 16)"),
+    ("# only a comment\n\n", ": no key in it"),
+    ("two words-0123456789\n", ":1: a key is one word of printable characters"),
+])
+def test_bad_key_files_refuse_to_start(tmp_path, content, message):
+    path = "/nonexistent/keys"
+    if content is not None:
+        path = str(tmp_path / "keys")
+        with open(path, "w") as f:
+            f.write(content)
+    out = subprocess.run([GYRUS, "control", "--data-dir", str(tmp_path), "--listen", f"127.0.0.1:{free_port()}",
+                          "--api-key-file", path], capture_output=True, text=True, timeout=20)
+    assert out.returncode != 0 and message in out.stderr, out.stderr
+
+
+def test_keys_over_plain_http_are_warned_about(control_factory, tmp_path):
+    keys = tmp_path / "keys"
+    keys.write_text(KEY1 + "\n")
+    c = control_factory(extra=["--api-key-file", str(keys)], wait=False)
+    wait_for(lambda: "API keys cross the network in clear text" in c.output(), 10, what="the warning")
+    assert keyed(c, "GET", "/v1.0/zone").status_code == 401
+    assert keyed(c, "GET", "/v1.0/zone", KEY1).status_code == 200
+
+
+def test_proxies_poll_with_their_svid(control_factory, backend_factory, pki, tmp_path):
+    crt, key = pki.server("control")
+    keys = tmp_path / "keys"
+    keys.write_text(KEY1 + "\n")
+    c = Control(tls=(crt, key, pki.ca), extra=["--api-key-file", str(keys), "--trust-domain", "example.org"])
+    procs = []
+    try:
+        b = backend_factory("svid")
+        port = free_port()
+        mesh = simple_mesh(port, [b.port], name="web")
+        r = requests.post(c.url + "/v1.0/apply", json=mesh, headers={"Authorization": f"Bearer {KEY1}"},
+                          verify=pki.ca, timeout=10)
+        assert r.status_code == 200, r.text
+        env = {**os.environ, "GYRUS_CONTROL_CA": pki.ca, "GYRUS_API_KEY": KEY1}
+        out = run_cli("token", "create", "--service", "web", "--zone", "zone-1", "--control", c.url, env=env)
+        assert out.returncode == 0, out.stderr
+
+        # A proxy with a join token and no key: its SVID, presented as its client certificate, lets
+        # it poll its own view.
+        p = HttpsProxy(c.url, pki.ca, "web", ["--join-token", out.stdout.strip()])
+        procs.append(p)
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/", timeout=5).text.strip() == "ok svid", 30,
+                 what="the proxy serving the view it polled with its SVID")
+        svid, svid_key = os.path.join(p.data_dir, "svid-web.crt"), os.path.join(p.data_dir, "svid-web.key")
+
+        # The same SVID, used by curl: its own view only, and not the object API.
+        def curl(path):
+            r = subprocess.run(["curl", "-sS", "--cacert", pki.ca, "--cert", svid, "--key", svid_key,
+                                "-o", "/dev/null", "-w", "%{http_code}", c.url + path],
+                               capture_output=True, text=True, timeout=20)
+            return r.stdout
+        assert curl("/v1.0/xds/web?zone=zone-1&node=curl") == "200"
+        assert curl("/v1.0/xds/api?zone=zone-1&node=curl") == "403"
+        assert curl("/v1.0/xds/web?zone=zone-2&node=curl") == "403"
+        assert curl("/v1.0/cluster") == "401"
+        # A certificate from another CA is no SVID of this mesh: as if none was presented.
+        r = subprocess.run(["curl", "-sS", "--cacert", pki.ca, "--cert", crt, "--key", key, c.url + "/v1.0/xds/web"],
+                           capture_output=True, text=True, timeout=20)
+        assert "authentication required" in r.stdout, r.stdout
+
+        # Without a token or a key, a proxy is refused and says why; with a key, it is served.
+        nokey = HttpsProxy(c.url, pki.ca, "web", node="no-key")
+        procs.append(nokey)
+        keyed_proxy = HttpsProxy(c.url, pki.ca, "web", node="with-key", env={**os.environ, "GYRUS_API_KEY": KEY1})
+        procs.append(keyed_proxy)
+        wait_for(lambda: "HTTP 401: authentication required" in nokey.output(), 15, what="the 401 logged: " + nokey.output()[-600:])
+        assert nokey.alive()
+
+        def acked(node):
+            rows = [row for row in requests.get(c.url + "/v1.0/status", headers={"Authorization": f"Bearer {KEY1}"},
+                                                verify=pki.ca, timeout=5).json()["result"]["proxies"]
+                    if row["node"] == node]
+            return rows and rows[0]["status"] == "ACK"
+        wait_for(lambda: acked("with-key"), 15, what="the keyed proxy's ACK")
+        assert acked("web-node") and not acked("no-key")
+    finally:
+        for p in procs:
+            p.check_clean_exit()
+            p.cleanup()
+        c.check_clean_exit()
