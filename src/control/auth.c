@@ -27,8 +27,13 @@
 #define KEY_MIN 16
 #define KEY_MAX 512
 
+struct ctl_key {
+    unsigned char digest[32];
+    bool read_only;              /* "KEY read": GET and HEAD only */
+};
+
 struct ctl_auth {
-    unsigned char (*digests)[32];
+    struct ctl_key *keys;
     size_t n;
 };
 
@@ -42,7 +47,7 @@ static void digest(const char *s, size_t n, unsigned char out[32])
 void ctl_auth_free(struct ctl_auth *a)
 {
     if (a != NULL)
-        free(a->digests);
+        free(a->keys);
     free(a);
 }
 
@@ -69,26 +74,39 @@ struct ctl_auth *ctl_auth_load(const char *path, char *err, size_t errlen)
         char *k = line;
         while (*k == ' ' || *k == '\t')
             k++;
-        n = strlen(k);
-        if (n == 0 || k[0] == '#')
+        if (k[0] == '\0' || k[0] == '#')
             continue;
+        /* KEY [ROLE]: the key is one word of printable characters; the role is admin (the
+         * default) or read */
+        char *role = k + strcspn(k, " \t");
+        if (*role != '\0') {
+            *role++ = '\0';
+            role += strspn(role, " \t");
+        }
+        n = strlen(k);
         for (size_t i = 0; i < n; i++)
             if (!isgraph((unsigned char)k[i])) {
                 snprintf(err, errlen, "%s:%u: a key is one word of printable characters", path, lineno);
                 goto fail;
             }
+        if (*role != '\0' && strcmp(role, "read") != 0 && strcmp(role, "admin") != 0) {
+            snprintf(err, errlen, "%s:%u: after the key, want the role read or admin, not \"%.40s\"", path, lineno,
+                     role);
+            goto fail;
+        }
         if (n < KEY_MIN) {
             snprintf(err, errlen, "%s:%u: a key of %zu characters is too easy to guess (at least %d)", path, lineno,
                      n, KEY_MIN);
             goto fail;
         }
-        void *d = realloc(a->digests, (a->n + 1) * sizeof(*a->digests));
+        void *d = realloc(a->keys, (a->n + 1) * sizeof(*a->keys));
         if (d == NULL) {
             snprintf(err, errlen, "out of memory");
             goto fail;
         }
-        a->digests = d;
-        digest(k, n, a->digests[a->n++]);
+        a->keys = d;
+        a->keys[a->n].read_only = strcmp(role, "read") == 0;
+        digest(k, n, a->keys[a->n++].digest);
     }
     if (a->n == 0) {
         snprintf(err, errlen, "%s: no key in it (one per line; # starts a comment)", path);
@@ -110,22 +128,28 @@ size_t ctl_auth_nkeys(const struct ctl_auth *a)
     return a != NULL ? a->n : 0;
 }
 
-/* Whether the request carries one of the keys. Every key is compared, so the time taken does not
- * tell which one (or how much of one) matched. */
-static bool key_ok(const struct ctl_auth *a, const char *authorization)
+/* The key the request carries, or NULL. Every key is compared, so the time taken does not tell
+ * which one (or how much of one) matched. */
+static const struct ctl_key *key_of(const struct ctl_auth *a, const char *authorization)
 {
+    const struct ctl_key *hit = NULL;
     unsigned char d[32];
-    int hit = 0;
 
     if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
-        return false;
+        return NULL;
     const char *k = authorization + 7;
     while (*k == ' ')
         k++;
     digest(k, strlen(k), d);
     for (size_t i = 0; i < a->n; i++)
-        hit |= CRYPTO_memcmp(d, a->digests[i], sizeof(d)) == 0;
-    return hit != 0;
+        if (CRYPTO_memcmp(d, a->keys[i].digest, sizeof(d)) == 0)
+            hit = &a->keys[i];
+    return hit;
+}
+
+static bool reads(const struct ctl_req *r)
+{
+    return strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
 }
 
 static void refuse(struct gy_control *ctl, struct ctl_req *r, int status, const char *fmt, ...)
@@ -187,7 +211,12 @@ bool ctl_auth_allow(struct gy_control *ctl, struct ctl_req *r, const char *xds_n
 
     if (a == NULL || open_path(r->path))
         return true;
-    if (key_ok(a, r->authorization))
+    const struct ctl_key *key = key_of(a, r->authorization);
+    if (key != NULL && key->read_only && !reads(r)) {
+        refuse(ctl, r, 403, "a read-only key may only GET");
+        return false;
+    }
+    if (key != NULL)
         return true;
     if (r->authorization != NULL) {
         refuse(ctl, r, 401, "invalid API key");

@@ -242,7 +242,7 @@ def test_proxy_refuses_a_control_plane_it_cannot_verify(control_factory, backend
         assert out.returncode != 0 and message in out.stderr, out.stderr
 
 
-KEY1, KEY2 = "k1-0123456789abcdef", "k2-fedcba9876543210"
+KEY1, KEY2, READER = "k1-0123456789abcdef", "k2-fedcba9876543210", "k3-only-reads-0123456"
 
 
 def keyed(c, method, path, key=None, scheme="Bearer"):
@@ -257,7 +257,7 @@ def pki_ca(c):
 def test_api_keys(control_factory, pki, tmp_path):
     crt, key = pki.server("control")
     keys = tmp_path / "keys"
-    keys.write_text(f"# the API keys\n{KEY1}\n\n   {KEY2}   \n")
+    keys.write_text(f"# the API keys\n{KEY1}\n\n   {KEY2}   admin\n{READER}\tread\n")
     c = Control(tls=(crt, key, pki.ca), extra=["--api-key-file", str(keys)])
     try:
         # Open without a key: readiness, version, the CA's bundle.
@@ -278,7 +278,12 @@ def test_api_keys(control_factory, pki, tmp_path):
         refused += 2
         assert keyed(c, "GET", "/v1.0/cluster", KEY1).json() == {"result": []}
         assert keyed(c, "GET", "/v1.0/cluster", KEY2, scheme="bearer").status_code == 200
-        metrics = keyed(c, "GET", "/metrics", KEY2).text
+        # A read-only key: GET anything, change nothing.
+        assert keyed(c, "GET", "/v1.0/zone", READER).status_code == 200
+        r = keyed(c, "DELETE", "/v1.0/zone/z9", READER)
+        refused += 1
+        assert r.status_code == 403 and r.json()["error"]["message"] == "a read-only key may only GET"
+        metrics = keyed(c, "GET", "/metrics", READER).text
         assert f"gyrus_control_auth_refused_total {refused}" in metrics
 
         # The CLI sends $GYRUS_API_KEY, or the first key of --api-key-file.
@@ -311,7 +316,8 @@ def test_api_keys(control_factory, pki, tmp_path):
     (None, "--api-key-file: /nonexistent/keys: No such file or directory"),
     ("short-key\n", ":1: a key of 9 characters is too easy to guess (at least 16)"),
     ("# only a comment\n\n", ": no key in it"),
-    ("two words-0123456789\n", ":1: a key is one word of printable characters"),
+    ("k1-0123456789abcdef writer\n", ':1: after the key, want the role read or admin, not "writer"'),
+    ("k1-\x010123456789abcdef\n", ":1: a key is one word of printable characters"),
 ])
 def test_bad_key_files_refuse_to_start(tmp_path, content, message):
     path = "/nonexistent/keys"
