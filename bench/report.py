@@ -89,6 +89,17 @@ def _limit_target(key, what, value, limit, unit):
     return t
 
 
+def paired(flat, key, other="haproxy"):
+    """The median over the rounds of gyrus's figure over `other`'s in the same round: a pair is
+    measured seconds apart, so a drift of the machine's speed cancels out. None if not measured."""
+    g, o = flat["gyrus"].get("rounds") or [], flat[other].get("rounds") or []
+    ratios = sorted(a[key] / b[key] for a, b in zip(g, o) if a.get(key) and b.get(key))
+    if not ratios:
+        return None
+    mid = len(ratios) // 2
+    return round(ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2, 3)
+
+
 def targets(flat):
     g, h = flat["gyrus"], flat["haproxy"]
     return [
@@ -130,7 +141,14 @@ def build_results(args, results, machine, versions, nofile, started):
 
 
 def write_json(path, doc):
+    """Writes this run's figures; the keys other benchmarks stored (retries, h2, ...) stay."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        old = {}
+    doc = {**doc, **{k: v for k, v in old.items() if k not in doc}}
     with open(path, "w") as f:
         json.dump(doc, f, indent=2, sort_keys=False)
         f.write("\n")
@@ -192,8 +210,16 @@ def section_targets(doc):
             value = f"{t['value']:.3f}"
         met = {True: "**met**", False: "**missed**", None: "—"}[t["met"]]
         rows.append([t["what"], t["goal"], value, met + (f" ({t['note']})" if t["note"] else "")])
+    flat = doc["subjects"]
+    rq, p99 = paired(flat, "requests_per_sec"), paired(flat, "p99_us")
+    extra = ""
+    if rq is not None and p99 is not None:
+        extra = (f"The ratios above are of the subjects' medians over the rounds. Round by round (the median of "
+                 f"gyrus's figure over HAProxy's in the same round, a pair measured seconds apart, so that a "
+                 f"drift of this machine's speed cancels out): req/s {rq:.3f}, p99 {p99:.3f} (p99 itself: a "
+                 f"round's direct-path p99 is too noisy to subtract round by round).\n\n")
     return "## Project targets in this run\n\n" + table(
-        ["target", "goal", "this run", "result"], rows) + "\n\n" + (
+        ["target", "goal", "this run", "result"], rows) + "\n\n" + extra + (
         "Missed targets are reported, never fatal: this file is a report, not a test.\n")
 
 
@@ -241,8 +267,9 @@ Everything runs on one machine over loopback, in one run of `bench/run.py`.
   - direct path: backend on CPU {s['cpu']['direct_backend']}, wrk on CPU {s['cpu']['wrk_and_backend']}.
 - **Load**: `wrk -t{s['threads']} -c{s['connections']} -d{s['duration_s']}s` (keep-alive),
   after a {s['warmup_s']} s warmup run with the same settings. All proxies run at once (idle
-  ones cost nothing) and {s.get('rounds', 1)} rounds load each subject in turn, so that a drift
-  of the machine's speed falls on all alike; req/s, p50, p99 and p99.9 are each the median
+  ones cost nothing) and {s.get('rounds', 1)} rounds load each subject in turn (the direct path
+  first, then the proxies, each proxy going first in turn), so that a drift of the machine's
+  speed falls on all alike; req/s, p50, p99 and p99.9 are each the median
   over the rounds, CPU and RSS come from the round with the median req/s, and every round's
   req/s and p99 are listed. Figures come from
   `bench/wrk_report.lua`, which prints them as JSON from wrk's `done()`: requests/s over
@@ -417,9 +444,21 @@ def render_markdown(doc):
 
 
 def write_markdown(path, doc):
+    """Writes this run's sections; the sections other benchmarks put after them (retries, h2, tls,
+    ...) stay as they are, to be replaced by their own next run."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    text = render_markdown(doc)
+    own = {line for line in text.split("\n") if line.startswith("## ")}
+    try:
+        with open(path) as f:
+            old = f.read().split("\n")
+    except OSError:
+        old = []
+    first_other = next((i for i, line in enumerate(old) if line.startswith("## ") and line not in own), None)
+    if first_other is not None:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(old[first_other:])
     with open(path, "w") as f:
-        f.write(render_markdown(doc))
+        f.write(text)
 
 
 def summary_text(doc):

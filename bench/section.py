@@ -31,6 +31,28 @@ def parser(doc, connections=64, duration=10, warmup=2):
     return ap
 
 
+def put_section(path, text):
+    """Writes a section ("\n## Title\n...") into the markdown file: in place of the section of the
+    same title if there is one (up to the next "## " heading), else at the end."""
+    try:
+        with open(path) as f:
+            lines = f.read().split("\n")
+    except OSError:
+        lines = []
+    title = next((line for line in text.split("\n") if line.startswith("## ")), None)
+    start = lines.index(title) if title in lines else -1
+    if start < 0:
+        with open(path, "a") as f:
+            f.write(text)
+        return
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    body = text.strip("\n").split("\n")
+    tail = lines[end:]
+    new = lines[:start] + body + ([""] + tail if tail else [""])
+    with open(path, "w") as f:
+        f.write("\n".join(new))
+
+
 def run(name, args, run_fn, markdown_fn, key, extra=None):
     """run_fn(args, tmp, registry, nofile) -> results; then the markdown section and the JSON key
     (results, date and `extra`). Returns the results, or None when the run failed (said on stderr)."""
@@ -46,8 +68,7 @@ def run(name, args, run_fn, markdown_fn, key, extra=None):
     finally:
         registry.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
-    with open(args.markdown, "a") as f:
-        f.write(markdown_fn(res, args))
+    put_section(args.markdown, markdown_fn(res, args))
     try:
         with open(args.json) as f:
             doc = json.load(f)

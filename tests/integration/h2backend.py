@@ -250,6 +250,12 @@ class H2Backend:
             self.port = self.server.sockets[0].getsockname()[1]
             ready.set()
             self.loop.run_forever()
+            # stop() cancelled the tasks; let them finish, so that none is destroyed pending
+            pending = asyncio.all_tasks(self.loop)
+            if pending:
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
 
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
