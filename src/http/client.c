@@ -202,7 +202,8 @@ static int tls_start(struct conn *c, const struct target *t, const struct gy_htt
         if (w == GY_ECANCELED)
             return fail(why, whylen, w, "cancelled");
         if (w != 0)
-            return fail(why, whylen, w, "TLS handshake with %s: timed out", t->authority);
+            return fail(why, whylen, w, "TLS handshake with %s: %s", t->authority,
+                        w == GY_ETIMEDOUT ? "timed out" : strerror(errno));
     }
     long v = SSL_get_verify_result(c->ssl);
     unsigned long e = ERR_peek_error();
