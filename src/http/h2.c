@@ -491,3 +491,40 @@ long gy_h2_settings_decode(const char *in, size_t len, uint8_t *out, size_t cap)
     }
     return (long)n;
 }
+
+uint8_t gy_h2_nv_flags(const char *name, size_t len)
+{
+#define IS(lit) (memcmp(name, lit, sizeof(lit) - 1) == 0)
+    bool unique = false;
+
+    switch (len) { /* by length first: this runs for every header of every message */
+    case 2:
+        unique = IS("b3");
+        break;
+    case 10:
+        unique = IS("tracestate") || IS("set-cookie");
+        break;
+    case 11:
+        unique = IS("traceparent") || IS("x-b3-spanid");
+        break;
+    case 12:
+        unique = IS("x-request-id") || IS("x-b3-traceid");
+        break;
+    case 13:
+        unique = IS("uber-trace-id");
+        break;
+    case 15:
+        unique = IS("x-amzn-trace-id");
+        break;
+    case 17:
+        unique = IS("x-b3-parentspanid") || IS("x-client-trace-id");
+        break;
+    case 21:
+        unique = IS("x-cloud-trace-context");
+        break;
+    default:
+        break;
+    }
+#undef IS
+    return unique ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
+}

@@ -66,13 +66,9 @@ struct nvs {
 static void nv_push(void *arg, struct gy_slice name, struct gy_slice value)
 {
     struct nvs *l = arg;
-    char *low;
 
-    if (l->n == l->cap || name.len == 0 || (low = gy_pool_alloc(l->pool, name.len)) == NULL)
-        return;
-    for (size_t i = 0; i < name.len; i++)
-        low[i] = (char)(name.ptr[i] >= 'A' && name.ptr[i] <= 'Z' ? name.ptr[i] + 32 : name.ptr[i]);
-    l->nv[l->n++] = (nghttp2_nv){ (uint8_t *)low, (uint8_t *)value.ptr, name.len, value.len, NGHTTP2_NV_FLAG_NONE };
+    if (l->n < l->cap && name.len > 0 && gy_fwd_nv(l->pool, name, value, &l->nv[l->n]))
+        l->n++;
 }
 
 static bool nvs_init(struct nvs *l, struct gy_stream *s, size_t cap)

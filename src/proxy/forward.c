@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "http/h2.h"
 #include "proxy/filter.h"
 #include "proxy/proxy.h"
 #include "tls/tls.h"
@@ -310,28 +311,32 @@ struct nvlist {
 };
 
 /* Adds a field; the name is lower-cased into the pool unless it is already. */
-static void nv_add(struct nvlist *l, struct gy_slice name, struct gy_slice value)
+bool gy_fwd_nv(struct gy_pool *pool, struct gy_slice name, struct gy_slice value, void *out)
 {
     bool lower = true;
 
-    if (l->failed || l->n == l->cap) {
-        l->failed = true;
-        return;
-    }
     for (size_t i = 0; i < name.len; i++)
         lower &= !(name.ptr[i] >= 'A' && name.ptr[i] <= 'Z');
     if (!lower) {
-        char *p = gy_pool_alloc(l->pool, name.len + 1);
-        if (p == NULL) {
-            l->failed = true;
-            return;
-        }
+        char *p = gy_pool_alloc(pool, name.len + 1);
+        if (p == NULL)
+            return false;
         for (size_t i = 0; i < name.len; i++)
             p[i] = (char)(name.ptr[i] >= 'A' && name.ptr[i] <= 'Z' ? name.ptr[i] + 32 : name.ptr[i]);
         name.ptr = p;
     }
-    l->nv[l->n++] = (nghttp2_nv){ (uint8_t *)name.ptr, (uint8_t *)value.ptr, name.len, value.len,
-                                  NGHTTP2_NV_FLAG_NONE };
+    *(nghttp2_nv *)out = (nghttp2_nv){ (uint8_t *)name.ptr, (uint8_t *)value.ptr, name.len, value.len,
+                         gy_h2_nv_flags(name.ptr, name.len) };
+    return true;
+}
+
+static void nv_add(struct nvlist *l, struct gy_slice name, struct gy_slice value)
+{
+    if (l->failed || l->n == l->cap || !gy_fwd_nv(l->pool, name, value, &l->nv[l->n])) {
+        l->failed = true;
+        return;
+    }
+    l->n++;
 }
 
 static void nv_ops(struct nvlist *l, const struct gy_header_op *ops, size_t n)

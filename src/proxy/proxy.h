@@ -567,6 +567,9 @@ int gy_fwd_request_head(struct gy_stream *s, const struct gy_req_head *req, stru
 /* The HTTP/2 request headers for the upstream, into the stream's pool (s->unv, s->nunv); a
  * WebSocket tunnel becomes an extended CONNECT (RFC 8441) without the HTTP/1.1 handshake fields. */
 int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct gy_slice path);
+/* An HTTP/2 header for nghttp2 into *out (an nghttp2_nv): the name lowercased (copied into pool
+ * only when it is not already), the HPACK flags of gy_h2_nv_flags. false when out of memory. */
+bool gy_fwd_nv(struct gy_pool *pool, struct gy_slice name, struct gy_slice value, void *out);
 /* Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 §4.2.2), into the pool; NULL slice on
  * failure. */
 struct gy_slice gy_fwd_ws_accept(struct gy_pool *pool, struct gy_slice key);

@@ -221,7 +221,7 @@ static int h2_start(struct gy_shadow *sh)
         blen = left;
     }
 #define NV(name, nlen, value, vlen)                                                                        \
-    (nv[n++] = (nghttp2_nv){ (uint8_t *)(name), (uint8_t *)(value), (nlen), (vlen), NGHTTP2_NV_FLAG_NONE })
+    (nv[n++] = (nghttp2_nv){ (uint8_t *)(name), (uint8_t *)(value), (nlen), (vlen), gy_h2_nv_flags((name), (nlen)) })
     NV(":method", 7, req.method.ptr, req.method.len);
     NV(":scheme", 7, sh->cluster->tls != NULL ? "https" : "http", sh->cluster->tls != NULL ? 5 : 4);
     struct gy_slice authority = req.host.len ? req.host : gy_slice_cstr(sh->cluster->name);

@@ -8,6 +8,7 @@ It also answers HTTP/1.1 on the same port (told from the first bytes, or from AL
 content-length bodies, "ok h1 NAME" (for USE_DOWNSTREAM_PROTOCOL tests); `protocols` records
 which protocol each connection spoke."""
 import asyncio
+import os
 import hashlib
 import threading
 import urllib.parse
@@ -33,6 +34,7 @@ class _Conn(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         self.owner.connections += 1
+        self.owner.conns.append(self)
         tls = transport.get_extra_info("ssl_object")
         if tls is not None:
             alpn = tls.selected_alpn_protocol()
@@ -199,6 +201,10 @@ class _Conn(asyncio.Protocol):
                 await asyncio.sleep(float(q.get("s", "1")))
                 self.conn.send_headers(sid, [(":status", "200")] + base)
                 await self._send(sid, b"slow\n")
+            elif url.path == "/cookie":  # a new session cookie each time
+                self.conn.send_headers(sid, [(":status", "200"), ("set-cookie", f"s={os.urandom(12).hex()}"),
+                                             ("x-served-by", "cookie-jar")] + base)
+                await self._send(sid, b"cookie\n")
             elif url.path == "/status":
                 self.conn.send_headers(sid, [(":status", q.get("code", "200"))] + base)
                 await self._send(sid, b"status\n")
@@ -240,6 +246,7 @@ class H2Backend:
         self.bodies = []      # (length, sha256) of each request body, as its stream ended
         self.resets = []
         self.connections = 0
+        self.conns = []       # each connection's _Conn: its h2 state (HPACK tables) can be looked at
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
 

@@ -146,3 +146,32 @@ def test_use_downstream_protocol(gyrus_factory, h2be):
     assert [r.get("host", r.get(":authority")) for r in h2be.requests] == [f"127.0.0.1:{port}"] * 2 + ["localhost"] * 3 + \
         [f"127.0.0.1:{port}"] * 2
     assert g.metric("gyrus_cluster_upstream_cx_total", cluster="backend") == 2
+
+
+UNIQUE = (b"x-request-id", b"traceparent", b"x-b3-traceid", b"set-cookie")
+
+
+def test_per_message_headers_stay_out_of_the_hpack_tables(gyrus_factory, h2be):
+    """Headers whose value is new in every message (request ids, trace ids, session cookies) are
+    sent as literals without indexing: they would only evict the entries that repeat from the
+    HPACK dynamic table (and cost the encoder a compare against each of them). Checked in the
+    decoders of both peers: the upstream's (requests) and the client's (responses)."""
+    port = free_port()
+    gyrus_factory(mesh(port, h2be), "test")
+    p = Probe(port)
+    sids = []
+    for i in range(6):
+        sids.append(p.request("/cookie", headers=[("traceparent", f"00-{i + 1:032x}-{i + 1:016x}-01"),
+                                                  ("x-b3-traceid", f"{i + 7:016x}"), ("x-team", "payments")]))
+    assert p.wait(lambda: all(p.done(s) for s in sids), 10)
+    seen = [dict(r) for r in h2be.requests if r.get(":path") == "/cookie"]
+    assert len(seen) == 6 and len({r["x-request-id"] for r in seen}) == 6  # sent, each its own
+    assert {r["traceparent"] for r in seen} == {f"00-{i + 1:032x}-{i + 1:016x}-01" for i in range(6)}
+    upstream = [name for c in h2be.conns for name, _ in c.conn.decoder.header_table.dynamic_entries]
+    assert not set(upstream) & set(UNIQUE), upstream
+    assert b"x-team" in upstream and b"x-forwarded-proto" in upstream  # the rest is indexed as before
+    cookies = {dict(p.responses[s]["headers"]).get("set-cookie") for s in sids}
+    assert len(cookies) == 6
+    downstream = [name for name, _ in p.conn.decoder.header_table.dynamic_entries]
+    assert b"set-cookie" not in downstream and b"x-served-by" in downstream, downstream
+    p.close()
