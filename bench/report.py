@@ -2,6 +2,7 @@
 
 import json
 import os
+import statistics
 import time
 
 import measure
@@ -93,11 +94,8 @@ def paired(flat, key, other="haproxy"):
     """The median over the rounds of gyrus's figure over `other`'s in the same round: a pair is
     measured seconds apart, so a drift of the machine's speed cancels out. None if not measured."""
     g, o = flat["gyrus"].get("rounds") or [], flat[other].get("rounds") or []
-    ratios = sorted(a[key] / b[key] for a, b in zip(g, o) if a.get(key) and b.get(key))
-    if not ratios:
-        return None
-    mid = len(ratios) // 2
-    return round(ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2, 3)
+    ratios = [a[key] / b[key] for a, b in zip(g, o) if a.get(key) and b.get(key)]
+    return round(statistics.median(ratios), 3) if ratios else None
 
 
 def targets(flat):

@@ -354,49 +354,37 @@ static int tls_trust_mesh(struct gy_control *ctl, SSL_CTX *tls)
     return 0;
 }
 
-/* Loads --tls-cert and --tls-key: at start into ctl->tls_first (a failure is fatal, before
- * anything is created on disk), later into the server when the files changed (a failure is
- * logged once and the server keeps its current certificate). */
-static int tls_load(struct gy_control *ctl, bool at_start)
+/* Reads --tls-cert and --tls-key into a new context, and notes which files they were. NULL with
+ * the reason in err. */
+static SSL_CTX *tls_build(struct gy_control *ctl, char *err, size_t errlen)
 {
-    char err[512];
-    struct stat st[2];
-
-    if (stat(ctl->opt.tls_cert, &st[0]) != 0 || stat(ctl->opt.tls_key, &st[1]) != 0) {
-        if (at_start)
-            gy_fatal("--tls-cert/--tls-key: %s", strerror(errno));
-        return -1;
+    if (stat(ctl->opt.tls_cert, &ctl->tls_seen[0]) != 0 || stat(ctl->opt.tls_key, &ctl->tls_seen[1]) != 0) {
+        snprintf(err, errlen, "%s", strerror(errno));
+        return NULL;
     }
-    if (!at_start && same_file(&st[0], &ctl->tls_seen[0]) && same_file(&st[1], &ctl->tls_seen[1]))
-        return 0;
-    SSL_CTX *tls = gy_tls_endpoint_server(ctl->opt.tls_cert, ctl->opt.tls_key, err, sizeof(err));
-    if (tls == NULL) {
-        if (at_start)
-            gy_fatal("--tls-cert/--tls-key: %s", err);
-        if (!same_file(&st[0], &ctl->tls_seen[0]) || !same_file(&st[1], &ctl->tls_seen[1]))
-            gy_warn("HTTPS: keeping the current certificate: %s", err); /* once per change */
-        memcpy(ctl->tls_seen, st, sizeof(st));
-        return -1;
-    }
-    memcpy(ctl->tls_seen, st, sizeof(st));
-    if (at_start) {
-        ctl->tls_first = tls;
-        return 0;
-    }
-    if (tls_trust_mesh(ctl, tls) != 0) {
-        SSL_CTX_free(tls);
-        return -1;
-    }
-    ctl_server_set_tls(ctl->server, tls);
-    gy_info("HTTPS: certificate reloaded from %s", ctl->opt.tls_cert);
-    return 0;
+    return gy_tls_endpoint_server(ctl->opt.tls_cert, ctl->opt.tls_key, err, errlen);
 }
 
+/* Every second: when --tls-cert or --tls-key changed, new connections get the new pair. A pair
+ * that does not load is logged once (until the files change again); the current one stays. */
 static void tls_tick(struct gy_timer *t)
 {
     struct gy_control *ctl = GY_CONTAINER_OF(t, struct gy_control, tls_timer);
+    struct stat st[2];
+    char err[512];
 
-    tls_load(ctl, false);
+    if (stat(ctl->opt.tls_cert, &st[0]) == 0 && stat(ctl->opt.tls_key, &st[1]) == 0 &&
+        (!same_file(&st[0], &ctl->tls_seen[0]) || !same_file(&st[1], &ctl->tls_seen[1]))) {
+        SSL_CTX *tls = tls_build(ctl, err, sizeof(err));
+        if (tls == NULL) {
+            gy_warn("HTTPS: keeping the current certificate: %s", err);
+        } else if (tls_trust_mesh(ctl, tls) != 0) {
+            SSL_CTX_free(tls);
+        } else {
+            ctl_server_set_tls(ctl->server, tls);
+            gy_info("HTTPS: certificate reloaded from %s", ctl->opt.tls_cert);
+        }
+    }
     gy_timer_start(&ctl->loop, &ctl->tls_timer, TLS_WATCH_MS);
 }
 
@@ -436,8 +424,9 @@ int gy_control_run(const struct gy_control_options *opt)
     ctl->started_ms = gy_now_ms();
     if (gy_tls_init(NULL, opt->fips, err, sizeof(err)) != 0) /* FIPS mode first: nothing is started yet */
         gy_fatal("%s", err);
-    if (opt->tls_cert != NULL)
-        tls_load(ctl, true);
+    SSL_CTX *tls = NULL; /* loaded first: a bad pair stops the process before anything is created */
+    if (opt->tls_cert != NULL && (tls = tls_build(ctl, err, sizeof(err))) == NULL)
+        gy_fatal("--tls-cert/--tls-key: %s", err);
     if (opt->api_key_file != NULL) {
         if ((ctl->auth = ctl_auth_load(opt->api_key_file, err, sizeof(err))) == NULL)
             gy_fatal("--api-key-file: %s", err);
@@ -466,10 +455,10 @@ int gy_control_run(const struct gy_control_options *opt)
     load_identities(ctl);
     if (ctl_server_start(&ctl->loop, opt->listen, ctl_handle, ctl, &ctl->server, err, sizeof(err)) != 0)
         gy_fatal("%s", err);
-    if (ctl->tls_first != NULL) {
-        if (tls_trust_mesh(ctl, ctl->tls_first) != 0)
+    if (tls != NULL) {
+        if (tls_trust_mesh(ctl, tls) != 0)
             gy_fatal("HTTPS: the mesh CA's certificate does not load");
-        ctl_server_set_tls(ctl->server, ctl->tls_first);
+        ctl_server_set_tls(ctl->server, tls);
         gy_timer_start(&ctl->loop, &ctl->tls_timer, TLS_WATCH_MS);
     }
     start_sources(ctl);

@@ -67,7 +67,6 @@ struct gy_control {
     struct gy_io signal_io;
     struct gy_timer drain_timer, gc_timer, tls_timer;
     struct stat tls_seen[2];     /* --tls-cert and --tls-key as last loaded */
-    struct ssl_ctx_st *tls_first; /* loaded at start, before the server exists */
     struct ctl_auth *auth;       /* --api-key-file; NULL: no authentication */
     struct ctl_server *server;
     const struct gy_store_ops *store_ops;

@@ -247,11 +247,7 @@ KEY1, KEY2, READER = "k1-0123456789abcdef", "k2-fedcba9876543210", "k3-only-read
 
 def keyed(c, method, path, key=None, scheme="Bearer"):
     headers = {"Authorization": f"{scheme} {key}"} if key else {}
-    return requests.request(method, c.url + path, headers=headers, verify=pki_ca(c), timeout=5)
-
-
-def pki_ca(c):
-    return c.ca if c.ca else True
+    return requests.request(method, c.url + path, headers=headers, verify=c.ca or True, timeout=5)
 
 
 def test_api_keys(control_factory, pki, tmp_path):
