@@ -88,6 +88,29 @@ struct gy_slice gy_pool_dup(struct gy_pool *p, struct gy_slice s)
     return gy_slice(d, s.len);
 }
 
+struct gy_pool_move gy_pool_move_begin(struct gy_pool *p, struct gy_slice block)
+{
+    struct gy_pool_move m = { block, NULL };
+    char *d = block.len ? gy_pool_alloc(p, block.len) : NULL;
+
+    if (d != NULL) {
+        memcpy(d, block.ptr, block.len);
+        m.copy = d;
+    }
+    return m;
+}
+
+struct gy_slice gy_pool_moved(struct gy_pool *p, const struct gy_pool_move *m, struct gy_slice s)
+{
+    uintptr_t at = (uintptr_t)s.ptr, b = (uintptr_t)m->from.ptr;
+
+    if (s.len == 0)
+        return GY_SLICE_LIT("");
+    if (m->copy != NULL && s.ptr != NULL && at >= b && s.len <= m->from.len && at - b <= m->from.len - s.len)
+        return gy_slice(m->copy + (at - b), s.len);
+    return gy_pool_dup(p, s);
+}
+
 int gy_pool_on_dispose(struct gy_pool *p, void (*fn)(void *), void *arg)
 {
     struct gy_pool_cleanup *c = gy_pool_alloc(p, sizeof(*c));

@@ -30,6 +30,15 @@ void gy_pool_dispose(struct gy_pool *p);
 void *gy_pool_alloc(struct gy_pool *p, size_t n);
 /* Copies a slice into the pool (NUL-terminated for convenience); NULL slice on failure. */
 struct gy_slice gy_pool_dup(struct gy_pool *p, struct gy_slice s);
+/* Moving many strings that lie in one block (a parsed head): the block is copied once, then each
+ * slice is moved to the same place in the copy; a slice that did not lie in the block is copied on
+ * its own. `copy` is NULL when the block could not be copied (then every slice is copied). */
+struct gy_pool_move {
+    struct gy_slice from;
+    const char *copy;
+};
+struct gy_pool_move gy_pool_move_begin(struct gy_pool *p, struct gy_slice block);
+struct gy_slice gy_pool_moved(struct gy_pool *p, const struct gy_pool_move *m, struct gy_slice s);
 /* Registers fn(arg) to run at dispose, in reverse order of registration. Returns 0 or GY_ENOMEM. */
 int gy_pool_on_dispose(struct gy_pool *p, void (*fn)(void *), void *arg);
 

@@ -35,7 +35,15 @@ static inline bool gy_slice_eq(struct gy_slice a, struct gy_slice b)
 /* ASCII case-insensitive comparison (header names, tokens). */
 static inline bool gy_slice_eqi(struct gy_slice a, struct gy_slice b)
 {
-    return a.len == b.len && (a.len == 0 || strncasecmp(a.ptr, b.ptr, a.len) == 0);
+    if (a.len != b.len)
+        return false;
+    for (size_t i = 0; i < a.len; i++) {
+        unsigned char x = (unsigned char)a.ptr[i], y = (unsigned char)b.ptr[i];
+        /* equal, or one letter in two cases (0x20 is the case bit of ASCII letters only) */
+        if (x != y && ((x | 0x20) != (y | 0x20) || (unsigned)((x | 0x20) - 'a') > 'z' - 'a'))
+            return false;
+    }
+    return true;
 }
 
 static inline bool gy_slice_eqi_cstr(struct gy_slice a, const char *b)

@@ -72,12 +72,13 @@ static void block_release(struct gy_h2 *h)
     block_reset(h);
 }
 
-/* Copies bytes into the arena; slices taken before a move are fixed up when the block is done. */
+/* Copies bytes into the arena, NUL-terminated; slices taken before a move are fixed up when the
+ * block is done. */
 static long arena_put(struct gy_h2 *h, const uint8_t *p, size_t n)
 {
-    if (h->alen + n > h->acap) {
+    if (h->alen + n + 1 > h->acap) {
         size_t cap = h->acap ? h->acap * 2 : 4096;
-        while (cap < h->alen + n)
+        while (cap < h->alen + n + 1)
             cap *= 2;
         char *a = realloc(h->arena, cap);
         if (a == NULL)
@@ -86,8 +87,9 @@ static long arena_put(struct gy_h2 *h, const uint8_t *p, size_t n)
         h->acap = cap;
     }
     memcpy(h->arena + h->alen, p, n);
-    h->alen += n;
-    return (long)(h->alen - n);
+    h->arena[h->alen + n] = '\0';
+    h->alen += n + 1;
+    return (long)(h->alen - n - 1);
 }
 
 /* Slices are stored as offsets into the arena until the block is complete. */
@@ -178,6 +180,7 @@ static int deliver_head(struct gy_h2 *h, const nghttp2_frame *frame)
     }
     head.headers = h->fields;
     head.nheaders = h->nfields;
+    head.block = gy_slice(h->arena, h->alen);
     int rc = h->cb->on_head(h, sid, sud, &head, trailers, end);
     if (h->acap > 16384) /* a big block: give the memory back */
         block_release(h);
@@ -494,7 +497,7 @@ long gy_h2_settings_decode(const char *in, size_t len, uint8_t *out, size_t cap)
 
 uint8_t gy_h2_nv_flags(const char *name, size_t len)
 {
-#define IS(lit) (memcmp(name, lit, sizeof(lit) - 1) == 0)
+#define IS(lit) gy_slice_eqi(gy_slice(name, len), GY_SLICE_LIT(lit))
     bool unique = false;
 
     switch (len) { /* by length first: this runs for every header of every message */

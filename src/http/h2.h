@@ -35,6 +35,7 @@ struct gy_h2_head {
     unsigned nheaders;
     int64_t content_length;           /* -1: absent */
     bool too_large;                   /* over max_header_list_size or max_headers: fields are missing */
+    struct gy_slice block;            /* all the strings above, NUL-terminated (for gy_pool_move_begin) */
 };
 
 struct gy_h2;
@@ -115,7 +116,7 @@ void gy_h2_goaway(struct gy_h2 *h, uint32_t error_code);
 /* Decodes the base64url HTTP2-Settings header of an h2c upgrade into out; returns its length or -1. */
 long gy_h2_settings_decode(const char *in, size_t len, uint8_t *out, size_t cap);
 
-/* The nghttp2_nv flags for a header we send, by its (lowercase) name: NGHTTP2_NV_FLAG_NO_INDEX
+/* The nghttp2_nv flags for a header we send, by its name (any case): NGHTTP2_NV_FLAG_NO_INDEX
  * for headers whose value is new in every message (x-request-id, trace ids, set-cookie). HPACK
  * would add each of them to the dynamic table, where it evicts entries that do repeat, and
  * nghttp2 keeps entries of one name in one hash chain: with a table full of request ids, every

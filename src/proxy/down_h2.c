@@ -58,7 +58,6 @@ static void schedule(struct gy_dconn *dc)
 /* ---- name/value lists for the responses we send ---- */
 
 struct nvs {
-    struct gy_pool *pool;
     nghttp2_nv *nv;
     size_t n, cap;
 };
@@ -67,13 +66,19 @@ static void nv_push(void *arg, struct gy_slice name, struct gy_slice value)
 {
     struct nvs *l = arg;
 
-    if (l->n < l->cap && name.len > 0 && gy_fwd_nv(l->pool, name, value, &l->nv[l->n]))
-        l->n++;
+    if (l->n < l->cap && name.len > 0)
+        gy_fwd_nv(name, value, NGHTTP2_NV_FLAG_NONE, &l->nv[l->n++]);
+}
+
+/* :status first (a literal name nghttp2 keeps without a copy). */
+static void nv_status(struct nvs *l, struct gy_slice value)
+{
+    if (l->n < l->cap)
+        gy_fwd_nv(GY_SLICE_LIT(":status"), value, NGHTTP2_NV_FLAG_NO_COPY_NAME, &l->nv[l->n++]);
 }
 
 static bool nvs_init(struct nvs *l, struct gy_stream *s, size_t cap)
 {
-    l->pool = &s->pool;
     l->n = 0;
     l->cap = cap;
     l->nv = gy_pool_alloc(&s->pool, cap * sizeof(nghttp2_nv));
@@ -87,23 +92,25 @@ static struct gy_slice dup(struct gy_stream *s, struct gy_slice v)
     return v.len ? gy_pool_dup(&s->pool, v) : GY_SLICE_LIT("");
 }
 
-/* Copies a request head into the stream's pool (it must outlive the header block). */
-static struct gy_req_head *save_head(struct gy_stream *s, const struct gy_req_head *in)
+/* Copies a request head into the stream's pool (it must outlive the header block): the block its
+ * strings lie in at once when there is one (HTTP/2), else string by string (an h2c upgrade). */
+static struct gy_req_head *save_head(struct gy_stream *s, const struct gy_req_head *in, struct gy_slice block)
 {
     struct gy_req_head *r = gy_pool_alloc(&s->pool, sizeof(*r));
     struct gy_header *hs = gy_pool_alloc(&s->pool, (in->nheaders + 1) * sizeof(*hs));
+    struct gy_pool_move m = gy_pool_move_begin(&s->pool, block);
 
     if (r == NULL || hs == NULL)
         return NULL;
     *r = *in;
-    r->method = dup(s, in->method);
-    r->scheme = dup(s, in->scheme);
-    r->authority = dup(s, in->authority);
-    r->target = dup(s, in->target);
-    r->protocol = dup(s, in->protocol);
+    r->method = gy_pool_moved(&s->pool, &m, in->method);
+    r->scheme = gy_pool_moved(&s->pool, &m, in->scheme);
+    r->authority = gy_pool_moved(&s->pool, &m, in->authority);
+    r->target = gy_pool_moved(&s->pool, &m, in->target);
+    r->protocol = gy_pool_moved(&s->pool, &m, in->protocol);
     for (unsigned i = 0; i < in->nheaders; i++) {
-        hs[i].name = dup(s, in->headers[i].name);
-        hs[i].value = dup(s, in->headers[i].value);
+        hs[i].name = gy_pool_moved(&s->pool, &m, in->headers[i].name);
+        hs[i].value = gy_pool_moved(&s->pool, &m, in->headers[i].value);
         if (hs[i].name.ptr == NULL || hs[i].value.ptr == NULL)
             return NULL;
     }
@@ -111,7 +118,8 @@ static struct gy_req_head *save_head(struct gy_stream *s, const struct gy_req_he
     const char *q = memchr(r->target.ptr, '?', r->target.len);
     r->path = q ? gy_slice(r->target.ptr, (size_t)(q - r->target.ptr)) : r->target;
     r->query = q ? gy_slice(q + 1, r->target.len - (size_t)(q - r->target.ptr) - 1) : GY_SLICE_LIT("");
-    if (r->method.ptr == NULL || r->authority.ptr == NULL || r->target.ptr == NULL)
+    if (r->method.ptr == NULL || r->scheme.ptr == NULL || r->authority.ptr == NULL || r->target.ptr == NULL ||
+        r->protocol.ptr == NULL)
         return NULL;
     s->saved_head = r;
     return r;
@@ -181,7 +189,7 @@ static int on_head(struct gy_h2 *h2, int32_t sid, void *sud, const struct gy_h2_
     head_from_h2(head, end, &req);
     s->req_buf_end = end;
     mark_ready(s);
-    if (head->too_large || (saved = save_head(s, &req)) == NULL) {
+    if (head->too_large || (saved = save_head(s, &req, head->block)) == NULL) {
         gy_stat_inc(s->lcfg->stats, hd->dc->w->id, GY_C_CX_PROTOCOL_ERROR);
         s->req_done = true;
         s->version = 20;
@@ -368,7 +376,7 @@ static int informational(struct gy_stream *s, const struct gy_resp_head *h)
 
     if (h->status == 101 || !nvs_init(&l, s, h->nheaders + 1))
         return 0;
-    nv_push(&l, GY_SLICE_LIT(":status"), status_value(s, h->status));
+    nv_status(&l, status_value(s, h->status));
     for (unsigned i = 0; i < h->nheaders; i++)
         if (!gy_fwd_skip_response_header(s, &h->headers[i], h->headers, h->nheaders))
             nv_push(&l, h->headers[i].name, h->headers[i].value);
@@ -388,7 +396,7 @@ static int resp_head(struct gy_stream *s, const struct gy_resp_head *h)
     size_t cap = h->nheaders + s->route.route->nresponse_headers_to_add + s->route.vhost->ncustom_headers + 4;
     if (!nvs_init(&l, s, cap))
         return GY_ENOMEM;
-    nv_push(&l, GY_SLICE_LIT(":status"), status_value(s, h->tunnel ? 200 : h->status)); /* RFC 8441: 101 is 200 */
+    nv_status(&l, status_value(s, h->tunnel ? 200 : h->status)); /* RFC 8441: 101 is 200 */
     gy_fwd_response_fields(s, h, nv_push, &l);
     s->resp_body_out = h->body;
     nghttp2_data_provider body = gy_h2_body(s);
@@ -439,7 +447,7 @@ static int local_reply(struct gy_stream *s, int status, const char *extra, const
     if (s->closed || !nvs_init(&l, s, 24))
         return GY_ENOMEM;
     snprintf(cl, sizeof(cl), "%zu", len);
-    nv_push(&l, GY_SLICE_LIT(":status"), status_value(s, status));
+    nv_status(&l, status_value(s, status));
     nv_push(&l, GY_SLICE_LIT("server"), GY_SLICE_LIT("gyrus"));
     nv_push(&l, GY_SLICE_LIT("date"), gy_pool_dup(&s->pool, gy_slice_cstr(gy_http_date())));
     if (len > 0) {
@@ -631,7 +639,7 @@ int gy_h2d_start(struct gy_dconn *dc, const struct gy_req_head *upgrade, const c
     if (n < 0 || nghttp2_session_upgrade2(hd->h2.ng, sbuf, (size_t)n, upgrade->is_head, NULL) != 0)
         return GY_EPARSE;
     struct gy_stream *s = open_stream(hd, 1);
-    struct gy_req_head *req = s != NULL ? save_head(s, upgrade) : NULL;
+    struct gy_req_head *req = s != NULL ? save_head(s, upgrade, GY_SLICE_NULL) : NULL;
     gy_buf_consume(&dc->rbuf, upgrade->head_len);
     if (req == NULL)
         return GY_ENOMEM;

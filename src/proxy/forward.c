@@ -155,14 +155,17 @@ static struct gy_slice downstream_scheme(const struct gy_stream *s)
 /* The x-forwarded-for value sent upstream: the client's, then the peer. */
 static struct gy_slice forwarded_for(struct gy_stream *s)
 {
-    size_t n = s->xff.len + strlen(s->dc->peer_ip) + 2;
-    char *p = gy_pool_alloc(&s->pool, n + 1);
+    struct gy_slice peer = gy_slice_cstr(s->dc->peer_ip);
 
+    if (s->xff.len == 0)
+        return peer; /* the connection outlives its streams */
+    char *p = gy_pool_alloc(&s->pool, s->xff.len + 2 + peer.len);
     if (p == NULL)
-        return gy_slice_cstr(s->dc->peer_ip);
-    int k = s->xff.len ? snprintf(p, n + 1, "%.*s, %s", GY_SLICE_ARG(s->xff), s->dc->peer_ip)
-                       : snprintf(p, n + 1, "%s", s->dc->peer_ip);
-    return gy_slice(p, k > 0 ? (size_t)k : 0);
+        return peer;
+    memcpy(p, s->xff.ptr, s->xff.len);
+    memcpy(p + s->xff.len, ", ", 2);
+    memcpy(p + s->xff.len + 2, peer.ptr, peer.len);
+    return gy_slice(p, s->xff.len + 2 + peer.len);
 }
 
 /* x-forwarded-client-cert as the listener's forward_client_cert_details says (the client's own
@@ -304,39 +307,42 @@ int gy_fwd_request_head(struct gy_stream *s, const struct gy_req_head *req, stru
 /* ---- HTTP/2 name/value arrays ---- */
 
 struct nvlist {
-    struct gy_pool *pool;
     nghttp2_nv *nv;
     size_t n, cap;
     bool failed;
 };
 
-/* Adds a field; the name is lower-cased into the pool unless it is already. */
-bool gy_fwd_nv(struct gy_pool *pool, struct gy_slice name, struct gy_slice value, void *out)
+void gy_fwd_nv(struct gy_slice name, struct gy_slice value, uint8_t keep, void *out)
 {
-    bool lower = true;
-
-    for (size_t i = 0; i < name.len; i++)
-        lower &= !(name.ptr[i] >= 'A' && name.ptr[i] <= 'Z');
-    if (!lower) {
-        char *p = gy_pool_alloc(pool, name.len + 1);
-        if (p == NULL)
-            return false;
-        for (size_t i = 0; i < name.len; i++)
-            p[i] = (char)(name.ptr[i] >= 'A' && name.ptr[i] <= 'Z' ? name.ptr[i] + 32 : name.ptr[i]);
-        name.ptr = p;
-    }
     *(nghttp2_nv *)out = (nghttp2_nv){ (uint8_t *)name.ptr, (uint8_t *)value.ptr, name.len, value.len,
-                         gy_h2_nv_flags(name.ptr, name.len) };
-    return true;
+                                       (uint8_t)(keep | gy_h2_nv_flags(name.ptr, name.len)) };
 }
 
-static void nv_add(struct nvlist *l, struct gy_slice name, struct gy_slice value)
+static void nv_put(struct nvlist *l, struct gy_slice name, struct gy_slice value, uint8_t keep)
 {
-    if (l->failed || l->n == l->cap || !gy_fwd_nv(l->pool, name, value, &l->nv[l->n])) {
+    if (l->failed || l->n == l->cap) {
         l->failed = true;
         return;
     }
-    l->n++;
+    gy_fwd_nv(name, value, keep, &l->nv[l->n++]);
+}
+
+/* A field from the request or the route (nghttp2 copies it, and lower-cases the name). */
+static void nv_add(struct nvlist *l, struct gy_slice name, struct gy_slice value)
+{
+    nv_put(l, name, value, NGHTTP2_NV_FLAG_NONE);
+}
+
+/* A field of ours: the name is a lower-case literal, which nghttp2 keeps without a copy. */
+static void nv_ours(struct nvlist *l, struct gy_slice name, struct gy_slice value)
+{
+    nv_put(l, name, value, NGHTTP2_NV_FLAG_NO_COPY_NAME);
+}
+
+/* Name and value literals. */
+static void nv_lit(struct nvlist *l, struct gy_slice name, struct gy_slice value)
+{
+    nv_put(l, name, value, NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE);
 }
 
 static void nv_ops(struct nvlist *l, const struct gy_header_op *ops, size_t n)
@@ -348,8 +354,7 @@ static void nv_ops(struct nvlist *l, const struct gy_header_op *ops, size_t n)
 int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct gy_slice path)
 {
     const struct gy_route *r = s->route.route;
-    struct nvlist l = { .pool = &s->pool,
-                        .cap = req->nheaders + r->nrequest_headers_to_add + (s->edits ? s->edits->nset : 0) + 12 };
+    struct nvlist l = { .cap = req->nheaders + r->nrequest_headers_to_add + (s->edits ? s->edits->nset : 0) + 12 };
     struct gy_slice authority = req->authority, fullpath = path;
     bool te = false;
 
@@ -365,12 +370,15 @@ int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct
     }
     if (authority.len == 0)
         authority = gy_slice_cstr(s->cluster->name);
-    nv_add(&l, GY_SLICE_LIT(":method"), s->tunnel ? GY_SLICE_LIT("CONNECT") : req->method);
-    nv_add(&l, GY_SLICE_LIT(":scheme"), s->cluster->tls != NULL ? GY_SLICE_LIT("https") : GY_SLICE_LIT("http"));
-    nv_add(&l, GY_SLICE_LIT(":authority"), authority);
-    nv_add(&l, GY_SLICE_LIT(":path"), fullpath.len ? fullpath : GY_SLICE_LIT("/"));
     if (s->tunnel)
-        nv_add(&l, GY_SLICE_LIT(":protocol"), GY_SLICE_LIT("websocket"));
+        nv_lit(&l, GY_SLICE_LIT(":method"), GY_SLICE_LIT("CONNECT"));
+    else
+        nv_ours(&l, GY_SLICE_LIT(":method"), req->method);
+    nv_lit(&l, GY_SLICE_LIT(":scheme"), s->cluster->tls != NULL ? GY_SLICE_LIT("https") : GY_SLICE_LIT("http"));
+    nv_ours(&l, GY_SLICE_LIT(":authority"), authority);
+    nv_ours(&l, GY_SLICE_LIT(":path"), fullpath.len ? fullpath : GY_SLICE_LIT("/"));
+    if (s->tunnel)
+        nv_lit(&l, GY_SLICE_LIT(":protocol"), GY_SLICE_LIT("websocket"));
     for (unsigned i = 0; i < req->nheaders; i++) {
         const struct gy_header *h = &req->headers[i];
         if (gy_slice_eqi_cstr(h->name, "te"))
@@ -391,15 +399,15 @@ int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct
         nv_add(&l, h->name, h->value);
     }
     if ((te || s->grpc) && !s->tunnel)
-        nv_add(&l, GY_SLICE_LIT("te"), GY_SLICE_LIT("trailers"));
+        nv_lit(&l, GY_SLICE_LIT("te"), GY_SLICE_LIT("trailers"));
     if (s->lcfg->use_remote_address)
-        nv_add(&l, GY_SLICE_LIT("x-forwarded-for"), forwarded_for(s));
-    nv_add(&l, GY_SLICE_LIT("x-forwarded-proto"), downstream_scheme(s));
-    nv_add(&l, GY_SLICE_LIT("x-request-id"), s->request_id);
+        nv_ours(&l, GY_SLICE_LIT("x-forwarded-for"), forwarded_for(s));
+    nv_lit(&l, GY_SLICE_LIT("x-forwarded-proto"), downstream_scheme(s));
+    nv_ours(&l, GY_SLICE_LIT("x-request-id"), s->request_id);
     struct gy_slice xfcc = forwarded_client_cert(s, req);
     if (xfcc.ptr != NULL)
-        nv_add(&l, GY_SLICE_LIT("x-forwarded-client-cert"), xfcc);
-    nv_add(&l, GY_SLICE_LIT("via"), GY_SLICE_LIT("2 gyrus"));
+        nv_ours(&l, GY_SLICE_LIT("x-forwarded-client-cert"), xfcc);
+    nv_lit(&l, GY_SLICE_LIT("via"), GY_SLICE_LIT("2 gyrus"));
     nv_ops(&l, r->request_headers_to_add, r->nrequest_headers_to_add);
     for (size_t i = 0; s->edits != NULL && i < s->edits->nset; i++)
         nv_add(&l, s->edits->set[i].name, s->edits->set[i].value);

@@ -387,7 +387,7 @@ struct gy_stream {
     uint64_t t_start_ns, t_upstream_ns, t_upstream_done_ns;
     uint64_t wall_start_us;
     uint64_t bytes_rx, bytes_tx;     /* body bytes from / to the client */
-    char pool_first[1024];
+    char pool_first[4096];           /* a request through the proxy takes 2-2.5 KiB: no second block */
 };
 
 struct gy_alog_buf {
@@ -567,9 +567,10 @@ int gy_fwd_request_head(struct gy_stream *s, const struct gy_req_head *req, stru
 /* The HTTP/2 request headers for the upstream, into the stream's pool (s->unv, s->nunv); a
  * WebSocket tunnel becomes an extended CONNECT (RFC 8441) without the HTTP/1.1 handshake fields. */
 int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct gy_slice path);
-/* An HTTP/2 header for nghttp2 into *out (an nghttp2_nv): the name lowercased (copied into pool
- * only when it is not already), the HPACK flags of gy_h2_nv_flags. false when out of memory. */
-bool gy_fwd_nv(struct gy_pool *pool, struct gy_slice name, struct gy_slice value, void *out);
+/* An HTTP/2 header for nghttp2 into *out (an nghttp2_nv) with the HPACK flags of gy_h2_nv_flags
+ * and `keep` (NGHTTP2_NV_FLAG_NO_COPY_NAME/VALUE for literals only). nghttp2 lower-cases the names
+ * it copies; a name it keeps must be lower case already. */
+void gy_fwd_nv(struct gy_slice name, struct gy_slice value, uint8_t keep, void *out);
 /* Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 §4.2.2), into the pool; NULL slice on
  * failure. */
 struct gy_slice gy_fwd_ws_accept(struct gy_pool *pool, struct gy_slice key);

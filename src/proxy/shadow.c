@@ -232,9 +232,7 @@ static int h2_start(struct gy_shadow *sh)
         if (gy_h1_is_hop_by_hop(name) || gy_slice_eqi_cstr(name, "host") ||
             gy_slice_eqi_cstr(name, "content-length"))
             continue; /* the length is the DATA frames' (a chunked body has none in its head) */
-        for (size_t j = 0; j < name.len; j++) /* HTTP/2 field names are lower case */
-            ((char *)name.ptr)[j] = (char)(name.ptr[j] >= 'A' && name.ptr[j] <= 'Z' ? name.ptr[j] + 32 : name.ptr[j]);
-        NV(name.ptr, name.len, req.headers[i].value.ptr, req.headers[i].value.len);
+        NV(name.ptr, name.len, req.headers[i].value.ptr, req.headers[i].value.len); /* nghttp2 lower-cases it */
     }
 #undef NV
     if (sh->h2 == NULL && ((sh->h2 = calloc(1, sizeof(*sh->h2))) == NULL ||

@@ -161,13 +161,15 @@ static void fail_all(struct gy_h2u *u, bool connect, struct gy_list *wake, bool 
 
 /* ---- callbacks ---- */
 
-static struct gy_header *copy_fields(struct gy_stream *s, const struct gy_header *h, unsigned n)
+/* The fields into the stream's pool: the header block at once, then each field moved into it. */
+static struct gy_header *copy_fields(struct gy_stream *s, const struct gy_h2_head *head)
 {
-    struct gy_header *out = gy_pool_alloc(&s->pool, (n + 1) * sizeof(*out));
+    struct gy_header *out = gy_pool_alloc(&s->pool, (head->nheaders + 1) * sizeof(*out));
+    struct gy_pool_move m = gy_pool_move_begin(&s->pool, head->block);
 
-    for (unsigned i = 0; out != NULL && i < n; i++) {
-        out[i].name = gy_pool_dup(&s->pool, h[i].name);
-        out[i].value = gy_pool_dup(&s->pool, h[i].value);
+    for (unsigned i = 0; out != NULL && i < head->nheaders; i++) {
+        out[i].name = gy_pool_moved(&s->pool, &m, head->headers[i].name);
+        out[i].value = gy_pool_moved(&s->pool, &m, head->headers[i].value);
         if (out[i].name.ptr == NULL || out[i].value.ptr == NULL)
             return NULL;
     }
@@ -202,12 +204,12 @@ static int on_head(struct gy_h2 *h2, int32_t sid, void *sud, const struct gy_h2_
         return 0;
     s->any_response_byte = true;
     if (trailers) {
-        struct gy_header *t = copy_fields(s, head->headers, head->nheaders);
+        struct gy_header *t = copy_fields(s, head);
         if (t != NULL)
             gy_stream_trailers(s, t, head->nheaders);
     } else if (head->status >= 200 && !head->too_large) {
         struct gy_resp_head *r = gy_pool_alloc(&s->pool, sizeof(*r));
-        struct gy_header *f = copy_fields(s, head->headers, head->nheaders);
+        struct gy_header *f = copy_fields(s, head);
         if (r != NULL && f != NULL) {
             *r = (struct gy_resp_head){ .status = head->status, .headers = f, .nheaders = head->nheaders,
                                         .content_length = head->content_length, .body = !end };
@@ -232,7 +234,7 @@ static int on_head(struct gy_h2 *h2, int32_t sid, void *sud, const struct gy_h2_
         /* 1xx (103 Early Hints...): passed on before the final head; 100 Continue is ours to
          * give or not, as with HTTP/1.1 upstreams */
         struct gy_info_head *i = gy_pool_alloc(&s->pool, sizeof(*i)), **tail = &s->uinfo;
-        struct gy_header *f = copy_fields(s, head->headers, head->nheaders);
+        struct gy_header *f = copy_fields(s, head);
         if (i != NULL && f != NULL) {
             *i = (struct gy_info_head){ .head = { .status = head->status, .headers = f, .nheaders = head->nheaders,
                                                   .content_length = -1 } };

@@ -175,3 +175,13 @@ def test_per_message_headers_stay_out_of_the_hpack_tables(gyrus_factory, h2be):
     downstream = [name for name, _ in p.conn.decoder.header_table.dynamic_entries]
     assert b"set-cookie" not in downstream and b"x-served-by" in downstream, downstream
     p.close()
+    # An HTTP/1.1 client's names in any case: lower case on the HTTP/2 side (nghttp2 lower-cases
+    # what it copies), and a trace id still stays out of the table.
+    out = raw_request(port, b"GET /mixed HTTP/1.1\r\nHost: a\r\nTraceParent: 00-" + b"e" * 32 + b"-" + b"f" * 16 +
+                      b"-01\r\nX-Team: Payments\r\nX-B3-TRACEID: 0123456789abcdef\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200"), out[:200]
+    mixed = [r for r in h2be.requests if r.get(":path") == "/mixed"]
+    assert len(mixed) == 1 and mixed[0]["x-team"] == "Payments" and mixed[0]["x-b3-traceid"] == "0123456789abcdef"
+    assert all(name == name.lower() for name in mixed[0]), mixed[0]
+    upstream = [name for c in h2be.conns for name, _ in c.conn.decoder.header_table.dynamic_entries]
+    assert not set(upstream) & set(UNIQUE), upstream

@@ -225,6 +225,43 @@ static void test_request_pool(void **state)
     assert_int_equal(cleaned, 21); /* reverse order */
 }
 
+static void test_pool_moves_a_block_at_once(void **state)
+{
+    char first[512], block[] = "name\0value\0other", elsewhere[] = "outside";
+    struct gy_pool p;
+
+    (void)state;
+    gy_pool_init(&p, first, sizeof(first), 64 * 1024);
+    struct gy_slice b = gy_slice(block, sizeof(block) - 1);
+    struct gy_pool_move m = gy_pool_move_begin(&p, b);
+    assert_non_null(m.copy);
+    struct gy_slice name = gy_pool_moved(&p, &m, gy_slice(block, 4));
+    struct gy_slice value = gy_pool_moved(&p, &m, gy_slice(block + 5, 5));
+    struct gy_slice last = gy_pool_moved(&p, &m, gy_slice(block + 11, 5)); /* ends where the block ends */
+    struct gy_slice out = gy_pool_moved(&p, &m, gy_slice_cstr(elsewhere));
+    struct gy_slice over = gy_pool_moved(&p, &m, gy_slice(block + 11, 6)); /* runs past the block */
+    memset(block, 'X', sizeof(block) - 1); /* the original goes away */
+    assert_ptr_equal(name.ptr, m.copy);
+    assert_string_equal(name.ptr, "name"); /* NUL-terminated as the block was */
+    assert_ptr_equal(value.ptr, m.copy + 5);
+    assert_string_equal(value.ptr, "value");
+    assert_true(gy_slice_eq(last, GY_SLICE_LIT("other")));
+    assert_ptr_equal(last.ptr, m.copy + 11);
+    assert_true(out.ptr < m.copy || out.ptr >= m.copy + b.len); /* copied on its own */
+    assert_string_equal(out.ptr, "outside");
+    assert_true(over.ptr < m.copy || over.ptr >= m.copy + b.len);
+    assert_int_equal(over.len, 6);
+    assert_int_equal(gy_pool_moved(&p, &m, GY_SLICE_NULL).len, 0);
+    assert_non_null(gy_pool_moved(&p, &m, GY_SLICE_NULL).ptr);
+    /* no block (an HTTP/1.1 head): every string is copied */
+    struct gy_pool_move none = gy_pool_move_begin(&p, GY_SLICE_NULL);
+    assert_null(none.copy);
+    struct gy_slice c = gy_pool_moved(&p, &none, gy_slice_cstr(elsewhere));
+    assert_true(c.ptr != elsewhere);
+    assert_string_equal(c.ptr, "outside");
+    gy_pool_dispose(&p);
+}
+
 static void test_slices_and_header_helpers(void **state)
 {
     struct gy_header h[] = {
@@ -239,6 +276,13 @@ static void test_slices_and_header_helpers(void **state)
     assert_int_equal(gy_slice_to_u63(GY_SLICE_LIT("")), -1);
     assert_int_equal(gy_slice_to_u63(GY_SLICE_LIT("12a")), -1);
     assert_int_equal(gy_slice_to_u63(GY_SLICE_LIT("9999999999999999999")), -1);
+    assert_true(gy_slice_eqi(GY_SLICE_LIT("X-Request-ID"), GY_SLICE_LIT("x-request-id")));
+    assert_true(gy_slice_eqi(GY_SLICE_LIT(""), GY_SLICE_LIT("")));
+    assert_false(gy_slice_eqi(GY_SLICE_LIT("x-request-id"), GY_SLICE_LIT("x-request-i")));
+    assert_false(gy_slice_eqi(GY_SLICE_LIT("a@"), GY_SLICE_LIT("a`"))); /* 0x40/0x60 differ in bit 0x20 only */
+    assert_false(gy_slice_eqi(GY_SLICE_LIT("a["), GY_SLICE_LIT("a{")));
+    assert_false(gy_slice_eqi(GY_SLICE_LIT("a\0b"), GY_SLICE_LIT("a\0c"))); /* not a C string compare */
+    assert_false(gy_slice_eqi(GY_SLICE_LIT("\xc9"), GY_SLICE_LIT("\xe9"))); /* bytes past ASCII are not letters */
     v = gy_slice_trim(GY_SLICE_LIT(" \t x y \t"));
     assert_true(gy_slice_eq(v, GY_SLICE_LIT("x y")));
     assert_ptr_equal(gy_header_find(h, 3, GY_SLICE_LIT("HOST")), &h[0]);
@@ -358,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_timer_far_future),      cmocka_unit_test(test_tasks_run_once),
         cmocka_unit_test(test_post_from_other_thread), cmocka_unit_test(test_buffers_pool_and_bounds),
         cmocka_unit_test(test_request_pool),          cmocka_unit_test(test_slices_and_header_helpers),
+        cmocka_unit_test(test_pool_moves_a_block_at_once),
         cmocka_unit_test(test_memcache_reuses_within_its_bound),
         cmocka_unit_test(test_caches_give_back_what_a_burst_left),
     };
