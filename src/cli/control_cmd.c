@@ -1,4 +1,5 @@
 /* gyrus control: the control plane (src/control/, docs/control.md). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,11 @@ static const char usage[] =
     "                               OpenSSL FIPS provider (docs/fips.md)\n"
     "      --tls-cert FILE          serve the API and xds over HTTPS with this PEM certificate chain\n"
     "      --tls-key FILE           and its private key (both re-read when they change)\n"
+    "      --tls-auto               serve HTTPS with a certificate the mesh CA issues and renews (for\n"
+    "                               localhost, the loopback and --listen addresses, this host's name);\n"
+    "                               clients trust DIR/ca/root.crt\n"
+    "      --tls-san NAMES          more names for it (DNS names or IPs, comma-separated)\n"
+    "      --tls-ttl DURATION       its lifetime, default 24h; renewed at two thirds of it\n"
     "      --api-key-file FILE      callers must authenticate: API keys, one per line (re-read on SIGHUP);\n"
     "                               proxies may poll their view with their SVID instead (docs/control.md)\n"
     "      --log-level LEVEL        debug, info, warn, error (default info)\n"
@@ -48,6 +54,7 @@ int gy_cmd_control(int argc, char **argv)
         .drain_ms = 5000,
     };
     struct gy_flags f;
+    long long tls_ttl_ms = -1;
     int rc;
 
     o.discovery = calloc((size_t)argc + 1, sizeof(*o.discovery));
@@ -83,6 +90,12 @@ int gy_cmd_control(int argc, char **argv)
             o.tls_cert = gy_flag_value(&f);
         else if (gy_flag_is(&f, NULL, "--tls-key"))
             o.tls_key = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--tls-auto"))
+            o.tls_auto = true;
+        else if (gy_flag_is(&f, NULL, "--tls-san"))
+            o.tls_sans = gy_flag_value(&f);
+        else if (gy_flag_is(&f, NULL, "--tls-ttl"))
+            tls_ttl_ms = (long long)gy_flag_duration_ms(&f);
         else if (gy_flag_is(&f, NULL, "--fips"))
             o.fips = gy_flag_value(&f);
         else if (!gy_flags_common(&f))
@@ -98,6 +111,13 @@ int gy_cmd_control(int argc, char **argv)
         gy_fatal("--listen: cannot parse \"%s\" (want IP:PORT)", o.listen);
     if ((o.tls_cert == NULL) != (o.tls_key == NULL))
         gy_fatal("--tls-cert and --tls-key go together");
+    if (o.tls_auto && o.tls_cert != NULL)
+        gy_fatal("--tls-auto or --tls-cert/--tls-key: one or the other");
+    if (!o.tls_auto && (o.tls_sans != NULL || tls_ttl_ms >= 0))
+        gy_fatal("--tls-san and --tls-ttl are for --tls-auto");
+    if (tls_ttl_ms >= 0 && tls_ttl_ms < 3000)
+        gy_fatal("--tls-ttl: want at least 3s");
+    o.tls_ttl_s = tls_ttl_ms >= 0 ? (uint32_t)(tls_ttl_ms / 1000) : 86400;
     if ((o.ca_cert == NULL) != (o.ca_key == NULL))
         gy_fatal("--ca-cert and --ca-key go together");
     if (o.trust_domain != NULL && (strchr(o.trust_domain, '/') || strchr(o.trust_domain, ':') || !o.trust_domain[0]))

@@ -2,6 +2,7 @@
 #include "control/ca.h"
 #include "control/ca_int.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -10,9 +11,11 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -211,6 +214,7 @@ struct ctl_ca *ctl_ca_open(const struct ctl_ca_options *o, char *err, size_t err
     } else if (dir[0] && access(cert, F_OK) == 0) {
         if (load_pair(ca, cert, key, err, errlen) != 0)
             goto fail;
+        snprintf(ca->root_path, sizeof(ca->root_path), "%s", cert);
     } else {
         if (make_root(ca) != 0) {
             snprintf(err, errlen, "cannot create the mesh CA: %s", ca_ossl_reason());
@@ -220,6 +224,8 @@ struct ctl_ca *ctl_ca_open(const struct ctl_ca_options *o, char *err, size_t err
             goto fail;
         gy_info("ca: created a root for trust domain %s%s%s", ca->trust_domain, dir[0] ? " in " : " (in memory)",
                 dir);
+        if (dir[0])
+            snprintf(ca->root_path, sizeof(ca->root_path), "%s", cert);
     }
     if (ca->bundle == NULL && (ca->bundle = ca_pem_of(ca->cert)) == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -263,4 +269,105 @@ const char *ctl_ca_trust_domain(const struct ctl_ca *ca)
 const char *ctl_ca_bundle(const struct ctl_ca *ca)
 {
     return ca->bundle;
+}
+
+const char *ctl_ca_bundle_path(const struct ctl_ca *ca)
+{
+    return ca->root_path[0] ? ca->root_path : NULL;
+}
+
+/* A host name as a DNS SAN may hold it: dot-separated labels of letters, digits and inner
+ * hyphens, 1-63 characters each, at most 253 in all. */
+static bool dns_name_ok(const char *s)
+{
+    size_t len = strlen(s), label = 0;
+
+    if (len == 0 || len > 253 || s[0] == '.' || s[len - 1] == '.')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return false;
+            label = 0;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   (c == '-' && label > 0)) {
+            if (++label > 63)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return s[len - 1] != '-';
+}
+
+bool ctl_ca_server_name_ok(const char *name)
+{
+    unsigned char ip[16];
+
+    return inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1 || dns_name_ok(name);
+}
+
+/* "DNS:a,IP:1.2.3.4,..." for the subjectAltName extension; -1 when a name is not usable. */
+static int server_sans(const char *const *names, size_t n, char *out, size_t cap, char *err, size_t errlen)
+{
+    size_t len = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ip[16];
+        bool is_ip = inet_pton(AF_INET, names[i], ip) == 1 || inet_pton(AF_INET6, names[i], ip) == 1;
+        if (!is_ip && !ctl_ca_server_name_ok(names[i])) {
+            snprintf(err, errlen, "\"%s\" is neither an IP address nor a DNS name", names[i]);
+            return -1;
+        }
+        int k = snprintf(out + len, cap - len, "%s%s:%s", len ? "," : "", is_ip ? "IP" : "DNS", names[i]);
+        if (k < 0 || (size_t)k >= cap - len) {
+            snprintf(err, errlen, "too many names");
+            return -1;
+        }
+        len += (size_t)k;
+    }
+    if (len == 0) {
+        snprintf(err, errlen, "no name to issue a certificate for");
+        return -1;
+    }
+    return 0;
+}
+
+int ctl_ca_issue_server(struct ctl_ca *ca, const char *const *names, size_t n, uint32_t ttl_s, X509 **cert,
+                        EVP_PKEY **key, X509 **chain, char *err, size_t errlen)
+{
+    char san[4096];
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+
+    if (server_sans(names, n, san, sizeof(san), err, errlen) != 0)
+        return -1;
+    if ((k = EVP_EC_gen("P-256")) == NULL || (x = X509_new()) == NULL || X509_set_version(x, 2) != 1 ||
+        ca_random_serial(x) != 0)
+        goto fail;
+    X509_gmtime_adj(X509_getm_notBefore(x), -(long)(ttl_s / 10 < 30 ? ttl_s / 10 : 30));
+    X509_gmtime_adj(X509_getm_notAfter(x), (long)ttl_s);
+    X509_set_pubkey(x, k);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"gyrus", -1, -1, 0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)names[0], -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(ca->cert));
+    if (ca_add_ext(ca->cert, x, NID_basic_constraints, "critical,CA:FALSE") != 0 ||
+        ca_add_ext(ca->cert, x, NID_key_usage, "critical,digitalSignature,keyAgreement") != 0 ||
+        ca_add_ext(ca->cert, x, NID_ext_key_usage, "serverAuth") != 0 ||
+        ca_add_ext(ca->cert, x, NID_subject_alt_name, san) != 0 ||
+        ca_add_ext(ca->cert, x, NID_authority_key_identifier, "keyid:always") != 0 ||
+        X509_sign(x, ca->key, EVP_sha256()) <= 0)
+        goto fail;
+    *cert = x;
+    *key = k;
+    *chain = ca->cert;
+    return 0;
+fail:
+    snprintf(err, errlen, "cannot issue a certificate: %s", ca_ossl_reason());
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return -1;
 }

@@ -10,6 +10,7 @@
 #ifndef GY_CONTROL_CA_H
 #define GY_CONTROL_CA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,5 +36,18 @@ const char *ctl_ca_identities_path(const struct ctl_ca *ca);
 const char *ctl_ca_trust_domain(const struct ctl_ca *ca);
 /* The trust bundle: PEM of the CA certificate that signs SVIDs. */
 const char *ctl_ca_bundle(const struct ctl_ca *ca);
+/* A TLS server certificate for the control plane itself (--tls-auto): a new P-256 key and a
+ * certificate for `names` (DNS names or IP addresses, at least one) valid for ttl_s, signed by
+ * the mesh CA, TLS server use only (no SPIFFE ID: it is not a workload). The CA's own certificate
+ * comes back in *chain (not owned by the caller). 0, or -1 with the reason in err. */
+struct x509_st;
+struct evp_pkey_st;
+int ctl_ca_issue_server(struct ctl_ca *ca, const char *const *names, size_t n, uint32_t ttl_s, struct x509_st **cert,
+                        struct evp_pkey_st **key, struct x509_st **chain, char *err, size_t errlen);
+/* Whether a server certificate can name this: an IPv4 or IPv6 address, or a DNS name. */
+bool ctl_ca_server_name_ok(const char *name);
+/* Where the trust bundle is kept on disk (DIR/ca/root.crt), or NULL for a CA in memory or from
+ * --ca-cert (then GET /v1.0/ca/bundle, or the --ca-cert file, is the bundle). */
+const char *ctl_ca_bundle_path(const struct ctl_ca *ca);
 
 #endif

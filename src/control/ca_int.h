@@ -14,6 +14,7 @@ struct ctl_ca {
     char *trust_domain;
     uint32_t ttl_s;
     char tokens_path[4096];      /* "" when kept in memory only */
+    char root_path[4200];        /* DIR/ca/root.crt of a root we keep, else "" */
     json_t *tokens;              /* sha256(token) → {service, zone, expires, uses} */
     uint64_t issued;
 };

@@ -4,13 +4,18 @@
  * accepting, answer parked polls with 503 so proxies go elsewhere, finish responses in flight).
  * SIGHUP reads the store again (never fatal).
  */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <netinet/in.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -365,15 +370,96 @@ static SSL_CTX *tls_build(struct gy_control *ctl, char *err, size_t errlen)
     return gy_tls_endpoint_server(ctl->opt.tls_cert, ctl->opt.tls_key, err, errlen);
 }
 
-/* Every second: when --tls-cert or --tls-key changed, new connections get the new pair. A pair
- * that does not load is logged once (until the files change again); the current one stays. */
+/* ---- --tls-auto ---- */
+
+#define TLS_AUTO_RETRY_MS 60000
+
+static void add_name(struct gy_control *ctl, const char *name)
+{
+    for (size_t i = 0; i < ctl->ntls_names; i++)
+        if (strcasecmp(ctl->tls_names[i], name) == 0)
+            return;
+    char **n = realloc(ctl->tls_names, (ctl->ntls_names + 1) * sizeof(*n));
+    if (n == NULL || (n[ctl->ntls_names] = strdup(name)) == NULL)
+        gy_fatal("out of memory");
+    ctl->tls_names = n;
+    ctl->ntls_names++;
+}
+
+/* What the certificate names: --tls-san first, then the --listen address unless it is a
+ * wildcard, localhost and the loopback addresses, this host's name. An unusable --tls-san stops
+ * the process; the others are only skipped. */
+static void tls_auto_names(struct gy_control *ctl)
+{
+    char buf[1024], host[256];
+    struct sockaddr_storage ss;
+    socklen_t sl;
+
+    snprintf(buf, sizeof(buf), "%s", ctl->opt.tls_sans ? ctl->opt.tls_sans : "");
+    for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t != NULL; t = strtok_r(NULL, ", ", &save)) {
+        if (!ctl_ca_server_name_ok(t))
+            gy_fatal("--tls-san: \"%s\" is neither an IP address nor a DNS name", t);
+        add_name(ctl, t);
+    }
+    if (gy_addr_parse(ctl->opt.listen, &ss, &sl) == 0 &&
+        inet_ntop(ss.ss_family, ss.ss_family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                                                         : (void *)&((struct sockaddr_in *)&ss)->sin_addr,
+                  host, sizeof(host)) != NULL &&
+        strcmp(host, "0.0.0.0") != 0 && strcmp(host, "::") != 0)
+        add_name(ctl, host);
+    add_name(ctl, "localhost");
+    add_name(ctl, "127.0.0.1");
+    add_name(ctl, "::1");
+    if (gethostname(host, sizeof(host)) == 0 && (host[sizeof(host) - 1] = '\0', ctl_ca_server_name_ok(host)))
+        add_name(ctl, host);
+}
+
+/* Issues a new certificate and serves it to new connections. -1 with the reason in err. */
+static int tls_auto_renew(struct gy_control *ctl, char *err, size_t errlen)
+{
+    X509 *cert = NULL, *chain = NULL;
+    EVP_PKEY *key = NULL;
+    SSL_CTX *tls = NULL;
+    uint32_t ttl = ctl->opt.tls_ttl_s;
+
+    if (ctl_ca_issue_server(ctl->ca, (const char *const *)ctl->tls_names, ctl->ntls_names, ttl, &cert, &key, &chain,
+                            err, errlen) != 0)
+        return -1;
+    tls = gy_tls_endpoint_server_x509(cert, chain, key, err, errlen);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    if (tls == NULL)
+        return -1;
+    if (tls_trust_mesh(ctl, tls) != 0) {
+        SSL_CTX_free(tls);
+        snprintf(err, errlen, "the mesh CA's certificate does not load");
+        return -1;
+    }
+    ctl_server_set_tls(ctl->server, tls);
+    ctl->tls_renew_ms = gy_loop_now(&ctl->loop) + (uint64_t)ttl * 2000 / 3;
+    return 0;
+}
+
+/* Every second: --tls-auto renews its certificate at two thirds of its life (a failure is logged
+ * and tried again a minute later; the current one serves until then). Otherwise, when
+ * --tls-cert or --tls-key changed, new connections get the new pair. A pair that does not load
+ * is logged once (until the files change again); the current one stays. */
 static void tls_tick(struct gy_timer *t)
 {
     struct gy_control *ctl = GY_CONTAINER_OF(t, struct gy_control, tls_timer);
     struct stat st[2];
     char err[512];
 
-    if (stat(ctl->opt.tls_cert, &st[0]) == 0 && stat(ctl->opt.tls_key, &st[1]) == 0 &&
+    if (ctl->opt.tls_auto) {
+        if (gy_loop_now(&ctl->loop) >= ctl->tls_renew_ms) {
+            if (tls_auto_renew(ctl, err, sizeof(err)) != 0) {
+                gy_warn("HTTPS: cannot renew the certificate, trying again in a minute: %s", err);
+                ctl->tls_renew_ms = gy_loop_now(&ctl->loop) + TLS_AUTO_RETRY_MS;
+            } else {
+                gy_info("HTTPS: certificate renewed");
+            }
+        }
+    } else if (stat(ctl->opt.tls_cert, &st[0]) == 0 && stat(ctl->opt.tls_key, &st[1]) == 0 &&
         (!same_file(&st[0], &ctl->tls_seen[0]) || !same_file(&st[1], &ctl->tls_seen[1]))) {
         SSL_CTX *tls = tls_build(ctl, err, sizeof(err));
         if (tls == NULL) {
@@ -386,6 +472,26 @@ static void tls_tick(struct gy_timer *t)
         }
     }
     gy_timer_start(&ctl->loop, &ctl->tls_timer, TLS_WATCH_MS);
+}
+
+/* Says what the certificate names and where clients find the CA to trust it with. */
+static void log_tls_auto(struct gy_control *ctl)
+{
+    char names[1024];
+    size_t len = 0;
+    const char *bundle = ctl_ca_bundle_path(ctl->ca);
+
+    names[0] = '\0';
+    for (size_t i = 0; i < ctl->ntls_names && len < sizeof(names); i++) {
+        int k = snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "", ctl->tls_names[i]);
+        len += k > 0 ? (size_t)k : 0;
+    }
+    uint32_t ttl = ctl->opt.tls_ttl_s;
+    gy_info("HTTPS: a certificate from the mesh CA for %s, valid %u%s and renewed at two thirds of that; clients "
+            "trust %s%s", names, ttl % 3600 == 0 ? ttl / 3600 : ttl % 60 == 0 ? ttl / 60 : ttl,
+            ttl % 3600 == 0 ? "h" : ttl % 60 == 0 ? "m" : "s",
+            bundle ? bundle : ctl->opt.ca_cert ? ctl->opt.ca_cert : "the bundle of GET /v1.0/ca/bundle",
+            ctl->opt.ca_cert ? " or a root above it" : "");
 }
 
 /* ---- run ---- */
@@ -406,6 +512,9 @@ static void shutdown_all(struct gy_control *ctl)
         json_decref(ctl->sources[i].snapshot);
     }
     free(ctl->sources);
+    for (size_t i = 0; i < ctl->ntls_names; i++)
+        free(ctl->tls_names[i]);
+    free(ctl->tls_names);
     gy_io_stop(&ctl->signal_io);
     close(ctl->signal_io.fd);
     gy_loop_dispose(&ctl->loop);
@@ -430,8 +539,8 @@ int gy_control_run(const struct gy_control_options *opt)
     if (opt->api_key_file != NULL) {
         if ((ctl->auth = ctl_auth_load(opt->api_key_file, err, sizeof(err))) == NULL)
             gy_fatal("--api-key-file: %s", err);
-        if (opt->tls_cert == NULL)
-            gy_warn("--api-key-file without --tls-cert: API keys cross the network in clear text");
+        if (opt->tls_cert == NULL && !opt->tls_auto)
+            gy_warn("--api-key-file without HTTPS (--tls-auto or --tls-cert): API keys cross the network in clear text");
     }
     signal(SIGPIPE, SIG_IGN);
     gy_raise_nofile();
@@ -460,11 +569,17 @@ int gy_control_run(const struct gy_control_options *opt)
             gy_fatal("HTTPS: the mesh CA's certificate does not load");
         ctl_server_set_tls(ctl->server, tls);
         gy_timer_start(&ctl->loop, &ctl->tls_timer, TLS_WATCH_MS);
+    } else if (opt->tls_auto) {
+        tls_auto_names(ctl);
+        if (tls_auto_renew(ctl, err, sizeof(err)) != 0)
+            gy_fatal("--tls-auto: %s", err);
+        gy_timer_start(&ctl->loop, &ctl->tls_timer, TLS_WATCH_MS);
+        log_tls_auto(ctl);
     }
     start_sources(ctl);
     gy_timer_start(&ctl->loop, &ctl->gc_timer, GC_INTERVAL_MS);
-    gy_info("control plane listening on %s%s (store %s)", opt->tls_cert ? "https://" : "http://", opt->listen,
-            ctl->store_ops->name);
+    gy_info("control plane listening on %s%s (store %s)", opt->tls_cert || opt->tls_auto ? "https://" : "http://",
+            opt->listen, ctl->store_ops->name);
     rc = gy_loop_run(&ctl->loop);
     gy_info("stopped");
     shutdown_all(ctl);

@@ -46,6 +46,9 @@ struct gy_control_options {
     const char *fips;            /* --fips: NULL/"off", "on", "required" */
     const char *tls_cert;        /* --tls-cert/--tls-key: serve the API over HTTPS (re-read when changed) */
     const char *tls_key;
+    bool tls_auto;               /* --tls-auto: HTTPS with a certificate the mesh CA issues and renews */
+    const char *tls_sans;        /* --tls-san: more names for it, comma-separated */
+    uint32_t tls_ttl_s;          /* --tls-ttl: its lifetime, default 24 h (renewed at two thirds) */
     const char *api_key_file;    /* --api-key-file: API keys, one per line; callers must authenticate */
 };
 
@@ -67,6 +70,9 @@ struct gy_control {
     struct gy_io signal_io;
     struct gy_timer drain_timer, gc_timer, tls_timer;
     struct stat tls_seen[2];     /* --tls-cert and --tls-key as last loaded */
+    char **tls_names;            /* --tls-auto: what its certificate names */
+    size_t ntls_names;
+    uint64_t tls_renew_ms;       /* --tls-auto: when to issue the next one */
     struct ctl_auth *auth;       /* --api-key-file; NULL: no authentication */
     struct ctl_server *server;
     const struct gy_store_ops *store_ops;

@@ -34,10 +34,25 @@ static SSL_CTX *endpoint_ctx(const SSL_METHOD *method, char *err, size_t errlen)
     return ctx;
 }
 
+/* The checks after a server context has its certificate and key: FIPS, the session cache. */
+static SSL_CTX *server_ready(SSL_CTX *ctx, const char *what, char *err, size_t errlen)
+{
+    char why[256];
+
+    if (tls_fips_mode() > 0 &&
+        tls_fips_check(SSL_CTX_get0_privatekey(ctx), SSL_CTX_get0_certificate(ctx), why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "%s: %s", what, why);
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    return ctx;
+}
+
 struct ssl_ctx_st *gy_tls_endpoint_server(const char *cert_path, const char *key_path, char *err, size_t errlen)
 {
     SSL_CTX *ctx = endpoint_ctx(TLS_server_method(), err, errlen);
-    char why[256];
 
     if (ctx == NULL)
         return NULL;
@@ -56,17 +71,28 @@ struct ssl_ctx_st *gy_tls_endpoint_server(const char *cert_path, const char *key
         snprintf(err, errlen, "%s does not match the certificate in %s", key_path, cert_path);
         goto fail;
     }
-    if (tls_fips_mode() > 0 &&
-        tls_fips_check(SSL_CTX_get0_privatekey(ctx), SSL_CTX_get0_certificate(ctx), why, sizeof(why)) != 0) {
-        snprintf(err, errlen, "%s: %s", cert_path, why);
-        goto fail;
-    }
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-    return ctx;
+    return server_ready(ctx, cert_path, err, errlen);
 fail:
     ERR_clear_error();
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+struct ssl_ctx_st *gy_tls_endpoint_server_x509(struct x509_st *cert, struct x509_st *chain, struct evp_pkey_st *key,
+                                               char *err, size_t errlen)
+{
+    SSL_CTX *ctx = endpoint_ctx(TLS_server_method(), err, errlen);
+
+    if (ctx == NULL)
+        return NULL;
+    if (SSL_CTX_use_certificate(ctx, cert) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1 || (chain != NULL && SSL_CTX_add1_chain_cert(ctx, chain) != 1)) {
+        snprintf(err, errlen, "cannot use the certificate: %s", tls_ossl_reason());
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return server_ready(ctx, "the certificate", err, errlen);
 }
 
 struct ssl_ctx_st *gy_tls_endpoint_client(const char *ca_path, char *err, size_t errlen)

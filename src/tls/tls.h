@@ -54,6 +54,12 @@ void gy_tls_set_identity(const char *cert_path, const char *key_path, const char
  * SSL_CTX_free() them. */
 struct ssl_ctx_st;
 struct ssl_ctx_st *gy_tls_endpoint_server(const char *cert_path, const char *key_path, char *err, size_t errlen);
+/* The same from a certificate and key in memory (each gets a reference); `chain` (may be NULL)
+ * is sent after the certificate. */
+struct x509_st;
+struct evp_pkey_st;
+struct ssl_ctx_st *gy_tls_endpoint_server_x509(struct x509_st *cert, struct x509_st *chain, struct evp_pkey_st *key,
+                                               char *err, size_t errlen);
 struct ssl_ctx_st *gy_tls_endpoint_client(const char *ca_path, char *err, size_t errlen);
 /* A server context asks clients for a certificate and checks what they present against the PEM
  * CA certificates in `pem` (each a trust anchor, intermediates too). The handshake goes on
@@ -63,7 +69,6 @@ int gy_tls_endpoint_trust_clients(struct ssl_ctx_st *ctx, const char *pem, char 
 int gy_tls_endpoint_client_cert(struct ssl_ctx_st *ctx, const char *cert_path, const char *key_path, char *err,
                                 size_t errlen);
 /* The certificate's SPIFFE ID (its first URI SAN starting with spiffe://), malloc'ed, or NULL. */
-struct x509_st;
 char *gy_tls_spiffe_id(struct x509_st *x);
 
 /* Builds listener->tls and cluster->tls for every listener and cluster of cfg that asks for TLS

@@ -66,15 +66,18 @@ class Control(Process):
     """`gyrus control` on a free port; SQLite in its own temp dir unless etcd is given."""
 
     def __init__(self, data_dir=None, etcd=None, prefix="/gyrus", extra=(), wait=True, env=None, tls=None):
-        """tls: (certificate file, key file, CA file): the API over HTTPS, checked against the CA."""
+        """tls: (certificate file, key file, CA file): the API over HTTPS, checked against the CA;
+        or "auto": --tls-auto, checked against the mesh CA's root in the data directory."""
         self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="gyrus-control-")
         self.port = free_port()
-        self.ca = tls[2] if tls else None
+        self.ca = os.path.join(self.data_dir, "ca", "root.crt") if tls == "auto" else tls[2] if tls else None
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         args = [GYRUS, "control", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir,
                 "--drain-time", "3s", *extra]
-        if tls:
+        if tls == "auto":
+            args += ["--tls-auto"]
+        elif tls:
             args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         if etcd is not None:
             args += ["--store", "etcd", "--etcd-endpoints", etcd.url, "--etcd-prefix", prefix]

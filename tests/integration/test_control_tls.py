@@ -58,15 +58,19 @@ def pki():
     p.cleanup()
 
 
-def served_cn(port):
-    """The CN of the certificate a new connection to the port gets (not verified: just looked at)."""
+def served_cert(port, *what):
+    """`openssl x509 -noout WHAT` of the certificate a new connection to the port gets (not
+    verified: just looked at)."""
     ctx = ssl.create_default_context()
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s, ctx.wrap_socket(s) as t:
         der = t.getpeercert(binary_form=True)
-    text = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-subject"], input=der,
+    return subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", *what], input=der,
                           capture_output=True, timeout=10).stdout.decode()
-    return text.strip().rsplit("=", 1)[-1].strip()
+
+
+def served_cn(port):
+    return served_cert(port, "-subject").strip().rsplit("=", 1)[-1].strip()
 
 
 def test_api_over_https(control_factory, pki):
@@ -176,15 +180,20 @@ class HttpsProxy(Process):
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
+def joined_proxy(c, ca, backend):
+    """A mesh with a listener in front of `backend` for proxy "web", and a proxy that joins with a
+    token over HTTPS (trusting `ca`). Returns the listener's port and the proxy."""
+    port = free_port()
+    c.apply(simple_mesh(port, [backend.port], name="web"))
+    out = run_cli("token", "create", "--service", "web", "--control", c.url, "--control-ca", ca)
+    assert out.returncode == 0, out.stderr
+    return port, HttpsProxy(c.url, ca, "web", ["--join-token", out.stdout.strip()])
+
+
 def test_proxy_follows_an_https_control_plane(control_factory, backend_factory, pki):
     crt, key = pki.server("control")
     c = control_factory(tls=(crt, key, pki.ca))
-    b = backend_factory("over-tls")
-    port = free_port()
-    c.apply(simple_mesh(port, [b.port], name="web"))
-    out = run_cli("token", "create", "--service", "web", "--control", c.url, "--control-ca", pki.ca)
-    assert out.returncode == 0, out.stderr
-    p = HttpsProxy(c.url, pki.ca, "web", ["--join-token", out.stdout.strip()])
+    port, p = joined_proxy(c, pki.ca, backend_factory("over-tls"))
     try:
         wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/", timeout=5).text.strip() == "ok over-tls", 15,
                  what="the proxy serving the view it polled over HTTPS")
@@ -240,6 +249,86 @@ def test_proxy_refuses_a_control_plane_it_cannot_verify(control_factory, backend
         out = subprocess.run([GYRUS, "proxy", "--name", "web", "--data-dir", str(tmp_path), "--admin", "off", *args],
                              capture_output=True, text=True, timeout=20)
         assert out.returncode != 0 and message in out.stderr, out.stderr
+
+
+def test_tls_auto(control_factory, backend_factory):
+    """--tls-auto: HTTPS with a certificate the mesh CA issues for the control plane's names and
+    renews before it expires; clients trust the CA's root in the data directory."""
+    c = control_factory(tls="auto", extra=["--tls-san", "ctl.example,10.9.8.7", "--tls-ttl", "3s"])
+    assert c.url.startswith("https://") and os.path.exists(c.ca)
+    assert c.ok("GET", "/v1.0/zone") == []  # Python's ssl: the chain to the root, and the IP
+    for url, extra in [(f"https://localhost:{c.port}/v1.0/zone", []),
+                       (f"https://ctl.example:{c.port}/v1.0/zone", ["--resolve", f"ctl.example:{c.port}:127.0.0.1"])]:
+        r = subprocess.run(["curl", "-sS", "--cacert", c.ca, *extra, url], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0 and '"result": []' in r.stdout.replace('"result":[]', '"result": []'), r.stderr
+    r = subprocess.run(["curl", "-sS", f"https://127.0.0.1:{c.port}/ready"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 60, r  # not in the system's trust store
+    # What it is: the names, TLS server use only, no SPIFFE ID, issued by the mesh root, 3 s.
+    text = served_cert(c.port, "-text", "-serial")
+    for name in ["DNS:ctl.example", "IP Address:10.9.8.7", "DNS:localhost", "IP Address:127.0.0.1",
+                 "IP Address:0:0:0:0:0:0:0:1"]:
+        assert name in text, text
+    assert "TLS Web Server Authentication" in text and "Client Authentication" not in text
+    assert "URI:" not in text and "Issuer: O = gyrus, CN = gyrus.local" in text, text
+    assert "HTTPS: a certificate from the mesh CA for ctl.example, 10.9.8.7, 127.0.0.1, localhost, ::1" in c.output()
+    # Renewed at two thirds of its life: a new serial, still verified.
+    serial = text.rsplit("serial=", 1)[1].strip()
+    wait_for(lambda: served_cert(c.port, "-serial").strip().rsplit("=", 1)[1] != serial, 6,
+             what="a renewed certificate")
+    assert c.ok("GET", "/v1.0/zone") == []
+    assert "HTTPS: certificate renewed" in c.output()
+    # A proxy trusts the same root, and keeps following through the renewals.
+    port, p = joined_proxy(c, c.ca, backend_factory("auto-tls"))
+    try:
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/", timeout=5).text.strip() == "ok auto-tls", 15,
+                 what="the proxy serving its view")
+        time.sleep(4)  # two renewals
+        b2 = backend_factory("after-renewal")
+        c.apply(simple_mesh(port, [b2.port], name="web"))
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/", timeout=5).text.strip() == "ok after-renewal", 15,
+                 what="a change after the renewals")
+        assert "does not verify" not in p.output()
+    finally:
+        p.check_clean_exit()
+        p.cleanup()
+
+
+def test_tls_auto_under_an_intermediate_ca(control_factory, pki):
+    """With --ca-cert (an intermediate under an offline root) the intermediate goes out with the
+    certificate, so that clients trusting only the root verify the control plane."""
+    key, csr, crt, ext = (pki.path(f"inter.{x}") for x in ("key", "csr", "pem", "ext"))
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr,
+            "-subj", "/CN=intermediate")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+                "subjectAltName=URI:spiffe://gyrus.local\n")
+    openssl("x509", "-req", "-in", csr, "-CA", pki.ca, "-CAkey", pki.ca_key, "-CAcreateserial", "-out", crt,
+            "-days", "1", "-extfile", ext)
+    c = control_factory(tls="auto", extra=["--ca-cert", crt, "--ca-key", key], wait=False)
+    c.ca = pki.ca  # the root only
+    c.wait_ready()
+    assert c.ok("GET", "/v1.0/zone") == []
+    r = subprocess.run(["curl", "-sS", "--cacert", pki.ca, f"https://localhost:{c.port}/ready"], capture_output=True,
+                       text=True, timeout=20)
+    assert r.returncode == 0 and r.stdout.strip() == "ready", r.stderr
+    assert f"clients trust {crt} or a root above it" in c.output()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tls-auto", "--tls-cert", "CRT", "--tls-key", "KEY"], "--tls-auto or --tls-cert/--tls-key: one or the other"),
+    (["--tls-san", "ctl.example"], "--tls-san and --tls-ttl are for --tls-auto"),
+    (["--tls-ttl", "1h"], "--tls-san and --tls-ttl are for --tls-auto"),
+    (["--tls-auto", "--tls-san", "ctl.example,bad_name!"], '--tls-san: "bad_name!" is neither an IP address nor'),
+    (["--tls-auto", "--tls-san", "-leading.example"], '"-leading.example" is neither'),
+    (["--tls-auto", "--tls-ttl", "2s"], "--tls-ttl: want at least 3s"),
+    (["--tls-auto", "--tls-ttl", "1000h"], '--tls-ttl: want a duration like 250ms, 10s or 2m, got "1000h"'),
+])
+def test_bad_tls_auto_options_refuse_to_start(pki, tmp_path, args, message):
+    crt, key = pki.server("control")
+    args = [{"CRT": crt, "KEY": key}.get(a, a) for a in args]
+    out = subprocess.run([GYRUS, "control", "--data-dir", str(tmp_path), "--listen", f"127.0.0.1:{free_port()}",
+                          *args], capture_output=True, text=True, timeout=20)
+    assert out.returncode != 0 and message in out.stderr, out.stderr
 
 
 KEY1, KEY2, READER = "k1-0123456789abcdef", "k2-fedcba9876543210", "k3-only-reads-0123456"
@@ -331,6 +420,7 @@ def test_keys_over_plain_http_are_warned_about(control_factory, tmp_path):
     keys.write_text(KEY1 + "\n")
     c = control_factory(extra=["--api-key-file", str(keys)], wait=False)
     wait_for(lambda: "API keys cross the network in clear text" in c.output(), 10, what="the warning")
+    c.wait_ready()  # the warning comes before the listener
     assert keyed(c, "GET", "/v1.0/zone").status_code == 401
     assert keyed(c, "GET", "/v1.0/zone", KEY1).status_code == 200
 
