@@ -540,7 +540,8 @@ int gy_control_run(const struct gy_control_options *opt)
         if ((ctl->auth = ctl_auth_load(opt->api_key_file, err, sizeof(err))) == NULL)
             gy_fatal("--api-key-file: %s", err);
         if (opt->tls_cert == NULL && !opt->tls_auto)
-            gy_warn("--api-key-file without HTTPS (--tls-auto or --tls-cert): API keys cross the network in clear text");
+            gy_warn("--api-key-file without HTTPS (--tls-auto or --tls-cert): API keys cross the network in clear "
+                    "text");
     }
     signal(SIGPIPE, SIG_IGN);
     gy_raise_nofile();
