@@ -4,7 +4,9 @@
     bench/h2.py --gyrus ./build/gyrus        (run by `make bench` after bench/retries.py)
 
 1. h2load over h2c, 64 connections x 10 concurrent streams, GET / through each proxy to the same
-   HTTP/2 nginx backend (and to nginx directly).
+   HTTP/2 backend, nghttpd serving a 64-byte file (and to nghttpd directly); and the same GET to
+   an nginx http2 backend, which costs the load CPU twice as much per request (two writev calls
+   per response), so that the load CPU rather than the proxy sets the rate: reported, no target.
 2. gRPC-shaped unary calls per second: the same h2load driver POSTs a length-prefixed gRPC
    message with content-type application/grpc and te: trailers; the backend (nghttpd) answers a
    gRPC frame and a grpc-status trailer, so every proxy carries HEADERS + DATA + trailers both ways.
@@ -48,6 +50,7 @@ def h2_ok(port, path="/", grpc=False):
 
 ROTATE_PATH = "/rotate/"
 ROTATE_REQUESTS = 1000
+NGINX_PATH = "/nginx/"
 
 
 def nginx_h2_backend(tmp, port, nofile, tag="h2backend", keepalive_requests=1000000):
@@ -62,8 +65,18 @@ def nginx_h2_backend(tmp, port, nofile, tag="h2backend", keepalive_requests=1000
 
 
 def start_backends(ctx):
-    """h2: nginx over h2c; grpc: nghttpd answering gRPC frames and trailers; rotate: nginx ending
-    each connection by GOAWAY after 1,000 requests (its default keepalive_requests)."""
+    """h2: nghttpd serving BODY; h2-nginx: nginx over h2c; grpc: nghttpd answering gRPC frames and
+    trailers; rotate: nginx ending each connection by GOAWAY after 1,000 requests (its default
+    keepalive_requests)."""
+    get_docs = os.path.join(ctx.tmp, "get-docs")
+    os.makedirs(get_docs)
+    with open(os.path.join(get_docs, "index.html"), "wb") as f:
+        f.write(BODY)
+    gport = free_port()
+    proc = ctx.registry.start(["nghttpd", "--no-tls", "-d", get_docs, str(gport)], cpu=measure.LOAD_CPU,
+                              log_path=f"{ctx.tmp}/nghttpd-get.log")
+    get = Running("nghttpd", proc, gport, [f"{ctx.tmp}/nghttpd-get.log"])
+    wait_until(get, lambda: h2_ok(gport), "h2c GET / on nghttpd")
     port = free_port()
     nginx = _start_nginx(ctx, "h2backend", nginx_h2_backend(ctx.tmp, port, ctx.nofile), port, measure.LOAD_CPU)
     wait_until(nginx, lambda: h2_ok(port), "h2c GET / on nginx")
@@ -75,13 +88,13 @@ def start_backends(ctx):
     os.makedirs(docs)
     with open(os.path.join(docs, "Unary"), "wb") as f:
         f.write(GRPC_MESSAGE)
-    gport = free_port()
+    rport2 = free_port()
     proc = ctx.registry.start(["nghttpd", "--no-tls", "-d", os.path.dirname(docs), "--trailer", "grpc-status: 0",
-                               "--trailer", "grpc-message: OK", str(gport)], cpu=measure.LOAD_CPU,
+                               "--trailer", "grpc-message: OK", str(rport2)], cpu=measure.LOAD_CPU,
                               log_path=f"{ctx.tmp}/nghttpd.log")
-    grpc = Running("nghttpd", proc, gport, [f"{ctx.tmp}/nghttpd.log"])
-    wait_until(grpc, lambda: h2_ok(gport, GRPC_PATH, True), "gRPC-shaped POST on nghttpd")
-    return {"h2": nginx, "grpc": grpc, "rotate": rotate}
+    grpc = Running("nghttpd", proc, rport2, [f"{ctx.tmp}/nghttpd.log"])
+    wait_until(grpc, lambda: h2_ok(rport2, GRPC_PATH, True), "gRPC-shaped POST on nghttpd")
+    return {"h2": get, "h2-nginx": nginx, "grpc": grpc, "rotate": rotate}
 
 
 def gyrus_conf(port, b):
@@ -96,10 +109,14 @@ def gyrus_conf(port, b):
    http2_protocol_options: {{max_concurrent_streams: 1000, initial_stream_window_size: 1048576}}}}
 - {{kind: cluster, cluster_key: rotate, name: rotate, instances: [{{host: 127.0.0.1, port: {b['rotate']}}}],
    http2_protocol_options: {{max_concurrent_streams: 1000, initial_stream_window_size: 1048576}}}}
+- {{kind: cluster, cluster_key: nginx, name: nginx, instances: [{{host: 127.0.0.1, port: {b['h2-nginx']}}}],
+   http2_protocol_options: {{max_concurrent_streams: 1000, initial_stream_window_size: 1048576}}}}
 - {{kind: route, route_key: grpc, domain_key: ingress, route_match: {{path: /bench.Echo/, match_type: prefix}},
    rules: [{{constraints: {{light: [{{cluster_key: grpc, weight: 1}}]}}}}]}}
 - {{kind: route, route_key: rotate, domain_key: ingress, route_match: {{path: {ROTATE_PATH}, match_type: prefix}},
    rules: [{{constraints: {{light: [{{cluster_key: rotate, weight: 1}}]}}}}]}}
+- {{kind: route, route_key: nginx, domain_key: ingress, route_match: {{path: {NGINX_PATH}, match_type: prefix}},
+   rules: [{{constraints: {{light: [{{cluster_key: nginx, weight: 1}}]}}}}]}}
 - {{kind: route, route_key: root, domain_key: ingress, route_match: {{path: /, match_type: prefix}},
    rules: [{{constraints: {{light: [{{cluster_key: web, weight: 1}}]}}}}]}}
 """
@@ -123,6 +140,7 @@ frontend ingress
     bind 127.0.0.1:{port} proto h2
 {haproxy_forwarding("2")}    use_backend grpc if {{ path_beg /bench.Echo/ }}
     use_backend rotate if {{ path_beg {ROTATE_PATH} }}
+    use_backend nginx if {{ path_beg {NGINX_PATH} }}
     default_backend web
 backend web
     server web 127.0.0.1:{b['h2']} proto h2
@@ -130,6 +148,8 @@ backend grpc
     server grpc 127.0.0.1:{b['grpc']} proto h2
 backend rotate
     server rotate 127.0.0.1:{b['rotate']} proto h2
+backend nginx
+    server nginx 127.0.0.1:{b['h2-nginx']} proto h2
 """
 
 
@@ -146,6 +166,7 @@ def start_nghttpx(ctx, b):
     argv = ["nghttpx", "--conf=/dev/null", f"--frontend=127.0.0.1,{port};no-tls",
             f"--backend=127.0.0.1,{b['grpc']};/bench.Echo/;proto=h2", f"--backend=127.0.0.1,{b['h2']};/;proto=h2",
             f"--backend=127.0.0.1,{b['rotate']};{ROTATE_PATH};proto=h2",
+            f"--backend=127.0.0.1,{b['h2-nginx']};{NGINX_PATH};proto=h2",
             "--workers=1", "--single-thread", "--accesslog-file=/dev/null", "--errorlog-file=" + f"{ctx.tmp}/nghttpx.log",
             "--frontend-http2-max-concurrent-streams=1000", "--backend-http2-max-concurrent-streams=1000",
             f"--pid-file={ctx.tmp}/nghttpx.pid", "--no-ocsp",
@@ -180,7 +201,7 @@ def h2load(ctx, port, args, kind, duration):
         argv += ["-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers"]
         argv.append(f"http://127.0.0.1:{port}{GRPC_PATH}")
     else:
-        argv.append(f"http://127.0.0.1:{port}{ROTATE_PATH if kind == 'rotate' else '/'}")
+        argv.append(f"http://127.0.0.1:{port}{ {'rotate': ROTATE_PATH, 'h2-nginx': NGINX_PATH}.get(kind, '/')}")
     proc = ctx.registry.start(argv, cpu=measure.LOAD_CPU, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out, _ = proc.communicate(timeout=duration + 60)
@@ -246,6 +267,7 @@ def run(args, tmp, registry, nofile):
             r = start()
             wait_until(r, lambda: h2_ok(r.port), f"h2c GET / through {name}")
             wait_until(r, lambda: h2_ok(r.port, GRPC_PATH, True), f"gRPC-shaped POST through {name}")
+            wait_until(r, lambda: h2_ok(r.port, NGINX_PATH), f"h2c GET {NGINX_PATH} through {name}")
             running[name] = r
         except SubjectFailed as e:
             failed[name] = {"status": "failed", "reason": str(e)}
@@ -314,7 +336,7 @@ def run(args, tmp, registry, nofile):
 
 CAPPED = "-capped"
 CAPPED_KINDS = ("h2" + CAPPED, "grpc" + CAPPED)
-KINDS = ("h2", "grpc", "rotate", *CAPPED_KINDS)
+KINDS = ("h2", "h2-nginx", "grpc", "rotate", *CAPPED_KINDS)
 CAP_PERIOD_US = 10_000  # a short CFS period: a throttled proxy waits at most a few ms
 
 
@@ -335,8 +357,9 @@ def markdown(res, args):
              f"h2load over h2c, {args.connections} connections × {args.streams} concurrent streams, {args.duration} s "
              f"after {args.warmup} s of warm-up; each proxy speaks HTTP/2 to its backend too (gyrus: "
              "`http2_protocol_options` on the cluster; nghttpx: `proto=h2`; HAProxy: `proto h2` both sides), one "
-             "worker/thread pinned to one CPU, h2load and the backend on the other. *h2*: GET / to an nginx http2 "
-             "backend. *gRPC*: POST of a 16-byte gRPC message (`content-type: application/grpc`, `te: trailers`) to "
+             "worker/thread pinned to one CPU, h2load and the backend on the other. *h2c GET*: GET / to nghttpd "
+             "serving a 64-byte file. *h2c GET to nginx*: the same GET to an nginx http2 backend (`return 200`). "
+             "*gRPC*: POST of a 16-byte gRPC message (`content-type: application/grpc`, `te: trailers`) to "
              "nghttpd answering a gRPC frame plus `grpc-status`/`grpc-message` trailers — gRPC-shaped unary calls, "
              "the same driver for every proxy. p50/p99 from h2load's per-request log. Every proxy adds the "
              "forwarding headers gyrus adds by default (X-Forwarded-For, X-Forwarded-Proto, X-Request-ID, Via; "
@@ -347,12 +370,20 @@ def markdown(res, args):
              "backend's for *direct*), and CPU µs per request is that CPU divided by the rate (the median over the "
              "rounds).", ""]
     cap = f"each proxy capped at {args.cpu_limit:g} CPU"
-    for kind, title in (("h2", "h2c GET"), ("grpc", "gRPC-shaped unary"), ("h2" + CAPPED, f"h2c GET, {cap}"),
+    for kind, title in (("h2", "h2c GET"), ("grpc", "gRPC-shaped unary"), ("h2-nginx", "h2c GET to nginx"),
+                        ("h2" + CAPPED, f"h2c GET, {cap}"),
                         ("grpc" + CAPPED, f"gRPC-shaped unary, {cap}")):  # "rotate": its own table below
+        if kind == "h2-nginx":
+            lines += ["**The same GET to nginx: a measure of the load CPU, no target.** nginx sends each response in "
+                      "two writev calls (HEADERS, then DATA) and costs the load CPU about twice what nghttpd costs "
+                      "per request (see *direct*). With it as the backend the load CPU, which also runs h2load, is "
+                      "full before any proxy is: no proxy reaches 100 % of its CPU, the rate is the load CPU's, and "
+                      "the proxies tie within this machine's noise, ahead or behind from one run to the next. That is "
+                      "why the h2c GET above goes to nghttpd. The ratios are shown, with no target.", ""]
         if kind == "h2" + CAPPED:
-            lines += [f"**With a CPU limit.** Without one, no proxy here is short of CPU (see the CPU column): the "
-                      "load CPU, which runs h2load and the backend, sets the rate, and the proxies tie within this "
-                      "machine's noise. These two cases give each proxy the same CPU budget, "
+            lines += [f"**With a CPU limit.** Without one, a proxy is short of CPU only when it needs more per "
+                      "request than the load CPU, which runs h2load and the backend (see the CPU column). These two "
+                      "cases give each proxy the same CPU budget, "
                       f"{args.cpu_limit:g} of one CPU (a cgroup CPU quota over {CAP_PERIOD_US // 1000} ms periods, "
                       f"as `limits.cpu: {args.cpu_limit * 1000:g}m` would a sidecar), so that the rate is the "
                       "proxy's: what it does with the CPU it is given.", ""]
@@ -381,10 +412,11 @@ def markdown(res, args):
         if rn is not None and rh is not None:
             pr = {other: paired(res[kind], other) for other in ("nghttpx", "haproxy")}
             pp = {other: paired(res[kind], other, "rounds_p99_us") for other in ("nghttpx", "haproxy")}
-            lines += ["", f"gyrus/nghttpx req/s = {rn:.3f}, gyrus/HAProxy req/s = {rh:.3f} (target ≥ 1; the median "
+            target = kind != "h2-nginx"
+            lines += ["", f"gyrus/nghttpx req/s = {rn:.3f}, gyrus/HAProxy req/s = {rh:.3f} ({'target ≥ 1; ' * target}the median "
                           f"of the per-round ratios, each pair measured seconds apart, one case's subjects back to back, so "
                           f"that a drift of this machine's speed cancels out: {pr['nghttpx']:.3f} and {pr['haproxy']:.3f}); "
-                          f"p99 gyrus/nghttpx = {pn:.3f}, gyrus/HAProxy = {ph:.3f} (target ≤ 1; per-round: "
+                          f"p99 gyrus/nghttpx = {pn:.3f}, gyrus/HAProxy = {ph:.3f} ({'target ≤ 1; ' * target}per-round: "
                           f"{pp['nghttpx']:.3f} and {pp['haproxy']:.3f})"
                           + (f"; CPU per request gyrus/nghttpx = {cn:.3f}, gyrus/HAProxy = {ch:.3f} (lower is better)."
                              if cn is not None and ch is not None else ".")]
