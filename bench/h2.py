@@ -374,9 +374,12 @@ def markdown(res, args):
                         ("h2" + CAPPED, f"h2c GET, {cap}"),
                         ("grpc" + CAPPED, f"gRPC-shaped unary, {cap}")):  # "rotate": its own table below
         if kind == "h2-nginx":
+            cost = ratio({"a": res[kind].get("direct", {}), "b": res["h2"].get("direct", {})}, "a", "b",
+                         "cpu_us_per_request")
+            times = f"{cost:.1f} times" if cost else "several times"
             lines += ["**The same GET to nginx: a measure of the load CPU, no target.** nginx sends each response in "
-                      "two writev calls (HEADERS, then DATA) and costs the load CPU about twice what nghttpd costs "
-                      "per request (see *direct*). With it as the backend the load CPU, which also runs h2load, is "
+                      f"two writev calls (HEADERS, then DATA) and costs {times} the CPU per request that nghttpd "
+                      "costs (the *direct* rows). With it as the backend the load CPU, which also runs h2load, is "
                       "full before any proxy is: no proxy reaches 100 % of its CPU, the rate is the load CPU's, and "
                       "the proxies tie within this machine's noise, ahead or behind from one run to the next. That is "
                       "why the h2c GET above goes to nghttpd. The ratios are shown, with no target.", ""]
@@ -447,6 +450,9 @@ def main():
     ap.add_argument("--cpu-limit", type=float, default=0.5,
                     help="share of one CPU each proxy may use in the *capped* cases")
     args = ap.parse_args()
+    if args.rerender:
+        section.rerender(args, markdown, "h2")
+        return 0
     res = section.run("h2", args, run, markdown, "h2",
                       {"connections": args.connections, "streams": args.streams, "duration_s": args.duration,
                        "rounds": args.rounds})

@@ -28,6 +28,8 @@ def parser(doc, connections=64, duration=10, warmup=2):
     ap.add_argument("--connections", type=int, default=connections)
     ap.add_argument("--markdown", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
     ap.add_argument("--json", default=os.path.join(HERE, "results.json"))
+    ap.add_argument("--rerender", action="store_true",
+                    help="write the markdown section again from the JSON results, without measuring")
     return ap
 
 
@@ -51,6 +53,13 @@ def put_section(path, text):
     new = lines[:start] + body + ([""] + tail if tail else [""])
     with open(path, "w") as f:
         f.write("\n".join(new))
+
+
+def rerender(args, markdown_fn, key):
+    """Writes the markdown section again from the results kept in the JSON file (after a change of
+    wording, without measuring again)."""
+    with open(args.json) as f:
+        put_section(args.markdown, markdown_fn(json.load(f)[key]["results"], args))
 
 
 def run(name, args, run_fn, markdown_fn, key, extra=None):
