@@ -317,7 +317,7 @@ static int server_sans(const char *const *names, size_t n, char *out, size_t cap
     for (size_t i = 0; i < n; i++) {
         unsigned char ip[16];
         bool is_ip = inet_pton(AF_INET, names[i], ip) == 1 || inet_pton(AF_INET6, names[i], ip) == 1;
-        if (!is_ip && !ctl_ca_server_name_ok(names[i])) {
+        if (!is_ip && !dns_name_ok(names[i])) {
             snprintf(err, errlen, "\"%s\" is neither an IP address nor a DNS name", names[i]);
             return -1;
         }

@@ -391,16 +391,18 @@ static void add_name(struct gy_control *ctl, const char *name)
  * the process; the others are only skipped. */
 static void tls_auto_names(struct gy_control *ctl)
 {
-    char buf[1024], host[256];
+    char host[256], *sans = strdup(ctl->opt.tls_sans ? ctl->opt.tls_sans : "");
     struct sockaddr_storage ss;
     socklen_t sl;
 
-    snprintf(buf, sizeof(buf), "%s", ctl->opt.tls_sans ? ctl->opt.tls_sans : "");
-    for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t != NULL; t = strtok_r(NULL, ", ", &save)) {
+    if (sans == NULL)
+        gy_fatal("out of memory");
+    for (char *save = NULL, *t = strtok_r(sans, ", ", &save); t != NULL; t = strtok_r(NULL, ", ", &save)) {
         if (!ctl_ca_server_name_ok(t))
             gy_fatal("--tls-san: \"%s\" is neither an IP address nor a DNS name", t);
         add_name(ctl, t);
     }
+    free(sans);
     if (gy_addr_parse(ctl->opt.listen, &ss, &sl) == 0 &&
         inet_ntop(ss.ss_family, ss.ss_family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
                                                          : (void *)&((struct sockaddr_in *)&ss)->sin_addr,
@@ -410,8 +412,11 @@ static void tls_auto_names(struct gy_control *ctl)
     add_name(ctl, "localhost");
     add_name(ctl, "127.0.0.1");
     add_name(ctl, "::1");
-    if (gethostname(host, sizeof(host)) == 0 && (host[sizeof(host) - 1] = '\0', ctl_ca_server_name_ok(host)))
-        add_name(ctl, host);
+    if (gethostname(host, sizeof(host) - 1) == 0) {
+        host[sizeof(host) - 1] = '\0';
+        if (ctl_ca_server_name_ok(host))
+            add_name(ctl, host);
+    }
 }
 
 /* Issues a new certificate and serves it to new connections. -1 with the reason in err. */

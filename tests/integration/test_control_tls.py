@@ -293,6 +293,14 @@ def test_tls_auto(control_factory, backend_factory):
         p.cleanup()
 
 
+def test_tls_auto_with_many_names(control_factory):
+    """A long --tls-san (over 1 KiB) is taken whole: its last name is in the certificate."""
+    names = [f"service-{i:03d}.mesh.example" for i in range(60)]
+    c = control_factory(tls="auto", extra=["--tls-san", ",".join(names)])
+    text = served_cert(c.port, "-text")
+    assert all(f"DNS:{n}" in text for n in names), text
+
+
 def test_tls_auto_under_an_intermediate_ca(control_factory, pki):
     """With --ca-cert (an intermediate under an offline root) the intermediate goes out with the
     certificate, so that clients trusting only the root verify the control plane."""
