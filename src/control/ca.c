@@ -2,7 +2,6 @@
 #include "control/ca.h"
 #include "control/ca_int.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -15,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +21,7 @@
 #include "control/control.h"
 #include "core/fsutil.h"
 #include "core/log.h"
+#include "net/sock.h"
 #include "tls/tls.h"
 
 #define ROOT_DAYS 3650
@@ -276,38 +275,6 @@ const char *ctl_ca_bundle_path(const struct ctl_ca *ca)
     return ca->root_path[0] ? ca->root_path : NULL;
 }
 
-/* A host name as a DNS SAN may hold it: dot-separated labels of letters, digits and inner
- * hyphens, 1-63 characters each, at most 253 in all. */
-static bool dns_name_ok(const char *s)
-{
-    size_t len = strlen(s), label = 0;
-
-    if (len == 0 || len > 253 || s[0] == '.' || s[len - 1] == '.')
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (c == '.') {
-            if (label == 0 || s[i - 1] == '-')
-                return false;
-            label = 0;
-        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                   (c == '-' && label > 0)) {
-            if (++label > 63)
-                return false;
-        } else {
-            return false;
-        }
-    }
-    return s[len - 1] != '-';
-}
-
-bool ctl_ca_server_name_ok(const char *name)
-{
-    unsigned char ip[16];
-
-    return inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1 || dns_name_ok(name);
-}
-
 /* "DNS:a,IP:1.2.3.4,..." for the subjectAltName extension; -1 when a name is not usable. */
 static int server_sans(const char *const *names, size_t n, char *out, size_t cap, char *err, size_t errlen)
 {
@@ -315,9 +282,8 @@ static int server_sans(const char *const *names, size_t n, char *out, size_t cap
 
     out[0] = '\0';
     for (size_t i = 0; i < n; i++) {
-        unsigned char ip[16];
-        bool is_ip = inet_pton(AF_INET, names[i], ip) == 1 || inet_pton(AF_INET6, names[i], ip) == 1;
-        if (!is_ip && !dns_name_ok(names[i])) {
+        bool is_ip = gy_is_ip(names[i]);
+        if (!is_ip && !gy_is_dns_name(names[i], strlen(names[i]))) {
             snprintf(err, errlen, "\"%s\" is neither an IP address nor a DNS name", names[i]);
             return -1;
         }

@@ -10,7 +10,6 @@
 #ifndef GY_CONTROL_CA_H
 #define GY_CONTROL_CA_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,8 +43,6 @@ struct x509_st;
 struct evp_pkey_st;
 int ctl_ca_issue_server(struct ctl_ca *ca, const char *const *names, size_t n, uint32_t ttl_s, struct x509_st **cert,
                         struct evp_pkey_st **key, struct x509_st **chain, char *err, size_t errlen);
-/* Whether a server certificate can name this: an IPv4 or IPv6 address, or a DNS name. */
-bool ctl_ca_server_name_ok(const char *name);
 /* Where the trust bundle is kept on disk (DIR/ca/root.crt), or NULL for a CA in memory or from
  * --ca-cert (then GET /v1.0/ca/bundle, or the --ca-cert file, is the bundle). */
 const char *ctl_ca_bundle_path(const struct ctl_ca *ca);

@@ -4,7 +4,6 @@
  * accepting, answer parked polls with 503 so proxies go elsewhere, finish responses in flight).
  * SIGHUP reads the store again (never fatal).
  */
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <openssl/evp.h>
@@ -15,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <netinet/in.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -374,6 +372,12 @@ static SSL_CTX *tls_build(struct gy_control *ctl, char *err, size_t errlen)
 
 #define TLS_AUTO_RETRY_MS 60000
 
+/* What a server certificate can name: an IP address or a DNS name. */
+static bool name_ok(const char *name)
+{
+    return gy_is_ip(name) || gy_is_dns_name(name, strlen(name));
+}
+
 static void add_name(struct gy_control *ctl, const char *name)
 {
     for (size_t i = 0; i < ctl->ntls_names; i++)
@@ -398,23 +402,22 @@ static void tls_auto_names(struct gy_control *ctl)
     if (sans == NULL)
         gy_fatal("out of memory");
     for (char *save = NULL, *t = strtok_r(sans, ", ", &save); t != NULL; t = strtok_r(NULL, ", ", &save)) {
-        if (!ctl_ca_server_name_ok(t))
+        if (!name_ok(t))
             gy_fatal("--tls-san: \"%s\" is neither an IP address nor a DNS name", t);
         add_name(ctl, t);
     }
     free(sans);
-    if (gy_addr_parse(ctl->opt.listen, &ss, &sl) == 0 &&
-        inet_ntop(ss.ss_family, ss.ss_family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
-                                                         : (void *)&((struct sockaddr_in *)&ss)->sin_addr,
-                  host, sizeof(host)) != NULL &&
-        strcmp(host, "0.0.0.0") != 0 && strcmp(host, "::") != 0)
-        add_name(ctl, host);
+    if (gy_addr_parse(ctl->opt.listen, &ss, &sl) == 0) {
+        gy_addr_format_ip((struct sockaddr *)&ss, host, sizeof(host));
+        if (strcmp(host, "0.0.0.0") != 0 && strcmp(host, "::") != 0)
+            add_name(ctl, host);
+    }
     add_name(ctl, "localhost");
     add_name(ctl, "127.0.0.1");
     add_name(ctl, "::1");
     if (gethostname(host, sizeof(host) - 1) == 0) {
         host[sizeof(host) - 1] = '\0';
-        if (ctl_ca_server_name_ok(host))
+        if (name_ok(host))
             add_name(ctl, host);
     }
 }

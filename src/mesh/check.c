@@ -13,6 +13,7 @@
 
 #include "core/err.h"
 #include "mesh/schema.h"
+#include "net/sock.h"
 
 /* A member that is present and not null. */
 static const json_t *member(const json_t *obj, const char *name)
@@ -142,45 +143,13 @@ int gy_check_regex(struct gy_vctx *v, const json_t *value)
     return gy_vregex(v, json_string_value(value));
 }
 
-static bool is_ip(const char *s)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
 int gy_check_ip(struct gy_vctx *v, const json_t *value)
 {
     char got[96];
 
-    if (strlen(json_string_value(value)) == json_string_length(value) && is_ip(json_string_value(value)))
+    if (strlen(json_string_value(value)) == json_string_length(value) && gy_is_ip(json_string_value(value)))
         return 0;
     return gy_verr(v, "must be an IPv4 or IPv6 address, got %s", gy_vdesc(value, got, sizeof(got)));
-}
-
-/* A DNS name: labels of letters, digits, '-' and '_' (1..63 bytes), dot-separated, an optional
- * final dot, 253 bytes at most. */
-static bool is_dns_name(const char *s, size_t n)
-{
-    size_t label = 0;
-
-    if (n > 0 && s[n - 1] == '.')
-        n--;
-    if (n == 0 || n > 253)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '.') {
-            if (label == 0)
-                return false;
-            label = 0;
-        } else if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '_') {
-            if (++label > 63)
-                return false;
-        } else {
-            return false;
-        }
-    }
-    return label > 0;
 }
 
 int gy_check_host(struct gy_vctx *v, const json_t *value)
@@ -189,7 +158,7 @@ int gy_check_host(struct gy_vctx *v, const json_t *value)
     size_t n = json_string_length(value);
     char got[96];
 
-    if (strlen(s) == n && (is_ip(s) || is_dns_name(s, n)))
+    if (strlen(s) == n && (gy_is_ip(s) || gy_is_dns_name(s, n)))
         return 0;
     return gy_verr(v, "must be an IP address or a host name, got %s", gy_vdesc(value, got, sizeof(got)));
 }
@@ -203,11 +172,11 @@ int gy_check_host_pattern(struct gy_vctx *v, const json_t *value)
     if (n == 1 && s[0] == '*')
         return 0;
     if (strlen(s) == n) {
-        if (n > 2 && s[0] == '*' && s[1] == '.' && is_dns_name(s + 2, n - 2))
+        if (n > 2 && s[0] == '*' && s[1] == '.' && gy_is_dns_name(s + 2, n - 2))
             return 0;
-        if (n > 2 && s[n - 1] == '*' && s[n - 2] == '.' && is_dns_name(s, n - 2))
+        if (n > 2 && s[n - 1] == '*' && s[n - 2] == '.' && gy_is_dns_name(s, n - 2))
             return 0;
-        if (is_dns_name(s, n) || is_ip(s))
+        if (gy_is_dns_name(s, n) || gy_is_ip(s))
             return 0;
         if (n > 2 && s[0] == '[' && s[n - 1] == ']') {
             char buf[64];

@@ -78,6 +78,36 @@ void gy_addr_format_ip(const struct sockaddr *sa, char *out, size_t cap)
         snprintf(out, cap, "unknown");
 }
 
+bool gy_is_ip(const char *s)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+bool gy_is_dns_name(const char *s, size_t n)
+{
+    size_t label = 0;
+
+    if (n > 0 && s[n - 1] == '.')
+        n--;
+    if (n == 0 || n > 253)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+        } else if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '_') {
+            if (++label > 63)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return label > 0;
+}
+
 unsigned gy_addr_port(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET)

@@ -17,6 +17,11 @@ void gy_addr_format(const struct sockaddr *sa, char *out, size_t cap);
 /* Just the IP ("1.2.3.4", "::1"). */
 void gy_addr_format_ip(const struct sockaddr *sa, char *out, size_t cap);
 unsigned gy_addr_port(const struct sockaddr *sa);
+/* A numeric IPv4 or IPv6 address. */
+bool gy_is_ip(const char *s);
+/* A DNS name: labels of letters, digits, '-' and '_' (1..63 bytes), dot-separated, an optional
+ * final dot, 253 bytes at most (n: the length of s). */
+bool gy_is_dns_name(const char *s, size_t n);
 
 /* A non-blocking listening socket. reuseport: SO_REUSEPORT so each worker can have its own.
  * Returns the fd, or a negative GY_E* with errno kept. */
