@@ -5,8 +5,8 @@
 
 1. h2load over h2c, 64 connections x 10 concurrent streams, GET / through each proxy to the same
    HTTP/2 backend, nghttpd serving a 64-byte file (and to nghttpd directly); and the same GET to
-   an nginx http2 backend, which costs the load CPU twice as much per request (two writev calls
-   per response), so that the load CPU rather than the proxy sets the rate: reported, no target.
+   an nginx http2 backend, which costs the load CPU about three times as much per request (two
+   writev calls per response), so that the load CPU rather than the proxy sets the rate: reported, no target.
 2. gRPC-shaped unary calls per second: the same h2load driver POSTs a length-prefixed gRPC
    message with content-type application/grpc and te: trailers; the backend (nghttpd) answers a
    gRPC frame and a grpc-status trailer, so every proxy carries HEADERS + DATA + trailers both ways.
@@ -64,19 +64,25 @@ def nginx_h2_backend(tmp, port, nofile, tag="h2backend", keepalive_requests=1000
 """
 
 
+def start_nghttpd(ctx, tag, files, extra=()):
+    """nghttpd on the load CPU serving `files` (path -> bytes) from a directory of its own."""
+    docs = os.path.join(ctx.tmp, f"{tag}-docs")
+    for path, data in files.items():
+        os.makedirs(os.path.dirname(os.path.join(docs, path)), exist_ok=True)
+        with open(os.path.join(docs, path), "wb") as f:
+            f.write(data)
+    port = free_port()
+    proc = ctx.registry.start(["nghttpd", "--no-tls", "-d", docs, *extra, str(port)], cpu=measure.LOAD_CPU,
+                              log_path=f"{ctx.tmp}/nghttpd-{tag}.log")
+    return Running("nghttpd", proc, port, [f"{ctx.tmp}/nghttpd-{tag}.log"])
+
+
 def start_backends(ctx):
     """h2: nghttpd serving BODY; h2-nginx: nginx over h2c; grpc: nghttpd answering gRPC frames and
     trailers; rotate: nginx ending each connection by GOAWAY after 1,000 requests (its default
     keepalive_requests)."""
-    get_docs = os.path.join(ctx.tmp, "get-docs")
-    os.makedirs(get_docs)
-    with open(os.path.join(get_docs, "index.html"), "wb") as f:
-        f.write(BODY)
-    gport = free_port()
-    proc = ctx.registry.start(["nghttpd", "--no-tls", "-d", get_docs, str(gport)], cpu=measure.LOAD_CPU,
-                              log_path=f"{ctx.tmp}/nghttpd-get.log")
-    get = Running("nghttpd", proc, gport, [f"{ctx.tmp}/nghttpd-get.log"])
-    wait_until(get, lambda: h2_ok(gport), "h2c GET / on nghttpd")
+    get = start_nghttpd(ctx, "get", {"index.html": BODY})
+    wait_until(get, lambda: h2_ok(get.port), "h2c GET / on nghttpd")
     port = free_port()
     nginx = _start_nginx(ctx, "h2backend", nginx_h2_backend(ctx.tmp, port, ctx.nofile), port, measure.LOAD_CPU)
     wait_until(nginx, lambda: h2_ok(port), "h2c GET / on nginx")
@@ -84,16 +90,9 @@ def start_backends(ctx):
     rotate = _start_nginx(ctx, "h2rotate", nginx_h2_backend(ctx.tmp, rport, ctx.nofile, "h2rotate", ROTATE_REQUESTS),
                           rport, measure.LOAD_CPU)
     wait_until(rotate, lambda: h2_ok(rport), "h2c GET / on the rotating nginx")
-    docs = os.path.join(ctx.tmp, "grpc-docs", "bench.Echo")
-    os.makedirs(docs)
-    with open(os.path.join(docs, "Unary"), "wb") as f:
-        f.write(GRPC_MESSAGE)
-    rport2 = free_port()
-    proc = ctx.registry.start(["nghttpd", "--no-tls", "-d", os.path.dirname(docs), "--trailer", "grpc-status: 0",
-                               "--trailer", "grpc-message: OK", str(rport2)], cpu=measure.LOAD_CPU,
-                              log_path=f"{ctx.tmp}/nghttpd.log")
-    grpc = Running("nghttpd", proc, rport2, [f"{ctx.tmp}/nghttpd.log"])
-    wait_until(grpc, lambda: h2_ok(rport2, GRPC_PATH, True), "gRPC-shaped POST on nghttpd")
+    grpc = start_nghttpd(ctx, "grpc", {GRPC_PATH.lstrip("/"): GRPC_MESSAGE},
+                         ["--trailer", "grpc-status: 0", "--trailer", "grpc-message: OK"])
+    wait_until(grpc, lambda: h2_ok(grpc.port, GRPC_PATH, True), "gRPC-shaped POST on nghttpd")
     return {"h2": get, "h2-nginx": nginx, "grpc": grpc, "rotate": rotate}
 
 
@@ -449,6 +448,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--cpu-limit", type=float, default=0.5,
                     help="share of one CPU each proxy may use in the *capped* cases")
+    ap.add_argument("--rerender", action="store_true",
+                    help="write the markdown section again from the JSON results, without measuring")
     args = ap.parse_args()
     if args.rerender:
         section.rerender(args, markdown, "h2")

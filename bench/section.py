@@ -28,8 +28,6 @@ def parser(doc, connections=64, duration=10, warmup=2):
     ap.add_argument("--connections", type=int, default=connections)
     ap.add_argument("--markdown", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
     ap.add_argument("--json", default=os.path.join(HERE, "results.json"))
-    ap.add_argument("--rerender", action="store_true",
-                    help="write the markdown section again from the JSON results, without measuring")
     return ap
 
 
