@@ -216,6 +216,7 @@ static int listener_settings(struct cc *cc, struct gy_listener *l, const json_t 
     l->max_request_headers_kb = (uint32_t)cc_int(lo, "max_request_headers_kb", 32);
     l->max_headers = (uint32_t)cc_int(lo, "max_headers_count", 100);
     l->use_remote_address = cc_bool(lo, "use_remote_address", true);
+    l->generate_request_id = cc_bool(lo, "generate_request_id", true);
     listener_xfcc(l, lo);
     cc_http2_options(json_object_get(lo, "http2_protocol_options"), &l->h2, l->max_request_headers_kb * 1024);
     return listener_access_logs(cc, l, lo);

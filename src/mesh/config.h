@@ -348,6 +348,7 @@ struct gy_listener {
     uint32_t max_request_headers_kb;    /* default 32 */
     uint32_t max_headers;               /* default 100 */
     bool use_remote_address;            /* default true: x-forwarded-for appends the peer */
+    bool generate_request_id;           /* default true: a request without a valid x-request-id gets one */
     uint8_t xfcc_mode;                  /* enum gy_xfcc_mode */
     uint8_t xfcc_fields;                /* GY_XFCC_* */
     struct gy_http2_options h2;         /* http2_protocol_options */

@@ -123,6 +123,9 @@ static const struct gy_field f_listener[] = {
     GY_INT("max_headers_count", 1, 1000, .flags = GY_F_USED | GY_F_GYRUS, .def = "100", .doc = "Most request headers; 431 beyond."),
     GY_BOOL("use_remote_address", .flags = GY_F_USED, .def = "true",
             .doc = "Append the peer address to `x-forwarded-for` and trust it as the client address."),
+    GY_BOOL("generate_request_id", .flags = GY_F_USED | GY_F_GYRUS, .def = "true",
+            .doc = "Give a request without a valid `x-request-id` a new one (a random UUID) and send it upstream. "
+                   "`false`: a client's valid id is still passed on, but none is made (Envoy's name)."),
     GY_OBJ("access_loggers", s_access_loggers, .flags = GY_F_USED, .doc = "Access logs."),
     GY_OBJ("tracing_config", s_tracing, .doc = "Tracing."),
     GY_LIST("external_secrets", e_filter_secret, .doc = "Secrets inserted into filter configurations."),

@@ -286,7 +286,8 @@ int gy_fwd_request_head(struct gy_stream *s, const struct gy_req_head *req, stru
     if (remote)
         put_header(&w, GY_SLICE_LIT("x-forwarded-for"), forwarded_for(s));
     put_header(&w, GY_SLICE_LIT("x-forwarded-proto"), downstream_scheme(s));
-    put_header(&w, GY_SLICE_LIT("x-request-id"), s->request_id);
+    if (s->request_id.len)
+        put_header(&w, GY_SLICE_LIT("x-request-id"), s->request_id);
     if (xfcc.ptr != NULL)
         put_header(&w, GY_SLICE_LIT("x-forwarded-client-cert"), xfcc);
     put_cstr(&w, "via: 1.1 gyrus\r\n");
@@ -403,7 +404,8 @@ int gy_fwd_request_nv(struct gy_stream *s, const struct gy_req_head *req, struct
     if (s->lcfg->use_remote_address)
         nv_ours(&l, GY_SLICE_LIT("x-forwarded-for"), forwarded_for(s));
     nv_lit(&l, GY_SLICE_LIT("x-forwarded-proto"), downstream_scheme(s));
-    nv_ours(&l, GY_SLICE_LIT("x-request-id"), s->request_id);
+    if (s->request_id.len)
+        nv_ours(&l, GY_SLICE_LIT("x-request-id"), s->request_id);
     struct gy_slice xfcc = forwarded_client_cert(s, req);
     if (xfcc.ptr != NULL)
         nv_ours(&l, GY_SLICE_LIT("x-forwarded-client-cert"), xfcc);

@@ -114,7 +114,12 @@ static void copy_request_info(struct gy_stream *s, const struct gy_req_head *req
     if ((h = gy_header_find(req->headers, req->nheaders, GY_SLICE_LIT("x-forwarded-for"))) != NULL)
         s->xff = gy_pool_dup(&s->pool, h->value);
     h = gy_header_find(req->headers, req->nheaders, GY_SLICE_LIT("x-request-id"));
-    s->request_id = h != NULL && valid_request_id(h->value) ? gy_pool_dup(&s->pool, h->value) : new_request_id(s);
+    if (h != NULL && valid_request_id(h->value))
+        s->request_id = gy_pool_dup(&s->pool, h->value);
+    else if (s->lcfg->generate_request_id)
+        s->request_id = new_request_id(s);
+    else
+        s->request_id = GY_SLICE_LIT(""); /* none is sent upstream; the access log shows "-" */
     h = gy_header_find(req->headers, req->nheaders, GY_SLICE_LIT("content-type"));
     s->grpc = h != NULL && gy_slice_has_prefix(h->value, GY_SLICE_LIT("application/grpc"));
     s->grpc_web.mode = h != NULL ? (uint8_t)gy_grpcweb_mode(h->value) : GY_GRPCWEB_NONE;

@@ -148,6 +148,21 @@ def test_use_downstream_protocol(gyrus_factory, h2be):
     assert g.metric("gyrus_cluster_upstream_cx_total", cluster="backend") == 2
 
 
+def test_no_request_id_to_an_h2_upstream_when_generation_is_off(gyrus_factory, h2be):
+    port = free_port()
+    m = mesh(port, h2be)
+    m[0]["generate_request_id"] = False
+    gyrus_factory(m, "test")
+    p = Probe(port)
+    plain = p.request("/plain")
+    given = p.request("/given", headers=[("x-request-id", "call-7")])
+    assert p.wait(lambda: p.done(plain) and p.done(given), 10)
+    seen = {r[":path"]: r for r in map(dict, h2be.requests)}
+    assert "x-request-id" not in seen["/plain"] and seen["/plain"]["x-forwarded-proto"] == "http"
+    assert seen["/given"]["x-request-id"] == "call-7"
+    p.close()
+
+
 UNIQUE = (b"x-request-id", b"traceparent", b"x-b3-traceid", b"set-cookie")
 
 

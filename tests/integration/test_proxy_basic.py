@@ -56,6 +56,31 @@ def test_request_id_kept_when_valid_and_replaced_when_not(gyrus_factory, backend
     assert "x-request-id: bad" not in r.text
 
 
+def test_no_request_id_is_made_when_generation_is_off(gyrus_factory, backend_factory, tmp_path):
+    """generate_request_id: false (Envoy's switch): a request without an id goes upstream without
+    one, a client's valid id is still passed on, a bad one is dropped, and the access log shows "-"."""
+    be = backend_factory()
+    port = free_port()
+    log = tmp_path / "access.log"
+    gyrus_factory(simple_mesh(port, [be.port], listener_extra={
+        "generate_request_id": False,
+        "access_loggers": {"http_connection_loggers": {"file_loggers": [
+            {"path": str(log), "format": "%PATH% %REQ(X-REQUEST-ID)%"}]}}}), "test")
+
+    def upstream_headers(path, **headers):
+        r = requests.get(f"http://127.0.0.1:{port}{path}", headers=headers, timeout=5)
+        assert r.status_code == 200
+        return dict(line.split(": ", 1) for line in r.text.splitlines())
+
+    none = upstream_headers("/headers")
+    assert "x-request-id" not in none
+    assert none["x-forwarded-proto"] == "http" and none["via"] == "1.1 gyrus"  # the other headers still go
+    assert upstream_headers("/headers", **{"X-Request-Id": "abc-123"})["x-request-id"] == "abc-123"
+    assert "x-request-id" not in upstream_headers("/headers", **{"X-Request-Id": "bad id"})
+    wait_for(lambda: log.exists() and log.read_text().count("\n") == 3, 5, what="three access log lines")
+    assert log.read_text() == "/headers -\n/headers abc-123\n/headers -\n"
+
+
 def test_requests_session_keepalive_and_upstream_reuse(gyrus_factory, backend_factory):
     be = backend_factory()
     port = free_port()

@@ -41,7 +41,7 @@ static const char *const MESH = "["
     "  'domain_keys':['d-prefix-www','d-star','d-prefix-api','d-long-suffix','d-exact','d-elsewhere'],"
     "  'stream_idle_timeout':'250ms','request_timeout':'1.5s','request_headers_timeout':'2m',"
     "  'idle_timeout':7,'drain_timeout':'1h','max_request_headers_kb':64,'max_headers_count':50,"
-    "  'use_remote_address':false,"
+    "  'use_remote_address':false,'generate_request_id':false,"
     "  'access_loggers':{'http_connection_loggers':{'file_loggers':["
     "     {'path':'/tmp/a.log'},{'path':'/tmp/b.log','format':'%START_TIME% %PATH%'},"
     "     {'path':'/tmp/c.log','format':'x','json_format':{'a':'b'}}]}}},"
@@ -199,6 +199,7 @@ static void test_listeners(void **state)
     assert_int_equal(l1->max_request_headers_kb, 64);
     assert_int_equal(l1->max_headers, 50);
     assert_false(l1->use_remote_address);
+    assert_false(l1->generate_request_id);
     assert_int_equal(l1->naccess_logs, 3);
     assert_string_equal(l1->access_logs[0].path, "/tmp/a.log");
     assert_null(l1->access_logs[0].format);
@@ -224,6 +225,7 @@ static void test_listeners(void **state)
     assert_int_equal(d->max_request_headers_kb, 32);
     assert_int_equal(d->max_headers, 100);
     assert_true(d->use_remote_address);
+    assert_true(d->generate_request_id);
     assert_int_equal(d->nvhosts, 2);
     assert_string_equal(d->vhosts[0]->key, "d-9090b"); /* exact before "*" */
     assert_string_equal(d->vhosts[1]->key, "d-9090");

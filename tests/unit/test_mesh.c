@@ -358,6 +358,7 @@ static const struct {
     { "3/max_request_headers_kb", "97", "listener \"ingress\": max_request_headers_kb: must be between 1 and 96, got 97" },
     { "3/max_headers_count", "0", "listener \"ingress\": max_headers_count: must be between 1 and 1000, got 0" },
     { "3/use_remote_address", "\"yes\"", "listener \"ingress\": use_remote_address: must be a boolean, got \"yes\"" },
+    { "3/generate_request_id", "1", "listener \"ingress\": generate_request_id: must be a boolean, got 1" },
     { "3/request_headers_timeout", "\"10 s\"",
       "listener \"ingress\": request_headers_timeout: must be a duration such as \"250ms\", \"5s\" or \"1m30s\", got \"10 s\"" },
     { "3/drain_timeout", "30", NULL },
