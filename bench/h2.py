@@ -13,6 +13,11 @@
 3. The same GET to an nginx that ends each connection by GOAWAY after 1,000 requests (its
    default keepalive_requests): how many requests each proxy loses.
 
+Every proxy adds X-Forwarded-For, X-Forwarded-Proto and Via; none adds X-Request-ID, because
+nghttpx cannot make one (gyrus: generate_request_id: false; HAProxy: no unique-id-header). A new
+id in every request costs the backend a literal to decode; "gyrus-default", gyrus making one as
+it does by default, is measured in the two uncapped cases beside the others, with no target.
+
 Subjects run one worker/thread pinned to one CPU, the load generator and backend on the other
 (as bench/run.py does); all subjects run at once and are measured in turn for --rounds rounds,
 the proxies taking turns at going first; the median round of each counts, and the median of the
@@ -96,9 +101,11 @@ def start_backends(ctx):
     return {"h2": get, "h2-nginx": nginx, "grpc": grpc, "rotate": rotate}
 
 
-def gyrus_conf(port, b):
+def gyrus_conf(port, b, request_id=False):
+    """request_id=False: no X-Request-ID, as nghttpx cannot make one (see markdown())."""
     return f"""\
 - {{kind: listener, listener_key: ingress, name: ingress, ip: 127.0.0.1, port: {port}, protocol: http_auto, domain_keys: [ingress],
+   generate_request_id: {str(request_id).lower()},
    http2_protocol_options: {{max_concurrent_streams: 1000, initial_stream_window_size: 1048576}}}}
 - {{kind: domain, domain_key: ingress, name: "*", port: {port}}}
 - {{kind: proxy, proxy_key: bench, name: bench, listener_keys: [ingress]}}
@@ -137,7 +144,7 @@ defaults
     timeout server 300s
 frontend ingress
     bind 127.0.0.1:{port} proto h2
-{haproxy_forwarding("2")}    use_backend grpc if {{ path_beg /bench.Echo/ }}
+{haproxy_forwarding("2", request_id=False)}    use_backend grpc if {{ path_beg /bench.Echo/ }}
     use_backend rotate if {{ path_beg {ROTATE_PATH} }}
     use_backend nginx if {{ path_beg {NGINX_PATH} }}
     default_backend web
@@ -152,12 +159,12 @@ backend nginx
 """
 
 
-def start_gyrus(ctx, binary, b):
+def start_gyrus(ctx, binary, b, name="gyrus", request_id=False):
     port, admin = free_port(), free_port()
-    conf = _write(f"{ctx.tmp}/mesh-h2.yaml", gyrus_conf(port, b))
+    conf = _write(f"{ctx.tmp}/mesh-{name}.yaml", gyrus_conf(port, b, request_id))
     proc = ctx.registry.start(gyrus_argv(os.path.abspath(binary), conf, admin), cpu=measure.SUBJECT_CPU,
-                              log_path=f"{ctx.tmp}/gyrus-h2.log")
-    return Running("gyrus", proc, port, [f"{ctx.tmp}/gyrus-h2.log"])
+                              log_path=f"{ctx.tmp}/{name}.log")
+    return Running(name, proc, port, [f"{ctx.tmp}/{name}.log"])
 
 
 def start_nghttpx(ctx, b):
@@ -257,6 +264,7 @@ def run(args, tmp, registry, nofile):
     ports = {kind: b.port for kind, b in backends.items()}
     starters = {
         "gyrus": lambda: start_gyrus(ctx, args.gyrus, ports),
+        DEFAULT: lambda: start_gyrus(ctx, args.gyrus, ports, DEFAULT, request_id=True),
         "nghttpx": lambda: start_nghttpx(ctx, ports),
         "haproxy": lambda: start_haproxy(ctx, ports),
     }
@@ -282,6 +290,8 @@ def run(args, tmp, registry, nofile):
             for name in order:
                 if name in failed or (name == "direct" and kind in ("rotate", *CAPPED_KINDS)):
                     continue  # h2load does not reconnect after a GOAWAY: no direct path for "rotate"
+                if name == DEFAULT and kind not in DEFAULT_KINDS:
+                    continue
                 try:
                     if kind in CAPPED_KINDS:
                         with procs.CpuLimit(running[name].pid, args.cpu_limit, "h2", CAP_PERIOD_US) as cap:
@@ -334,6 +344,8 @@ def run(args, tmp, registry, nofile):
 
 
 CAPPED = "-capped"
+DEFAULT = "gyrus-default"  # gyrus as it comes: a new X-Request-ID for every request
+DEFAULT_KINDS = ("h2", "grpc")
 CAPPED_KINDS = ("h2" + CAPPED, "grpc" + CAPPED)
 KINDS = ("h2", "h2-nginx", "grpc", "rotate", *CAPPED_KINDS)
 CAP_PERIOD_US = 10_000  # a short CFS period: a throttled proxy waits at most a few ms
@@ -344,11 +356,17 @@ def ratio(res, a, b, key):
     return ra[key] / rb[key] if key in ra and key in rb and rb[key] else None
 
 
-def paired(res, other, key="rounds_requests_per_sec"):
+def paired(res, other, key="rounds_requests_per_sec", who="gyrus"):
     """Median over the rounds of gyrus's figure (req/s, p99) over `other`'s in the same round."""
-    g, o = res.get("gyrus", {}), res.get(other, {})
+    g, o = res.get(who, {}), res.get(other, {})
     ratios = [a / b for a, b in zip(g.get(key, []), o.get(key, [])) if b]
     return statistics.median(ratios) if ratios else 0.0
+
+
+def backend_us(r):
+    """The backend's CPU µs per request in the median round (it is pinned with the load)."""
+    cpu = r.get("cpu_percent", {}).get("backend")
+    return cpu / 100 * 1e6 / r["requests_per_sec"] if cpu and r.get("requests_per_sec") else None
 
 
 def markdown(res, args):
@@ -360,9 +378,12 @@ def markdown(res, args):
              "serving a 64-byte file. *h2c GET to nginx*: the same GET to an nginx http2 backend (`return 200`). "
              "*gRPC*: POST of a 16-byte gRPC message (`content-type: application/grpc`, `te: trailers`) to "
              "nghttpd answering a gRPC frame plus `grpc-status`/`grpc-message` trailers — gRPC-shaped unary calls, "
-             "the same driver for every proxy. p50/p99 from h2load's per-request log. Every proxy adds the "
-             "forwarding headers gyrus adds by default (X-Forwarded-For, X-Forwarded-Proto, X-Request-ID, Via; "
-             "nghttpx cannot generate a request id, so it adds the other three). "
+             "the same driver for every proxy. p50/p99 from h2load's per-request log. Every proxy adds "
+             "X-Forwarded-For, X-Forwarded-Proto and Via, as gyrus does by default. None adds an X-Request-ID: "
+             "nghttpx cannot make one, so gyrus runs with `generate_request_id: false` and HAProxy without "
+             "`unique-id-header`. A new id in every request is a literal the backend must decode each time (HPACK "
+             f"cannot index it). *{DEFAULT}* is gyrus as it comes, making one for every request, measured in the "
+             "two uncapped cases with no target: it shows what the id costs. "
              f"All proxies run at once and {args.rounds} rounds measure each subject in turn, the proxies taking "
              "turns at going first; the row shows the round with the subject's median req/s, then every round's "
              "req/s and p99. CPU is the subject's (the "
@@ -393,8 +414,8 @@ def markdown(res, args):
                   "| subject | req/s (median round) | p50 | p99 | failed | CPU | CPU µs / request | req/s of each round "
                   "| p99 of each round (ms) |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for name in ("direct", "gyrus", "nghttpx", "haproxy"):
-            if name == "direct" and kind.endswith(CAPPED):
+        for name in ("direct", "gyrus", "nghttpx", "haproxy", DEFAULT):
+            if (name == "direct" and kind.endswith(CAPPED)) or (name == DEFAULT and name not in res[kind]):
                 continue
             r = res[kind].get(name, {})
             if "requests_per_sec" not in r:
@@ -422,6 +443,14 @@ def markdown(res, args):
                           f"{pp['nghttpx']:.3f} and {pp['haproxy']:.3f})"
                           + (f"; CPU per request gyrus/nghttpx = {cn:.3f}, gyrus/HAProxy = {ch:.3f} (lower is better)."
                              if cn is not None and ch is not None else ".")]
+        dn, dp = ratio(res[kind], DEFAULT, "nghttpx", "requests_per_sec"), ratio(res[kind], DEFAULT, "nghttpx", "p99_us")
+        if dn is not None and dp is not None:
+            be = {name: backend_us(res[kind].get(name, {})) for name in ("gyrus", DEFAULT, "nghttpx")}
+            lines += ["", f"{DEFAULT} (with X-Request-ID, no target): req/s over nghttpx's = {dn:.3f} (per-round: "
+                          f"{paired(res[kind], 'nghttpx', who=DEFAULT):.3f}), p99 = {dp:.3f} (per-round: "
+                          f"{paired(res[kind], 'nghttpx', 'rounds_p99_us', DEFAULT):.3f}); the backend's CPU per request "
+                          "behind gyrus without and with the id, and behind nghttpx: "
+                          + ", ".join(f"{be[n]:.2f} µs" if be[n] else "?" for n in ("gyrus", DEFAULT, "nghttpx")) + "."]
         lines.append("")
     lines += ["**An upstream that ends its connections**", "",
               f"h2c GET through each proxy to nginx with `keepalive_requests {ROTATE_REQUESTS}` (its default): every "

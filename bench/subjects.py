@@ -121,16 +121,15 @@ NGINX_FORWARDING = """\
 """
 
 
-def haproxy_forwarding(via_version, proto="http"):
+def haproxy_forwarding(via_version, proto="http", request_id=True):
     """HAProxy frontend lines adding the forwarding headers gyrus adds by default, so that every
-    proxy does the same work."""
+    proxy does the same work (without X-Request-ID where a compared proxy cannot make one)."""
+    rid = "    unique-id-format %[uuid()]\n    unique-id-header X-Request-ID\n" if request_id else ""
     return f"""\
-    # the forwarding headers gyrus adds by default, so that every proxy does the same work
+    # the forwarding headers gyrus adds, so that every proxy does the same work
     option forwardfor
     http-request set-header X-Forwarded-Proto {proto}
-    unique-id-format %[uuid()]
-    unique-id-header X-Request-ID
-    http-request add-header Via "{via_version} haproxy"
+{rid}    http-request add-header Via "{via_version} haproxy"
     http-response add-header Via "{via_version} haproxy"
 """
 
