@@ -1,14 +1,15 @@
 /* A blocking HTTP/1.1 client on our own codec; see client.h. */
 #include "http/client.h"
 
+#include <ares.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
-#include <netdb.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,17 +122,109 @@ static int wait_fd(int fd, short events, uint64_t until, const struct gy_http_re
     }
 }
 
+struct lookup {
+    bool done;
+    int status;
+    struct ares_addrinfo *res;
+};
+
+static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+{
+    struct lookup *l = arg;
+
+    (void)timeouts;
+    l->done = true;
+    l->status = status;
+    l->res = res;
+}
+
+static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
+
+static void ares_start(void)
+{
+    ares_library_init(ARES_LIB_INIT_ALL);
+}
+
+/* One round of waiting on c-ares' sockets, at most TICK_MS and never past `until`. */
+static int ares_wait(ares_channel ch, uint64_t until)
+{
+    ares_socket_t socks[ARES_GETSOCK_MAXNUM];
+    struct pollfd p[ARES_GETSOCK_MAXNUM];
+    /* the bits as unsigned: c-ares' ARES_GETSOCK_WRITABLE shifts a signed 1 into the sign bit */
+    unsigned bits = (unsigned)ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
+    nfds_t n = 0;
+
+    for (unsigned i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+        short ev = (short)((bits & (1u << i) ? POLLIN : 0) | (bits & (1u << (i + ARES_GETSOCK_MAXNUM)) ? POLLOUT : 0));
+        if (ev != 0)
+            p[n++] = (struct pollfd){ .fd = socks[i], .events = ev };
+    }
+    uint64_t now = gy_now_ms(), left = until > now ? until - now : 0;
+    struct timeval tick = { .tv_sec = 0, .tv_usec = (left < TICK_MS ? (long)left : TICK_MS) * 1000 }, tv;
+    const struct timeval *t = ares_timeout(ch, &tick, &tv);
+    int k = poll(p, n, (int)(t->tv_sec * 1000 + t->tv_usec / 1000));
+    if (k < 0 && errno != EINTR)
+        return GY_EIO;
+    if (k <= 0) {
+        ares_process_fd(ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* c-ares' own timeouts and retries */
+        return 0;
+    }
+    for (nfds_t i = 0; i < n; i++)
+        ares_process_fd(ch, p[i].revents & (POLLIN | POLLERR | POLLHUP) ? p[i].fd : ARES_SOCKET_BAD,
+                        p[i].revents & POLLOUT ? p[i].fd : ARES_SOCKET_BAD);
+    return 0;
+}
+
+/*
+ * The host's addresses for t->port, by c-ares (/etc/hosts, then the resolvers of resolv.conf):
+ * unlike getaddrinfo, the lookup is bounded by `until` and ends when the caller cancels, so that
+ * a resolver that does not answer cannot hold up a proxy's shutdown. *out: free with
+ * ares_freeaddrinfo.
+ */
+static int resolve(const struct target *t, const struct gy_http_request *req, uint64_t until,
+                   struct ares_addrinfo **out, char *why, size_t whylen)
+{
+    struct ares_addrinfo_hints hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+    struct lookup l = { 0 };
+    ares_channel ch;
+    int rc = 0;
+
+    pthread_once(&ares_once, ares_start);
+    int arc = ares_init(&ch);
+    if (arc != ARES_SUCCESS)
+        return fail(why, whylen, GY_EIO, "cannot resolve %s: no resolver: %s", t->host, ares_strerror(arc));
+    ares_getaddrinfo(ch, t->host, t->port, &hints, on_addrinfo, &l);
+    while (!l.done && rc == 0) {
+        if (req->cancel != NULL && req->cancel(req->cancel_arg))
+            rc = fail(why, whylen, GY_ECANCELED, "cancelled");
+        else if (gy_now_ms() >= until)
+            rc = fail(why, whylen, GY_ETIMEDOUT, "cannot resolve %s: timed out", t->host);
+        else if (ares_wait(ch, until) != 0)
+            rc = fail(why, whylen, GY_EIO, "cannot resolve %s: %s", t->host, strerror(errno));
+    }
+    ares_destroy(ch); /* a lookup still running ends here (its callback gets ARES_EDESTRUCTION) */
+    if (rc == 0 && l.status != ARES_SUCCESS)
+        rc = fail(why, whylen, GY_EIO, "cannot resolve %s: %s", t->host, ares_strerror(l.status));
+    if (rc == 0 && (l.res == NULL || l.res->nodes == NULL))
+        rc = fail(why, whylen, GY_EIO, "cannot resolve %s: no address", t->host);
+    if (rc != 0) {
+        ares_freeaddrinfo(l.res);
+        return rc;
+    }
+    *out = l.res;
+    return 0;
+}
+
 static int open_conn(const struct target *t, const struct gy_http_request *req, uint64_t until, char *why,
                      size_t whylen)
 {
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res = NULL;
+    struct ares_addrinfo *res = NULL;
     uint64_t per = req->connect_timeout_ms ? req->connect_timeout_ms : 5000;
-    int rc = getaddrinfo(t->host, t->port, &hints, &res), fd = -1, err = 0;
+    int rc = resolve(t, req, until, &res, why, whylen), fd = -1, err = 0;
 
     if (rc != 0)
-        return fail(why, whylen, GY_EIO, "cannot resolve %s: %s", t->host,
-                    rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        return rc;
+    for (struct ares_addrinfo_node *ai = res->nodes; ai != NULL; ai = ai->ai_next) {
         if ((fd = gy_connect(ai->ai_addr, ai->ai_addrlen)) < 0) {
             err = errno;
             continue;
@@ -143,13 +236,13 @@ static int open_conn(const struct target *t, const struct gy_http_request *req, 
         close(fd);
         fd = -1;
         if (w == GY_ECANCELED) {
-            freeaddrinfo(res);
+            ares_freeaddrinfo(res);
             return fail(why, whylen, GY_ECANCELED, "cancelled");
         }
         if (w != 0)
             err = ETIMEDOUT;
     }
-    freeaddrinfo(res);
+    ares_freeaddrinfo(res);
     if (fd < 0)
         return fail(why, whylen, GY_EIO, "cannot connect to %s: %s", t->authority, strerror(err ? err : EIO));
     return fd;

@@ -2,7 +2,9 @@
  * A small blocking HTTP/1.1 client for the proxy's own calls to the control plane: the config long
  * poll (proxy/xds.c) and certificate signing (proxy/identity.c). http:// or https:// (OpenSSL, the
  * server's certificate verified against `ca_file` and the URL's host), one connection per request,
- * run on the caller's thread; answers are parsed by our own codec (http/h1.c). With it a
+ * run on the caller's thread; names are looked up by c-ares, so that the lookup too ends at the
+ * timeout or when the caller cancels (getaddrinfo cannot be stopped); answers are parsed by our
+ * own codec (http/h1.c). With it a
  * sidecar never loads libcurl and the 27 libraries it pulls in: an idle `--control` proxy went from
  * 11.8 to 7.4 MiB resident (0.7 MiB of it its own memory). The control plane and the CLI still use
  * libcurl.

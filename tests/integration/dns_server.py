@@ -4,7 +4,7 @@ It answers A, AAAA and SRV questions from a table the test edits while it runs, 
 the test chooses; a name it does not know is NXDOMAIN and a known name without records of the
 asked type is NODATA, both with an SOA in the authority section whose MINIMUM is the negative
 TTL. Answers that do not fit a 512-byte UDP message are truncated (TC set), and the same port
-serves DNS over TCP, where they come whole. Runs in threads of the test process on 127.0.0.1.
+serves DNS over TCP, where they come whole. Runs in threads of the test process on 127.0.0.1 (or `host`).
 """
 import ipaddress
 import socket
@@ -35,14 +35,14 @@ def _read_name(msg, pos):
 
 
 class DnsServer:
-    def __init__(self, port=0, negative_ttl=1, zone="gyrus.test"):
+    def __init__(self, port=0, negative_ttl=1, zone="gyrus.test", host="127.0.0.1"):
         for attempt in range(50):  # one port number free for both UDP and TCP
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                self.sock.bind(("127.0.0.1", port))
-                self.tcp.bind(("127.0.0.1", self.sock.getsockname()[1]))
+                self.sock.bind((host, port))
+                self.tcp.bind((host, self.sock.getsockname()[1]))
                 break
             except OSError:
                 self.sock.close()
