@@ -10,11 +10,19 @@ import socket
 import subprocess
 import time
 
+import pytest
 import requests
 
 from control_fixtures import control, control_factory  # noqa: F401
 from conftest import GYRUS, Process, free_port, wait_for
 from dns_server import DnsServer
+
+
+def can_unshare_mounts():
+    return subprocess.run(["unshare", "--mount", "true"], capture_output=True, timeout=10).returncode == 0
+
+
+pytestmark = pytest.mark.skipif(not can_unshare_mounts(), reason="needs root to make a mount namespace (unshare)")
 
 
 def loopback_53():
