@@ -357,7 +357,7 @@ def ratio(res, a, b, key):
 
 
 def paired(res, other, key="rounds_requests_per_sec", who="gyrus"):
-    """Median over the rounds of gyrus's figure (req/s, p99) over `other`'s in the same round."""
+    """Median over the rounds of `who`'s figure (req/s, p99) over `other`'s in the same round."""
     g, o = res.get(who, {}), res.get(other, {})
     ratios = [a / b for a, b in zip(g.get(key, []), o.get(key, [])) if b]
     return statistics.median(ratios) if ratios else 0.0
@@ -381,9 +381,10 @@ def markdown(res, args):
              "the same driver for every proxy. p50/p99 from h2load's per-request log. Every proxy adds "
              "X-Forwarded-For, X-Forwarded-Proto and Via, as gyrus does by default. None adds an X-Request-ID: "
              "nghttpx cannot make one, so gyrus runs with `generate_request_id: false` and HAProxy without "
-             "`unique-id-header`. A new id in every request is a literal the backend must decode each time (a value that "
-             f"never repeats gains nothing from the HPACK table). *{DEFAULT}* is gyrus as it comes, making one for every request, measured in the "
-             "two uncapped cases with no target: it shows what the id costs. "
+             "`unique-id-header`. A new id in every request is a literal the backend must decode each time "
+             f"(a value that never repeats gains nothing from the HPACK table). *{DEFAULT}* is gyrus as it comes, "
+             "making one for every request, measured in the two uncapped cases with no target: it shows what the "
+             "id costs. "
              f"All proxies run at once and {args.rounds} rounds measure each subject in turn, the proxies taking "
              "turns at going first; the row shows the round with the subject's median req/s, then every round's "
              "req/s and p99. CPU is the subject's (the "
@@ -443,13 +444,14 @@ def markdown(res, args):
                           f"{pp['nghttpx']:.3f} and {pp['haproxy']:.3f})"
                           + (f"; CPU per request gyrus/nghttpx = {cn:.3f}, gyrus/HAProxy = {ch:.3f} (lower is better)."
                              if cn is not None and ch is not None else ".")]
-        dn, dp = ratio(res[kind], DEFAULT, "nghttpx", "requests_per_sec"), ratio(res[kind], DEFAULT, "nghttpx", "p99_us")
+        dn = ratio(res[kind], DEFAULT, "nghttpx", "requests_per_sec")
+        dp = ratio(res[kind], DEFAULT, "nghttpx", "p99_us")
         if dn is not None and dp is not None:
             be = {name: backend_us(res[kind].get(name, {})) for name in ("gyrus", DEFAULT, "nghttpx")}
             lines += ["", f"{DEFAULT} (with X-Request-ID, no target): req/s over nghttpx's = {dn:.3f} (per-round: "
                           f"{paired(res[kind], 'nghttpx', who=DEFAULT):.3f}), p99 = {dp:.3f} (per-round: "
-                          f"{paired(res[kind], 'nghttpx', 'rounds_p99_us', DEFAULT):.3f}); the backend's CPU per request "
-                          "behind gyrus without and with the id, and behind nghttpx: "
+                          f"{paired(res[kind], 'nghttpx', 'rounds_p99_us', DEFAULT):.3f}); the backend's CPU per "
+                          "request in the median round behind gyrus without the id, with it, and behind nghttpx: "
                           + ", ".join(f"{be[n]:.2f} µs" if be[n] else "?" for n in ("gyrus", DEFAULT, "nghttpx")) + "."]
         lines.append("")
     lines += ["**An upstream that ends its connections**", "",

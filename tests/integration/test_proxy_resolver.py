@@ -60,7 +60,8 @@ def mesh(port, backend_port):
          "domain_keys": ["in"]},
         {"kind": "domain", "domain_key": "in", "name": "*", "port": port},
         {"kind": "proxy", "proxy_key": "svc", "name": "svc", "listener_keys": ["in"]},
-        {"kind": "cluster", "cluster_key": "c", "name": "c", "instances": [{"host": "127.0.0.1", "port": backend_port}]},
+        {"kind": "cluster", "cluster_key": "c", "name": "c",
+         "instances": [{"host": "127.0.0.1", "port": backend_port}]},
         {"kind": "route", "route_key": "root", "domain_key": "in", "route_match": {"path": "/", "match_type": "prefix"},
          "rules": [{"constraints": {"light": [{"cluster_key": "c", "weight": 1}]}}]},
     ]
