@@ -1,8 +1,8 @@
 /*
  * gyrus dev: a whole mesh on this machine, in one command. It starts the control plane (SQLite
- * in a temp dir), two demo services (echo, fibonacci) with a sidecar each, and an edge proxy;
- * the proxies get their config from the control plane, and the sidecars are found through
- * flat-file discovery. Ctrl-C stops all of it.
+ * in a temp dir, HTTPS with a certificate from its own CA), two demo services (echo, fibonacci)
+ * with a sidecar each, and an edge proxy; the proxies get their config from the control plane,
+ * and the sidecars are found through flat-file discovery. Ctrl-C stops all of it.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -225,10 +225,44 @@ static void write_file(const char *path, const char *fmt, ...)
         gy_fatal("cannot write %s: %s", path, strerror(errno));
 }
 
-/* Runs `gyrus apply -f mesh --control url` and waits for it. */
-static bool apply_mesh(const char *mesh, const char *url)
+/* A CLI client for the control plane, trusting its CA's root (the control plane serves HTTPS with a
+ * certificate from its own CA, --tls-auto). */
+static void control_client(struct gy_client *c, const char *url, const char *ca)
 {
-    char *argv[] = { "gyrus", "apply", "-q", "-f", (char *)mesh, "--control", (char *)url, NULL };
+    gy_client_init(c, url);
+    snprintf(c->ca, sizeof(c->ca), "%s", ca);
+}
+
+/* Waits up to 10 s for the control plane's /ready over HTTPS; false if a child died or time ran out. */
+static bool control_ready(struct child *ch, int n, const char *url, const char *ca)
+{
+    for (int t = 0; t < 100 && !stop_requested; t++) {
+        struct gy_client c;
+        char err[300];
+        long status = 0;
+        json_t *res = NULL;
+
+        nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
+        if (child_died(ch, n))
+            return false;
+        if (access(ca, R_OK) != 0)
+            continue; /* the CA's root is written as the control plane starts */
+        control_client(&c, url, ca);
+        c.timeout_ms = 1000;
+        int rc = gy_client_call(&c, "GET", "/ready", NULL, 0, &status, &res, err, sizeof(err));
+        json_decref(res);
+        gy_client_dispose(&c);
+        if (rc == 0 && status == 200)
+            return true;
+    }
+    return false;
+}
+
+/* Runs `gyrus apply -f mesh --control url --control-ca ca` and waits for it. */
+static bool apply_mesh(const char *mesh, const char *url, const char *ca)
+{
+    char *argv[] = { "gyrus", "apply", "-q", "-f", (char *)mesh, "--control", (char *)url, "--control-ca", (char *)ca,
+                     NULL };
     int status = 0;
     pid_t pid = spawn(argv);
 
@@ -239,7 +273,7 @@ static bool apply_mesh(const char *mesh, const char *url)
 
 /* A one-use join token for a proxy of the demo, so that it gets its SVID and the traffic between
  * the proxies turns to mTLS by itself; "" (no identity) if the CA cannot give one. */
-static void join_token(const char *url, const char *service, char *out, size_t len)
+static void join_token(const char *url, const char *ca, const char *service, char *out, size_t len)
 {
     struct gy_client c;
     char body[160], err[300];
@@ -248,7 +282,7 @@ static void join_token(const char *url, const char *service, char *out, size_t l
 
     out[0] = '\0';
     snprintf(body, sizeof(body), "{\"service\":\"%s\",\"zone\":\"dev\",\"uses\":1,\"ttl\":\"10m\"}", service);
-    gy_client_init(&c, url);
+    control_client(&c, url, ca);
     if (gy_client_call(&c, "POST", "/v1.0/ca/tokens", body, strlen(body), &status, &res, err, sizeof(err)) != 0 ||
         status / 100 != 2)
         gy_warn("no join token for %s (%s): it runs without a mesh identity", service,
@@ -261,22 +295,24 @@ static void join_token(const char *url, const char *service, char *out, size_t l
     gy_client_dispose(&c);
 }
 
-static void banner(const char *dir, const struct ports *p)
+static void banner(const char *dir, const char *ca, const struct ports *p)
 {
     printf("\ngyrus dev mesh is up (files in %s)\n\n"
            "  edge:          http://127.0.0.1:%d/\n"
            "  try:           curl http://127.0.0.1:%d/services/echo/echo\n"
            "                 curl http://127.0.0.1:%d/services/fibonacci/fib/30\n"
-           "  control plane: http://127.0.0.1:%d/v1.0/route   (gyrus status --control http://127.0.0.1:%d)\n"
+           "  control plane: https://127.0.0.1:%d/  (its CA's root: %s)\n"
+           "                 export GYRUS_CONTROL=https://127.0.0.1:%d GYRUS_CONTROL_CA=%s\n"
+           "                 then: gyrus status, gyrus get route; or curl --cacert %s https://127.0.0.1:%d/v1.0/route\n"
            "  edge admin:    http://127.0.0.1:%d/stats/prometheus\n"
            "  sidecar admin: http://127.0.0.1:%d/ (echo), http://127.0.0.1:%d/ (fibonacci)\n"
            "  identities:    the proxies hold SPIFFE SVIDs from the control plane's CA (their /certs);\n"
            "                 edge -> sidecar traffic is mTLS, and the sidecars refuse anyone without one\n\n"
-           "Change the mesh with `gyrus apply -f %s/mesh.yaml --control http://127.0.0.1:%d` after\n"
+           "Change the mesh with `gyrus apply -f %s/mesh.yaml` (with the exports above) after\n"
            "editing it, or the instances in %s/discovery.yaml. Access log of the edge follows;\n"
            "Ctrl-C stops everything.\n\n",
-           dir, p->edge, p->edge, p->edge, p->control, p->control, p->admin[0], p->admin[1], p->admin[2], dir,
-           p->control, dir);
+           dir, p->edge, p->edge, p->edge, p->control, ca, p->control, ca, ca, p->control, p->admin[0], p->admin[1],
+           p->admin[2], dir, dir);
     fflush(stdout);
 }
 
@@ -288,6 +324,7 @@ int gy_cmd_dev(int argc, char **argv)
     bool keep = false;
     struct gy_flags f;
     char dir[] = "/tmp/gyrus-dev-XXXXXX", mesh[128], disc[128], disc_spec[140], cdir[128], cache[128], url[64];
+    char ca[160];
     char addr[3][32], admin[3][32], clisten[32];
 
     gy_flags_init(&f, argc, argv, usage);
@@ -307,7 +344,8 @@ int gy_cmd_dev(int argc, char **argv)
     snprintf(disc_spec, sizeof(disc_spec), "file:%s", disc);
     snprintf(cdir, sizeof(cdir), "%s/control", dir);
     snprintf(cache, sizeof(cache), "%s/proxies", dir);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", p.control);
+    snprintf(ca, sizeof(ca), "%s/ca/root.crt", cdir);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d", p.control);
     snprintf(clisten, sizeof(clisten), "127.0.0.1:%d", p.control);
     write_file(mesh, mesh_template, p.echo_sc, p.echo_sc, p.fib_sc, p.fib_sc, p.edge, p.edge);
     write_file(disc, discovery_template, p.echo_svc, p.fib_svc, p.echo_sc, p.fib_sc);
@@ -316,16 +354,16 @@ int gy_cmd_dev(int argc, char **argv)
     for (int i = 0; i < 3; i++)
         snprintf(admin[i], sizeof(admin[i]), "127.0.0.1:%d", p.admin[i]);
     char tokens[3][128];
-    char *argvs[NCHILD][18] = {
-        { "gyrus", "control", "--listen", clisten, "--data-dir", cdir, "--discovery", disc_spec, NULL },
+    char *argvs[NCHILD][20] = {
+        { "gyrus", "control", "--listen", clisten, "--data-dir", cdir, "--discovery", disc_spec, "--tls-auto", NULL },
         { "gyrus", "demo-service", "--listen", addr[0], "--name", "echo", NULL },
         { "gyrus", "demo-service", "--listen", addr[1], "--name", "fibonacci", NULL },
-        { "gyrus", "proxy", "--control", url, "--name", "echo", "--zone", "dev", "--data-dir", cache, "--admin",
-          admin[1], "--workers", "1", NULL },
-        { "gyrus", "proxy", "--control", url, "--name", "fibonacci", "--zone", "dev", "--data-dir", cache, "--admin",
-          admin[2], "--workers", "1", NULL },
-        { "gyrus", "proxy", "--control", url, "--name", "edge", "--zone", "dev", "--data-dir", cache, "--admin",
-          admin[0], "--access-log", "-", NULL },
+        { "gyrus", "proxy", "--control", url, "--control-ca", ca, "--name", "echo", "--zone", "dev", "--data-dir",
+          cache, "--admin", admin[1], "--workers", "1", NULL },
+        { "gyrus", "proxy", "--control", url, "--control-ca", ca, "--name", "fibonacci", "--zone", "dev", "--data-dir",
+          cache, "--admin", admin[2], "--workers", "1", NULL },
+        { "gyrus", "proxy", "--control", url, "--control-ca", ca, "--name", "edge", "--zone", "dev", "--data-dir",
+          cache, "--admin", admin[0], "--access-log", "-", NULL },
     };
 
     /* No SA_RESTART: the signal must interrupt waitpid below. */
@@ -334,15 +372,13 @@ int gy_cmd_dev(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    const char *ready_path[] = { "/ready" };
-    bool ok = (ch[0].pid = spawn(argvs[0])) > 0 && wait_ready(ch, NCHILD, &p.control, ready_path, 1) &&
-              apply_mesh(mesh, url);
-    for (int i = 0; ok && i < 3; i++) { /* the proxies, argvs[3..5] (name at [5]): a token at the end */
+    bool ok = (ch[0].pid = spawn(argvs[0])) > 0 && control_ready(ch, NCHILD, url, ca) && apply_mesh(mesh, url, ca);
+    for (int i = 0; ok && i < 3; i++) { /* the proxies, argvs[3..5] (name at [7]): a token at the end */
         char **a = argvs[3 + i];
         size_t n = 0;
         while (a[n] != NULL)
             n++;
-        join_token(url, a[5], tokens[i], sizeof(tokens[i]));
+        join_token(url, ca, a[7], tokens[i], sizeof(tokens[i]));
         if (tokens[i][0] != '\0') {
             a[n] = "--join-token";
             a[n + 1] = tokens[i];
@@ -364,7 +400,7 @@ int gy_cmd_dev(int argc, char **argv)
             return 0;
         gy_fatal("the demo mesh did not start (ports %d-%d in use? files kept in %s)", base, base + 12, dir);
     }
-    banner(dir, &p);
+    banner(dir, ca, &p);
 
     int status = 0;
     while (!stop_requested) {

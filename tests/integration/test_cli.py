@@ -1,6 +1,7 @@
 """The binary's commands as a user meets them: errors are one clear line, `gyrus dev` runs a mesh."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -156,14 +157,17 @@ def test_gyrus_dev_runs_and_stops_cleanly():
                 break
             banner += line
         assert f"http://127.0.0.1:{base}/" in banner, banner
-        assert f"control plane: http://127.0.0.1:{base + 5}/" in banner, banner
+        # The control plane serves HTTPS with a certificate from its own CA; the banner says where its root is.
+        ca = re.search(r"control plane: https://127\.0\.0\.1:(\d+)/  \(its CA's root: (\S+)\)", banner)
+        assert ca and int(ca.group(1)) == base + 5, banner
+        ca = ca.group(2)
         r = requests.get(f"http://127.0.0.1:{base}/services/echo/echo", timeout=5)
         assert r.status_code == 200 and r.json()["service"] == "echo" and r.json()["path"] == "/echo"
         r = requests.get(f"http://127.0.0.1:{base}/services/fibonacci/fib/30", timeout=5)
         assert r.json()["fib"] == 832040
         assert requests.get(f"http://127.0.0.1:{base + 10}/ready", timeout=5).status_code == 200
         # The proxies got their config from the control plane and the sidecars came from discovery.
-        status = run("status", "--control", f"http://127.0.0.1:{base + 5}").stdout
+        status = run("status", "--control", f"https://127.0.0.1:{base + 5}", "--control-ca", ca).stdout
         assert all(f"{name} " in status for name in ("echo", "fibonacci", "edge")), status
         assert status.count("ACK") >= 3, status
         assert "DISCOVERED" in status and "ok, 4 clusters, 4 instances" in status, status
@@ -177,6 +181,10 @@ def test_gyrus_dev_runs_and_stops_cleanly():
         assert handshakes and handshakes[0] >= 1, prom
         with pytest.raises(requests.exceptions.ConnectionError):
             requests.get(f"http://127.0.0.1:{base + 1}/echo", timeout=5)
+        # The proxies polled and joined over HTTPS; plain HTTP to the control plane is turned away.
+        assert requests.get(f"https://127.0.0.1:{base + 5}/ready", verify=ca, timeout=5).status_code == 200
+        plain = requests.get(f"http://127.0.0.1:{base + 5}/ready", timeout=5)
+        assert plain.status_code == 400 and "use https://" in plain.json()["error"]["message"]
         children = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) == 6
         os.killpg(p.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
