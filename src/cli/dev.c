@@ -194,20 +194,41 @@ static bool child_died(struct child *ch, int n)
     return died;
 }
 
-/* Waits up to 10 s for every (port, path) to answer 200; false if a child died or time ran out. */
-static bool wait_ready(struct child *ch, int n, const int *ports, const char *const *paths, int count)
+/* Waits up to 10 s for ready(arg); false if a child died or time ran out. */
+static bool wait_until_ready(struct child *ch, int n, bool (*ready)(const void *arg), const void *arg)
 {
     for (int t = 0; t < 100 && !stop_requested; t++) {
-        bool all = true;
         nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
         if (child_died(ch, n))
             return false;
-        for (int i = 0; i < count && all; i++)
-            all = http_ok(ports[i], paths[i]);
-        if (all)
+        if (ready(arg))
             return true;
     }
     return false;
+}
+
+struct probes {
+    const int *ports;
+    const char *const *paths;
+    int count;
+};
+
+/* Every (port, path) answers 200. */
+static bool all_http_ok(const void *arg)
+{
+    const struct probes *pr = arg;
+
+    for (int i = 0; i < pr->count; i++)
+        if (!http_ok(pr->ports[i], pr->paths[i]))
+            return false;
+    return true;
+}
+
+static bool wait_ready(struct child *ch, int n, const int *ports, const char *const *paths, int count)
+{
+    const struct probes pr = { ports, paths, count };
+
+    return wait_until_ready(ch, n, all_http_ok, &pr);
 }
 
 static void write_file(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -233,29 +254,27 @@ static void control_client(struct gy_client *c, const char *url, const char *ca)
     snprintf(c->ca, sizeof(c->ca), "%s", ca);
 }
 
-/* Waits up to 10 s for the control plane's /ready over HTTPS; false if a child died or time ran out. */
-static bool control_ready(struct child *ch, int n, const char *url, const char *ca)
-{
-    for (int t = 0; t < 100 && !stop_requested; t++) {
-        struct gy_client c;
-        char err[300];
-        long status = 0;
-        json_t *res = NULL;
+struct control {
+    const char *url, *ca;
+};
 
-        nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
-        if (child_died(ch, n))
-            return false;
-        if (access(ca, R_OK) != 0)
-            continue; /* the CA's root is written as the control plane starts */
-        control_client(&c, url, ca);
-        c.timeout_ms = 1000;
-        int rc = gy_client_call(&c, "GET", "/ready", NULL, 0, &status, &res, err, sizeof(err));
-        json_decref(res);
-        gy_client_dispose(&c);
-        if (rc == 0 && status == 200)
-            return true;
-    }
-    return false;
+/* The control plane's /ready answers 200 over HTTPS, verified against its CA's root. */
+static bool control_ok(const void *arg)
+{
+    const struct control *cp = arg;
+    struct gy_client c;
+    char err[300];
+    long status = 0;
+    json_t *res = NULL;
+
+    if (access(cp->ca, R_OK) != 0)
+        return false; /* the CA's root is written as the control plane starts */
+    control_client(&c, cp->url, cp->ca);
+    c.timeout_ms = 1000;
+    int rc = gy_client_call(&c, "GET", "/ready", NULL, 0, &status, &res, err, sizeof(err));
+    json_decref(res);
+    gy_client_dispose(&c);
+    return rc == 0 && status == 200;
 }
 
 /* Runs `gyrus apply -f mesh --control url --control-ca ca` and waits for it. */
@@ -372,7 +391,9 @@ int gy_cmd_dev(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    bool ok = (ch[0].pid = spawn(argvs[0])) > 0 && control_ready(ch, NCHILD, url, ca) && apply_mesh(mesh, url, ca);
+    const struct control cp = { url, ca };
+    bool ok = (ch[0].pid = spawn(argvs[0])) > 0 && wait_until_ready(ch, NCHILD, control_ok, &cp) &&
+              apply_mesh(mesh, url, ca);
     for (int i = 0; ok && i < 3; i++) { /* the proxies, argvs[3..5] (name at [7]): a token at the end */
         char **a = argvs[3 + i];
         size_t n = 0;
